@@ -1,0 +1,222 @@
+//! How errors reach a human: the message, its causes, the place in a file with a caret, and a
+//! `hint:` where the fix is known.
+//!
+//! Library errors stay typed (`thiserror`); the ones that know a fix or a file position
+//! implement [`Diagnose`], and [`Report`] walks an error's `source()` chain to collect them.
+
+use std::error::Error;
+use std::fmt;
+use std::ops::Range;
+
+use serde::Serialize;
+
+use crate::model::PackName;
+
+/// What an error can add beyond its message.
+pub trait Diagnose {
+    /// How to fix it, when that is known.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+
+    /// Where in a file the problem is.
+    fn location(&self) -> Option<&Location> {
+        None
+    }
+}
+
+/// A position in a file, with the offending line for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// What names the file: a path, or `repo@commit:path` for a file read from Git.
+    pub file: String,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    /// The line with a caret under the span.
+    #[serde(skip)]
+    pub snippet: String,
+}
+
+impl Location {
+    /// The location of byte `span` in `text`.
+    pub fn at(file: impl fmt::Display, text: &str, span: Range<usize>) -> Self {
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line_text = text[line_start..line_end].trim_end_matches('\r');
+        let line = text[..start].matches('\n').count() + 1;
+        let column = text[line_start..start].chars().count() + 1;
+        let width = text[start..span.end.clamp(start, line_end)]
+            .chars()
+            .count()
+            .max(1);
+        let number = line.to_string();
+        let pad = " ".repeat(number.len());
+        let snippet = format!(
+            "{pad} |\n{number} | {line_text}\n{pad} | {}{}",
+            " ".repeat(column - 1),
+            "^".repeat(width)
+        );
+        Self {
+            file: file.to_string(),
+            line,
+            column,
+            snippet,
+        }
+    }
+
+    /// The location of the first line of `text` that starts with `key:` (a top-level YAML key),
+    /// or of the first line when there is none.
+    pub fn of_yaml_key(file: impl fmt::Display, text: &str, key: &str) -> Self {
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            if line
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            {
+                return Self::at(file, text, offset..offset + key.len());
+            }
+            offset += line.len();
+        }
+        Self::at(file, text, 0..0)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Finds the [`Diagnose`] side of an error in the chain, for every error type that has one.
+fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
+    macro_rules! try_types {
+        ($($ty:ty),* $(,)?) => {
+            $(if let Some(err) = err.downcast_ref::<$ty>() {
+                return Some(err);
+            })*
+        };
+    }
+    try_types!(
+        crate::config::ConfigError,
+        crate::source::SourceError,
+        crate::pack::PackError,
+        crate::mirror::MirrorError,
+        crate::python::PythonError,
+        crate::state::StateError,
+        crate::plan::PlanError,
+    );
+    None
+}
+
+/// An error made ready for display: message, causes, location, hint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackName>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Report {
+    pub fn new(err: &(dyn Error + 'static)) -> Self {
+        let mut causes = Vec::new();
+        let mut location = None;
+        let mut hint = None;
+        let chain = std::iter::successors(Some(err), |err| (*err).source());
+        for (depth, err) in chain.enumerate() {
+            if depth > 0 {
+                causes.push(err.to_string());
+            }
+            if let Some(diagnose) = as_diagnose(err) {
+                location = location.or_else(|| diagnose.location().cloned());
+                hint = hint.or_else(|| diagnose.hint());
+            }
+        }
+        Self {
+            pack: None,
+            message: err.to_string(),
+            causes,
+            location,
+            hint,
+        }
+    }
+
+    #[must_use]
+    pub fn for_pack(mut self, pack: &PackName) -> Self {
+        self.pack = Some(pack.clone());
+        self
+    }
+}
+
+impl fmt::Display for Report {
+    /// `error: <message>`, a `Caused by:` line per cause, the file snippet, then `hint:`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render("error", f)
+    }
+}
+
+impl Report {
+    /// Renders with another heading than `error`, e.g. `warning`.
+    pub fn render(&self, severity: &str, f: &mut impl fmt::Write) -> fmt::Result {
+        write!(f, "{severity}: ")?;
+        if let Some(pack) = &self.pack {
+            write!(f, "[{pack}] ")?;
+        }
+        writeln!(f, "{}", self.message)?;
+        for cause in &self.causes {
+            writeln!(f, "  Caused by: {cause}")?;
+        }
+        if let Some(location) = &self.location {
+            writeln!(f, "  --> {location}")?;
+            writeln!(f, "{}", location.snippet)?;
+        }
+        if let Some(hint) = &self.hint {
+            writeln!(f, "\nhint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_points_at_the_span() {
+        let text = "[agent]\nstate_dir = 3\n";
+        let loc = Location::at("site.toml", text, 20..21);
+        assert_eq!((loc.line, loc.column), (2, 13));
+        assert_eq!(loc.to_string(), "site.toml:2:13");
+        assert_eq!(loc.snippet, "  |\n2 | state_dir = 3\n  |             ^");
+    }
+
+    #[test]
+    fn yaml_key_location_finds_top_level_keys_only() {
+        let text = "name: x\nmeta:\n  version: 1\nversion: 0.2\n";
+        let loc = Location::of_yaml_key("pack.yaml", text, "version");
+        assert_eq!((loc.line, loc.column), (4, 1));
+        let missing = Location::of_yaml_key("pack.yaml", text, "author");
+        assert_eq!((missing.line, missing.column), (1, 1));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn report_lists_causes_after_the_message() {
+        let err = Outer(std::io::Error::other("inner"));
+        let report = Report::new(&err);
+        assert_eq!(report.message, "Outer");
+        assert_eq!(report.causes, vec!["inner".to_string()]);
+        assert_eq!(report.to_string(), "error: Outer\n  Caused by: inner\n");
+    }
+}

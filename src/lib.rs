@@ -1,0 +1,30 @@
+//! packsync deploys StackStorm packs from local Git repos the GitOps way.
+//!
+//! The pipeline, one way only:
+//! `config` (site config) -> `desired` (Git sources, pack checks, wheel mirror) ->
+//! `plan` (pure diff against `installed`) -> execute -> record.
+//!
+//! # Layout
+//! - [`model`]: pure types shared by every layer (pack names, digests, revisions, plans).
+//! - [`config`]: the site config file, parsed and validated with `file:line:col` errors.
+//! - [`source`]: Git access through git2 (local repos only): refs, trees, files.
+//! - [`pack`]: checks of what a pack carries: `pack.yaml`, `config.schema.yaml`, requirements.
+//! - [`mirror`]: index of the wheel mirror folder and requirement checks against it.
+//! - [`python`]: identity of the interpreter pack virtualenvs are built with.
+//! - [`state`]: the installed-state store (embedded file store).
+//! - [`desired`]: reads config, sources and mirror into the desired state.
+//! - [`plan`]: the pure function `desired x installed -> Plan`.
+//! - [`diagnostics`]: error reports with causes, file positions and hints.
+//! - [`cli`]: the command-line interface (argument parsing, printing, exit codes).
+
+pub mod cli;
+pub mod config;
+pub mod desired;
+pub mod diagnostics;
+pub mod mirror;
+pub mod model;
+pub mod pack;
+pub mod plan;
+pub mod python;
+pub mod source;
+pub mod state;

@@ -1,0 +1,5 @@
+//! The one integration test binary: real Git repos, real wheels, the real `packsync` binary.
+
+mod common;
+mod mirror;
+mod source;

@@ -1,0 +1,1 @@
+//! Tests of the mirror module against a real wheel folder.

@@ -1,0 +1,1 @@
+//! Tests of the source module against real Git repos.
