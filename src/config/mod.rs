@@ -1,9 +1,473 @@
-//! Stub: replaced by the real module.
+//! The site config (TOML, version 1): which packs, from which local Git repo and ref, where the
+//! wheel mirror and StackStorm's directories are.
+//!
+//! [`load`] parses the file into serde structs that refuse unknown keys (`raw`), then validates
+//! them into a [`SiteConfig`], collecting every problem with its `file:line:col` rather than
+//! stopping at the first. Relative paths resolve against the config file's folder. Nothing
+//! here reads Git or the mirror; that is `desired`'s job.
+
+mod raw;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use crate::diagnostics::{Diagnose, Location};
+use crate::model::{PackName, Prune};
+use crate::source::{self, RefSelector};
+
+/// Where StackStorm keeps packs, venvs and configs unless told otherwise.
+const DEFAULT_PACKS_DIR: &str = "/opt/stackstorm/packs";
+const DEFAULT_VIRTUALENVS_DIR: &str = "/opt/stackstorm/virtualenvs";
+const DEFAULT_CONFIGS_DIR: &str = "/opt/stackstorm/configs";
+const DEFAULT_PYTHON: &str = "/opt/stackstorm/st2/bin/python3";
+const DEFAULT_STATE_DIR: &str = "/var/lib/packsync";
+
+/// Placeholders an engine command may use.
+const PLACEHOLDERS: [&str; 5] = ["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
+
+/// A validated site config.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub agent: AgentConfig,
+    pub stackstorm: StackStormConfig,
+    pub mirror: MirrorConfig,
+    pub packs: Vec<PackConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    /// `None`: the machine's hostname.
+    pub host: Option<String>,
+    pub prune: Prune,
+}
+
+#[derive(Debug, Clone)]
+pub struct StackStormConfig {
+    pub packs_dir: PathBuf,
+    pub virtualenvs_dir: PathBuf,
+    pub configs_dir: PathBuf,
+    /// Interpreter for pack virtualenvs; a bare name is looked up on `PATH`.
+    pub python: PathBuf,
+    pub register: Option<CommandTemplate>,
+    pub unregister: Option<CommandTemplate>,
+    pub test: Option<CommandTemplate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub path: PathBuf,
+}
+
+/// An engine command: an argv list (no shell) with `{placeholder}`s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTemplate(pub Vec<String>);
+
+/// One `[[pack]]` entry.
+#[derive(Debug, Clone)]
+pub struct PackConfig {
+    pub name: PackName,
+    /// The local repository, resolved from `source`.
+    pub repo: PathBuf,
+    pub selector: RefSelector,
+    pub subdir: Option<PathBuf>,
+    pub enabled: bool,
+    /// `[pack.config]` values, as JSON (what StackStorm's config file holds).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Where each top-level `[pack.config]` key is in the site config, for error messages.
+    pub value_locations: BTreeMap<String, Location>,
+    /// Where the pack's `name` is in the site config.
+    pub location: Location,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("stub")]
-    Stub,
+    #[error("Failed to read the site config `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: {message}")]
+    Invalid {
+        location: Location,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
-impl crate::diagnostics::Diagnose for ConfigError {}
+impl Diagnose for ConfigError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Read { .. } => Some(
+                "pass `--config FILE` or set `PACKSYNC_CONFIG`; the default is \
+                 `/etc/packsync/packsync.toml`"
+                    .to_string(),
+            ),
+            ConfigError::Invalid { hint, .. } => hint.clone(),
+        }
+    }
+
+    fn location(&self) -> Option<&Location> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { location, .. } => Some(location),
+        }
+    }
+}
+
+/// Every problem found in one site config.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [only] => only.fmt(f),
+            all => write!(f, "The site config has {} errors", all.len()),
+        }
+    }
+}
+
+/// Reads and validates the site config at `path`.
+pub fn load(path: &Path) -> Result<SiteConfig, ConfigErrors> {
+    let text = fs_err::read_to_string(path).map_err(|source| {
+        ConfigErrors(vec![ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        }])
+    })?;
+    parse(path, &text)
+}
+
+/// Validates `text` as the site config read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigErrors> {
+    let raw: raw::RawSiteConfig = toml::from_str(text).map_err(|err| {
+        let span = err.span().unwrap_or(0..0);
+        ConfigErrors(vec![ConfigError::Invalid {
+            location: Location::at(path.display(), text, span),
+            message: err.message().trim_end().to_string(),
+            hint: None,
+        }])
+    })?;
+    let mut validator = Validator {
+        path,
+        text,
+        base_dir: path.parent().unwrap_or(Path::new(".")),
+        errors: Vec::new(),
+    };
+    let config = validator.site_config(raw);
+    if validator.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(validator.errors))
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    base_dir: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn location(&self, span: Range<usize>) -> Location {
+        Location::at(self.path.display(), self.text, span)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        let location = self.location(span);
+        self.errors.push(ConfigError::Invalid {
+            location,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn site_config(&mut self, raw: raw::RawSiteConfig) -> SiteConfig {
+        if let Some(version) = &raw.version
+            && *version.get_ref() != 1
+        {
+            self.error(
+                version.span(),
+                format!("Unsupported site config `version = {}`", version.get_ref()),
+                Some("this packsync reads `version = 1`".to_string()),
+            );
+        }
+        let agent = AgentConfig {
+            state_dir: self.path_or(raw.agent.state_dir.as_ref(), DEFAULT_STATE_DIR),
+            host: raw.agent.host.map(Spanned::into_inner),
+            prune: if raw.agent.prune.unwrap_or(false) {
+                Prune::On
+            } else {
+                Prune::Off
+            },
+        };
+        let stackstorm = StackStormConfig {
+            packs_dir: self.path_or(raw.stackstorm.packs_dir.as_ref(), DEFAULT_PACKS_DIR),
+            virtualenvs_dir: self.path_or(
+                raw.stackstorm.virtualenvs_dir.as_ref(),
+                DEFAULT_VIRTUALENVS_DIR,
+            ),
+            configs_dir: self.path_or(raw.stackstorm.configs_dir.as_ref(), DEFAULT_CONFIGS_DIR),
+            python: raw.stackstorm.python.as_ref().map_or_else(
+                || PathBuf::from(DEFAULT_PYTHON),
+                |python| self.program(python),
+            ),
+            register: self.command(raw.stackstorm.register, "register"),
+            unregister: self.command(raw.stackstorm.unregister, "unregister"),
+            test: self.command(raw.stackstorm.test, "test"),
+        };
+        let mirror = if let Some(mirror) = raw.mirror {
+            MirrorConfig {
+                path: self.path(&mirror.path),
+            }
+        } else {
+            self.error(
+                0..0,
+                "Missing `[mirror]` section",
+                Some(
+                    "add `[mirror]` with `path = \"/path/to/wheels\"`, the folder of wheels and \
+                     sdists pack virtualenvs are built from"
+                        .to_string(),
+                ),
+            );
+            MirrorConfig {
+                path: PathBuf::new(),
+            }
+        };
+        let mut packs: Vec<PackConfig> = Vec::with_capacity(raw.packs.len());
+        for raw_pack in raw.packs {
+            let Some(pack) = self.pack(raw_pack) else {
+                continue;
+            };
+            if let Some(first) = packs.iter().find(|p| p.name == pack.name) {
+                let message = format!(
+                    "Pack `{}` is declared twice (first at {})",
+                    pack.name, first.location
+                );
+                self.errors.push(ConfigError::Invalid {
+                    location: pack.location,
+                    message,
+                    hint: Some("pack names are unique: remove or rename one entry".to_string()),
+                });
+                continue;
+            }
+            packs.push(pack);
+        }
+        SiteConfig {
+            path: self.path.to_path_buf(),
+            agent,
+            stackstorm,
+            mirror,
+            packs,
+        }
+    }
+
+    fn pack(&mut self, raw: raw::RawPack) -> Option<PackConfig> {
+        let name = match PackName::new(raw.name.get_ref().clone()) {
+            Ok(name) => Some(name),
+            Err(err) => {
+                self.error(
+                    raw.name.span(),
+                    err.to_string(),
+                    Some(
+                        "use the pack's ref from its `pack.yaml`: lower case letters, digits \
+                         and `_`"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+        };
+        let repo = match source::local_path(raw.source.get_ref(), self.base_dir) {
+            Ok(repo) => Some(normalize(&repo)),
+            Err(err) => {
+                let hint = err.hint();
+                self.error(raw.source.span(), err.to_string(), hint);
+                None
+            }
+        };
+        let selector = match (raw.git_ref, raw.version) {
+            (Some(_), Some(version)) => {
+                self.error(
+                    version.span(),
+                    "`ref` and `version` are both set",
+                    Some(
+                        "keep one: `ref` pins a branch, tag or commit; `version` picks the newest \
+                         tag in a semver range"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+            (Some(git_ref), None) if git_ref.get_ref().trim().is_empty() => {
+                self.error(
+                    git_ref.span(),
+                    "`ref` is empty",
+                    Some("remove `ref` to follow the repo's HEAD".to_string()),
+                );
+                None
+            }
+            (Some(git_ref), None) => Some(RefSelector::Ref(git_ref.into_inner())),
+            (None, Some(version)) => match semver::VersionReq::parse(version.get_ref()) {
+                Ok(req) => Some(RefSelector::Version(req)),
+                Err(err) => {
+                    self.error(
+                        version.span(),
+                        format!("`version` is not a semver range: {err}"),
+                        Some("write a range such as `\">=1.8, <2\"` or `\"~1.8\"`".to_string()),
+                    );
+                    None
+                }
+            },
+            (None, None) => Some(RefSelector::Head),
+        };
+        let subdir = raw.subdir.and_then(|subdir| {
+            let path = PathBuf::from(subdir.get_ref());
+            let escapes = path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)));
+            if escapes || path.as_os_str().is_empty() {
+                self.error(
+                    subdir.span(),
+                    format!(
+                        "`subdir` `{}` must be a relative path inside the repo",
+                        path.display()
+                    ),
+                    Some("write it from the repo root, e.g. `subdir = \"packs/clush\"`".into()),
+                );
+                return None;
+            }
+            Some(path)
+        });
+        let (values, value_locations) = self.pack_values(raw.config.unwrap_or_default());
+        Some(PackConfig {
+            name: name?,
+            repo: repo?,
+            selector: selector?,
+            subdir,
+            enabled: raw.enabled.unwrap_or(true),
+            values,
+            value_locations,
+            location: self.location(raw.name.span()),
+        })
+    }
+
+    fn pack_values(
+        &self,
+        table: BTreeMap<Spanned<String>, toml::Value>,
+    ) -> (
+        serde_json::Map<String, serde_json::Value>,
+        BTreeMap<String, Location>,
+    ) {
+        let mut values = serde_json::Map::new();
+        let mut locations = BTreeMap::new();
+        for (key, value) in table {
+            locations.insert(key.get_ref().clone(), self.location(key.span()));
+            values.insert(key.into_inner(), toml_to_json(value));
+        }
+        (values, locations)
+    }
+
+    fn command(&mut self, raw: Option<Spanned<Vec<String>>>, key: &str) -> Option<CommandTemplate> {
+        let raw = raw?;
+        let span = raw.span();
+        let argv = raw.into_inner();
+        if argv.first().is_none_or(|program| program.trim().is_empty()) {
+            self.error(
+                span,
+                format!("`{key}` needs a program to run"),
+                Some(format!(
+                    "remove `{key}` or give an argv list, e.g. `[\"st2ctl\", \"reload\"]`"
+                )),
+            );
+            return None;
+        }
+        for arg in &argv {
+            for placeholder in placeholders(arg) {
+                if !PLACEHOLDERS.contains(&placeholder) {
+                    self.error(
+                        span.clone(),
+                        format!("Unknown placeholder `{{{placeholder}}}` in `{key}`"),
+                        Some(format!(
+                            "placeholders are {}",
+                            PLACEHOLDERS.map(|p| format!("`{{{p}}}`")).join(", ")
+                        )),
+                    );
+                }
+            }
+        }
+        Some(CommandTemplate(argv))
+    }
+
+    fn path_or(&self, raw: Option<&Spanned<String>>, default: &str) -> PathBuf {
+        raw.map_or_else(|| PathBuf::from(default), |raw| self.path(raw))
+    }
+
+    /// A path from the file, relative ones taken from the config file's folder.
+    fn path(&self, raw: &Spanned<String>) -> PathBuf {
+        normalize(&self.base_dir.join(raw.get_ref()))
+    }
+
+    /// Like [`Self::path`], but a bare program name stays as it is, for a `PATH` lookup.
+    fn program(&self, raw: &Spanned<String>) -> PathBuf {
+        if raw.get_ref().contains('/') {
+            self.path(raw)
+        } else {
+            PathBuf::from(raw.get_ref())
+        }
+    }
+}
+
+/// The `{name}` placeholders of an argument.
+fn placeholders(arg: &str) -> impl Iterator<Item = &str> {
+    arg.split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+}
+
+/// Removes `.` and resolves `..` without touching the filesystem, so messages show clean paths.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(s) => Json::String(s),
+        toml::Value::Integer(i) => Json::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number),
+        toml::Value::Boolean(b) => Json::Bool(b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(items) => Json::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(table) => Json::Object(
+            table
+                .into_iter()
+                .map(|(k, v)| (k, toml_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;

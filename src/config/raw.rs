@@ -1,0 +1,59 @@
+//! The site config exactly as the file says it: serde structs that refuse unknown keys and keep
+//! the spans that validation errors point at.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSiteConfig {
+    pub(super) version: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub(super) agent: RawAgent,
+    #[serde(default)]
+    pub(super) stackstorm: RawStackStorm,
+    pub(super) mirror: Option<RawMirror>,
+    #[serde(default, rename = "pack")]
+    pub(super) packs: Vec<RawPack>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAgent {
+    pub(super) state_dir: Option<Spanned<String>>,
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) prune: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStackStorm {
+    pub(super) packs_dir: Option<Spanned<String>>,
+    pub(super) virtualenvs_dir: Option<Spanned<String>>,
+    pub(super) configs_dir: Option<Spanned<String>>,
+    pub(super) python: Option<Spanned<String>>,
+    pub(super) register: Option<Spanned<Vec<String>>>,
+    pub(super) unregister: Option<Spanned<Vec<String>>>,
+    pub(super) test: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMirror {
+    pub(super) path: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPack {
+    pub(super) name: Spanned<String>,
+    pub(super) source: Spanned<String>,
+    #[serde(rename = "ref")]
+    pub(super) git_ref: Option<Spanned<String>>,
+    pub(super) version: Option<Spanned<String>>,
+    pub(super) subdir: Option<Spanned<String>>,
+    pub(super) enabled: Option<bool>,
+    pub(super) config: Option<BTreeMap<Spanned<String>, toml::Value>>,
+}

@@ -1,0 +1,173 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[agent]
+state_dir = "state"
+
+[stackstorm]
+packs_dir = "/opt/stackstorm/packs"
+python = "python3"
+
+[mirror]
+path = "/srv/wheels"
+
+[[pack]]
+name = "clush"
+source = "file:///srv/git/clush"
+ref = "v1.8.1"
+[pack.config]
+fanout = 64
+hosts = "node[1-10]"
+
+[[pack]]
+name = "slurm"
+source = "../git/slurm"
+version = ">=2.0, <3"
+subdir = "packs/slurm"
+enabled = false
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(Path::new("/etc/packsync/site.toml"), text) {
+        Ok(_) => panic!("expected errors"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn minimal_config_resolves_paths_against_its_folder() {
+    let config = parse(Path::new("/etc/packsync/site.toml"), MINIMAL).unwrap();
+    assert_eq!(config.agent.state_dir, Path::new("/etc/packsync/state"));
+    assert_eq!(config.agent.prune, Prune::Off);
+    assert_eq!(config.stackstorm.python, Path::new("python3"));
+    assert_eq!(
+        config.stackstorm.virtualenvs_dir,
+        Path::new(DEFAULT_VIRTUALENVS_DIR)
+    );
+    assert_eq!(config.mirror.path, Path::new("/srv/wheels"));
+    let [clush, slurm] = config.packs.as_slice() else {
+        panic!("two packs")
+    };
+    assert_eq!(clush.repo, Path::new("/srv/git/clush"));
+    assert_eq!(clush.selector, RefSelector::Ref("v1.8.1".into()));
+    assert_eq!(clush.values["fanout"], serde_json::json!(64));
+    assert_eq!(clush.value_locations["hosts"].line, 18);
+    assert!(clush.enabled);
+    assert_eq!(slurm.repo, Path::new("/etc/git/slurm"));
+    assert_eq!(slurm.subdir.as_deref(), Some(Path::new("packs/slurm")));
+    assert!(matches!(slurm.selector, RefSelector::Version(_)));
+    assert!(!slurm.enabled);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_position() {
+    let text = MINIMAL.replace("[agent]\n", "[agent]\nstate_dri = \"x\"\n");
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with("/etc/packsync/site.toml:3:1: unknown field `state_dri`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let errors = errors("[agent\n");
+    assert!(
+        errors[0].starts_with("/etc/packsync/site.toml:1:"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn every_semantic_error_is_reported() {
+    let text = r#"
+[mirror]
+path = "/srv/wheels"
+
+[stackstorm]
+register = ["st2-register-content", "--register-pack", "{pak_dir}"]
+test = []
+
+[[pack]]
+name = "Clush"
+source = "https://github.com/example/clush"
+
+[[pack]]
+name = "slurm"
+source = "/srv/git/slurm"
+ref = "main"
+version = ">=1"
+
+[[pack]]
+name = "slurm"
+source = "/srv/git/slurm2"
+subdir = "../outside"
+
+[[pack]]
+name = "diskless"
+source = "/srv/git/diskless"
+version = "not a range"
+"#;
+    let errors = errors(text);
+    let expected = [
+        ":6:",
+        "Unknown placeholder `{pak_dir}` in `register`",
+        ":7:",
+        "`test` needs a program to run",
+        ":10:",
+        "Pack name `Clush` must match",
+        ":11:",
+        "Remote source",
+        ":17:",
+        "`ref` and `version` are both set",
+        ":22:",
+        "`subdir` `../outside` must be a relative path inside the repo",
+        ":27:",
+        "`version` is not a semver range",
+    ];
+    assert_eq!(errors.len(), expected.len() / 2, "{errors:#?}");
+    for (error, pair) in errors.iter().zip(expected.chunks(2)) {
+        assert!(
+            error.contains(pair[0]) && error.contains(pair[1]),
+            "{error} !~ {pair:?}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_names_point_at_both_entries() {
+    let text = r#"
+[mirror]
+path = "/w"
+[[pack]]
+name = "clush"
+source = "/a"
+[[pack]]
+name = "clush"
+source = "/b"
+"#;
+    let errors = errors(text);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].contains(
+            ":8:8: Pack `clush` is declared twice (first at /etc/packsync/site.toml:5:8)"
+        ),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn missing_mirror_is_an_error_with_a_hint() {
+    let err = parse(Path::new("/s.toml"), "").unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(err.0[0].hint().unwrap().contains("[mirror]"));
+}
+
+#[test]
+fn unsupported_version_is_refused() {
+    let errors = errors("version = 2\n[mirror]\npath = \"/w\"\n");
+    assert!(errors[0].contains("Unsupported site config `version = 2`"));
+}
