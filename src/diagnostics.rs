@@ -111,6 +111,18 @@ fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
     None
 }
 
+// Here rather than in `plan`, which imports nothing but the model.
+impl Diagnose for crate::plan::PlanError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            crate::plan::PlanError::DependencyCycle(_) => Some(
+                "remove one of the `dependencies` in these packs' `pack.yaml` to break the cycle"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
 /// An error made ready for display: message, causes, location, hint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
