@@ -1,1 +1,383 @@
-//! Stub.
+//! The desired state: the site config read together with the Git sources, the packs' own
+//! files and the wheel mirror.
+//!
+//! [`resolve`] never stops at the first problem: every pack is read, every problem is collected
+//! with its file and position, and a pack with an error is set aside as `unresolved` so that the
+//! plan leaves it alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{PackConfig, SiteConfig};
+use crate::diagnostics::{Problem, Report, Severity};
+use crate::mirror::MirrorIndex;
+use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revision};
+use crate::pack::{self, ConfigSchema, PackMetadata, Requirements};
+use crate::python::PythonIdentity;
+use crate::source::{PackTree, RefSelector, Repo};
+
+const PACK_YAML: &str = "pack.yaml";
+const CONFIG_SCHEMA: &str = "config.schema.yaml";
+const REQUIREMENTS: &str = "requirements.txt";
+/// The sha256 cache of the mirror index, under `state_dir`.
+const MIRROR_CACHE: &str = "mirror-index.json";
+
+/// Whether to look at Git work trees for uncommitted edits (which never count, but `check`
+/// warns about them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkTrees {
+    Ignore,
+    Warn,
+}
+
+/// The desired state and every problem met while reading it.
+#[derive(Debug, Default)]
+pub struct Resolution {
+    pub desired: Desired,
+    pub problems: Vec<Problem>,
+}
+
+impl Resolution {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+}
+
+/// Reads the desired state of the packs of `config` (all of them, or those in `only`).
+pub fn resolve(
+    config: &SiteConfig,
+    only: Option<&BTreeSet<PackName>>,
+    work_trees: WorkTrees,
+) -> Resolution {
+    let mut resolution = Resolution::default();
+    let python = PythonIdentity::probe(&config.stackstorm.python)
+        .map_err(|err| resolution.problems.push(error(Report::new(&err))))
+        .ok();
+    let cache = config.agent.state_dir.join(MIRROR_CACHE);
+    let mirror = MirrorIndex::scan(&config.mirror.path, Some(&cache))
+        .map_err(|err| resolution.problems.push(error(Report::new(&err))))
+        .ok();
+    if let Some(mirror) = &mirror {
+        resolution.problems.extend(mirror.skipped().iter().map(|(file, reason)| {
+            warning(Report {
+                pack: None,
+                message: format!("Ignoring `{file}` in the mirror: {reason}"),
+                causes: Vec::new(),
+                location: None,
+                hint: Some("rename or remove the file; pip ignores it too".to_string()),
+            })
+        }));
+    }
+    let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
+    let reader = PackReader { python: python.as_ref(), mirror: mirror.as_ref(), site_packs, work_trees };
+    for pack in &config.packs {
+        if only.is_some_and(|only| !only.contains(&pack.name)) {
+            continue;
+        }
+        if !pack.enabled {
+            resolution.desired.disabled.push(pack.name.clone());
+            continue;
+        }
+        let mut problems = Vec::new();
+        let desired = reader.read(pack, &mut problems);
+        let failed = problems.iter().any(|p: &Problem| p.severity == Severity::Error);
+        resolution.problems.extend(problems.into_iter().map(|mut problem| {
+            problem.report.pack = Some(pack.name.clone());
+            problem
+        }));
+        match desired {
+            Some(desired) if !failed => resolution.desired.packs.push(desired),
+            _ => resolution.desired.unresolved.push(pack.name.clone()),
+        }
+    }
+    resolution
+}
+
+fn error(report: Report) -> Problem {
+    Problem { severity: Severity::Error, report }
+}
+
+fn warning(report: Report) -> Problem {
+    Problem { severity: Severity::Warning, report }
+}
+
+/// A problem that is not an error value: a message, where, and how to fix it.
+fn finding(
+    severity: Severity,
+    message: String,
+    location: Option<crate::diagnostics::Location>,
+    hint: Option<String>,
+) -> Problem {
+    Problem { severity, report: Report { pack: None, message, causes: Vec::new(), location, hint } }
+}
+
+/// What every pack is read against.
+struct PackReader<'a> {
+    /// `None` when the interpreter could not be probed (already reported).
+    python: Option<&'a PythonIdentity>,
+    /// `None` when the mirror could not be read (already reported).
+    mirror: Option<&'a MirrorIndex>,
+    site_packs: BTreeSet<&'a PackName>,
+    work_trees: WorkTrees,
+}
+
+impl PackReader<'_> {
+    /// Reads one pack, pushing every problem; `None` when it cannot be planned.
+    fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
+        let mut report = |err: &(dyn std::error::Error + 'static)| problems.push(error(Report::new(err)));
+        let repo = Repo::open(&pack.repo).map_err(|err| report(&err)).ok()?;
+        let resolved = repo.resolve(&pack.selector).map_err(|err| report(&err)).ok()?;
+        let tree = repo
+            .pack_tree(&resolved.commit, pack.subdir.as_deref())
+            .map_err(|err| report(&err))
+            .ok()?;
+        if self.work_trees == WorkTrees::Warn {
+            self.warn_uncommitted(&repo, pack, problems);
+        }
+        let metadata = self.metadata(pack, &tree, problems);
+        let config = self.config_digest(pack, &tree, problems);
+        let env_inputs = self.env_inputs(&tree, problems);
+        let (metadata, config, env_inputs) = (metadata?, config?, env_inputs?);
+        let git_ref = match &pack.selector {
+            RefSelector::Head => "HEAD".to_string(),
+            RefSelector::Ref(_) | RefSelector::Version(_) => resolved.label,
+        };
+        Some(DesiredPack {
+            name: pack.name.clone(),
+            revision: Revision {
+                commit: resolved.commit,
+                version: metadata.version,
+                git_ref,
+                tree: Digest::git_tree(&tree.id()),
+                env: env_inputs.digest(),
+                config,
+            },
+            env_inputs,
+            dependencies: metadata
+                .dependencies
+                .iter()
+                .filter_map(|dep| PackName::new(dep.name.clone()).ok())
+                .collect(),
+        })
+    }
+
+    fn warn_uncommitted(&self, repo: &Repo, pack: &PackConfig, problems: &mut Vec<Problem>) {
+        match repo.uncommitted_changes(pack.subdir.as_deref()) {
+            Ok(paths) if paths.is_empty() => {}
+            Ok(paths) => {
+                let shown: Vec<String> =
+                    paths.iter().take(5).map(|p| format!("`{}`", p.display())).collect();
+                let more = paths.len().saturating_sub(shown.len());
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                problems.push(finding(
+                    Severity::Warning,
+                    format!(
+                        "Uncommitted changes in `{}` are ignored: {}{more}",
+                        repo.path().display(),
+                        shown.join(", ")
+                    ),
+                    None,
+                    Some("packsync deploys committed content only: commit the changes".into()),
+                ));
+            }
+            Err(err) => problems.push(warning(Report::new(&err))),
+        }
+    }
+
+    /// `pack.yaml`, checked, and its ref matched against the site config's name.
+    fn metadata(
+        &self,
+        pack: &PackConfig,
+        tree: &PackTree<'_>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<PackMetadata> {
+        let label = tree.file_label(PACK_YAML);
+        let text = match read_text(tree, PACK_YAML) {
+            Ok(Some(text)) => text,
+            Ok(None) => {
+                problems.push(finding(
+                    Severity::Error,
+                    format!("No `pack.yaml` in `{}`", tree.file_label("")),
+                    None,
+                    Some(
+                        "a StackStorm pack has `pack.yaml` at its root: check `source`, `subdir` \
+                         and `ref` for this pack"
+                            .to_string(),
+                    ),
+                ));
+                return None;
+            }
+            Err(err) => {
+                problems.push(error(Report::new(&err)));
+                return None;
+            }
+        };
+        let metadata = pack::parse_metadata(&text, &label)
+            .map_err(|err| problems.push(error(Report::new(&err))))
+            .ok()?;
+        if metadata.pack_ref != pack.name {
+            let key = if text.lines().any(|l| l.starts_with("ref:")) { "ref" } else { "name" };
+            problems.push(finding(
+                Severity::Error,
+                format!(
+                    "Pack `{}` in the site config is `{}` in its `pack.yaml`",
+                    pack.name, metadata.pack_ref
+                ),
+                Some(crate::diagnostics::Location::of_yaml_key(&label, &text, key)),
+                Some(format!(
+                    "StackStorm keys a pack by its ref: set `name = \"{}\"` in the site config \
+                     (at {})",
+                    metadata.pack_ref, pack.location
+                )),
+            ));
+            return None;
+        }
+        for dep in &metadata.dependencies {
+            let known = PackName::new(dep.name.clone()).is_ok_and(|n| self.site_packs.contains(&n));
+            if !known {
+                problems.push(finding(
+                    Severity::Warning,
+                    format!(
+                        "Pack depends on `{}`, which this site config does not manage",
+                        dep.raw
+                    ),
+                    Some(crate::diagnostics::Location::of_yaml_key(&label, &text, "dependencies")),
+                    Some(format!("add a `[[pack]]` for `{}` or make sure it is installed", dep.name)),
+                ));
+            }
+        }
+        Some(metadata)
+    }
+
+    /// The pack config values, validated against `config.schema.yaml` when the pack has one,
+    /// and their digest.
+    fn config_digest(
+        &self,
+        pack: &PackConfig,
+        tree: &PackTree<'_>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Digest> {
+        let schema = match read_text(tree, CONFIG_SCHEMA) {
+            Ok(Some(text)) => {
+                Some(pack::parse_config_schema(&text, &tree.file_label(CONFIG_SCHEMA)).map_err(
+                    |err| problems.push(error(Report::new(&err))),
+                ).ok()?)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                problems.push(error(Report::new(&err)));
+                return None;
+            }
+        };
+        let mut valid = true;
+        if let Some(schema) = &schema {
+            for (severity, found) in schema
+                .validate(&pack.values)
+                .into_iter()
+                .map(|p| (Severity::Error, p))
+                .chain(schema.warnings(&pack.values).into_iter().map(|p| (Severity::Warning, p)))
+            {
+                valid &= severity != Severity::Error;
+                let top_key = found.key.split('.').next().unwrap_or_default();
+                let location = pack
+                    .value_locations
+                    .get(top_key)
+                    .cloned()
+                    .or_else(|| Some(pack.location.clone()));
+                problems.push(finding(
+                    severity,
+                    format!("Pack config `{}`: {}", found.key, found.message),
+                    location,
+                    found.hint.clone(),
+                ));
+            }
+        } else if !pack.values.is_empty() {
+            problems.push(finding(
+                Severity::Warning,
+                "Pack has no `config.schema.yaml`: its config values are not checked".to_string(),
+                Some(pack.location.clone()),
+                None,
+            ));
+        }
+        valid.then(|| Digest::sha256(canonical_json(&pack.values).as_bytes()))
+    }
+
+    /// The virtualenv inputs: interpreter, requirements and the mirror files they select.
+    fn env_inputs(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
+        let requirements = self.requirements(tree, problems)?;
+        let (python, mirror) = (self.python?, self.mirror?);
+        let allow_prereleases = requirements.options.iter().any(|o| o == "--pre");
+        let mut pins = BTreeMap::new();
+        let mut satisfied = true;
+        for line in &requirements.requirements {
+            let requirement = &line.requirement;
+            if !requirement.marker.evaluate(python.markers(), &[]) {
+                continue;
+            }
+            match mirror.select(requirement, allow_prereleases) {
+                Ok(selection) => {
+                    let file = selection.preferred_file();
+                    pins.insert(
+                        file.name.to_string(),
+                        Pin {
+                            name: file.name.to_string(),
+                            version: file.version.to_string(),
+                            file: file.file_name.clone(),
+                            sha256: file.sha256.clone(),
+                        },
+                    );
+                }
+                Err(err) => {
+                    satisfied = false;
+                    let mut report = Report::new(&err);
+                    report.message = format!("{}:{}: {}", line.file, line.line, report.message);
+                    problems.push(error(report));
+                }
+            }
+        }
+        satisfied.then(|| EnvInputs {
+            python: python.label(),
+            requirements: requirements.normalized(),
+            pins: pins.into_values().collect(),
+        })
+    }
+
+    fn requirements(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<Requirements> {
+        match read_text(tree, REQUIREMENTS) {
+            Ok(None) => Some(Requirements::default()),
+            Ok(Some(_)) => pack::parse_requirements(
+                REQUIREMENTS,
+                |rel| tree.file_label(rel),
+                |rel| read_text(tree, rel),
+            )
+            .map_err(|err| problems.push(error(Report::new(&err))))
+            .ok(),
+            Err(err) => {
+                problems.push(error(Report::new(&err)));
+                None
+            }
+        }
+    }
+}
+
+/// A file of the pack as UTF-8 text.
+fn read_text(tree: &PackTree<'_>, rel: &str) -> Result<Option<String>, crate::source::SourceError> {
+    Ok(tree.read_file(rel)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// JSON with object keys sorted at every level, so equal configs always hash the same.
+fn canonical_json(values: &serde_json::Map<String, serde_json::Value>) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let sorted: BTreeMap<&String, serde_json::Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(&serde_json::Value::Object(values.clone())).to_string()
+}

@@ -123,6 +123,39 @@ impl Diagnose for crate::plan::PlanError {
     }
 }
 
+/// How bad a [`Problem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The pack (or the whole site config) cannot be planned.
+    Error,
+    /// Worth fixing; nothing is refused because of it.
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// A finding of `check` (or of reading the desired state): a report and its severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.report.render(self.severity.as_str(), f)
+    }
+}
+
 /// An error made ready for display: message, causes, location, hint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {

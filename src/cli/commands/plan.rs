@@ -1,0 +1,141 @@
+//! `packsync plan`: what `apply` would change, and why.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use super::config_problems;
+use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
+use crate::config;
+use crate::desired::{self, WorkTrees};
+use crate::diagnostics::Problem;
+use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
+use crate::state::{self, FileStore};
+
+/// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
+#[derive(Serialize)]
+struct PlanReport<'a> {
+    changes: &'a [Change],
+    summary: Summary,
+    problems: &'a [Problem],
+}
+
+#[derive(Serialize)]
+struct Summary {
+    #[serde(flatten)]
+    counts: BTreeMap<&'static str, usize>,
+    /// How many changes would touch the host.
+    changes: usize,
+    /// Packs that could not be planned (see `problems`).
+    errors: usize,
+}
+
+pub(crate) fn plan(
+    global: &GlobalArgs,
+    args: &PlanArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let config = match config::load(&global.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            for problem in config_problems(&errors) {
+                printer.problem(&problem);
+            }
+            return Ok(ExitStatus::Failure);
+        }
+    };
+    let only: Option<BTreeSet<PackName>> =
+        (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
+    let store = FileStore::new(&config.agent.state_dir);
+    let mut installed = state::read_installed(
+        &store,
+        &config.stackstorm.packs_dir,
+        config.packs.iter().map(|pack| &pack.name),
+    )
+    .context("Failed to read the installed state")?;
+    if let Some(only) = &only {
+        for name in only {
+            if !config.packs.iter().any(|p| &p.name == name) && !installed.packs.contains_key(name)
+            {
+                bail!(
+                    "No pack `{name}` in the site config `{}` nor installed",
+                    config.path.display()
+                );
+            }
+        }
+        installed.packs.retain(|name, _| only.contains(name));
+    }
+    let resolution = desired::resolve(&config, only.as_ref(), WorkTrees::Ignore);
+    let plan = crate::plan::plan(&resolution.desired, &installed, config.agent.prune)?;
+    let summary = summary(&plan, resolution.desired.unresolved.len());
+    if global.json {
+        printer.json(&PlanReport {
+            changes: &plan.changes,
+            summary,
+            problems: &resolution.problems,
+        });
+    } else {
+        for problem in &resolution.problems {
+            printer.problem(problem);
+        }
+        printer.data(render(&plan, &summary));
+    }
+    Ok(if resolution.has_errors() {
+        ExitStatus::Failure
+    } else if args.detailed_exitcodes && plan.has_changes() {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn summary(plan: &Plan, errors: usize) -> Summary {
+    let counts: BTreeMap<&'static str, usize> =
+        plan.counts().into_iter().map(|(action, n)| (action.as_str(), n)).collect();
+    let changes = plan.changes.iter().filter(|c| c.action.changes_host()).count();
+    Summary { counts, changes, errors }
+}
+
+/// A line per change with its reasons below, then a one-line summary.
+fn render(plan: &Plan, summary: &Summary) -> String {
+    let width = plan.changes.iter().map(|c| c.pack.as_str().len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for change in &plan.changes {
+        let revisions = match (&change.from, &change.to) {
+            (Some(from), Some(to)) if from == to => revision(to),
+            (Some(from), Some(to)) => format!("{} -> {}", revision(from), revision(to)),
+            (None, Some(to)) => revision(to),
+            (Some(from), None) => revision(from),
+            (None, None) => "not installed".to_string(),
+        };
+        let _ = writeln!(out, "{:<11} {:<width$}  {revisions}", change.action.as_str(), change.pack);
+        for reason in &change.reasons {
+            let _ = writeln!(out, "    {reason}");
+        }
+    }
+    let counts: Vec<String> = Action::ALL
+        .iter()
+        .filter_map(|action| {
+            let n = summary.counts[action.as_str()];
+            (n > 0).then(|| match action {
+                Action::Unchanged => format!("{n} unchanged"),
+                Action::Orphan => format!("{n} orphaned"),
+                _ => format!("{n} to {action}"),
+            })
+        })
+        .chain((summary.errors > 0).then(|| format!("{} not planned (errors)", summary.errors)))
+        .collect();
+    if counts.is_empty() {
+        out.push_str("Plan: no packs");
+    } else {
+        let _ = write!(out, "Plan: {}", counts.join(", "));
+    }
+    out
+}
+
+/// `1.8.1 (v1.8.1 @ 3f2a9c1)`
+fn revision(revision: &Revision) -> String {
+    format!("{} ({} @ {})", revision.version, revision.git_ref, short_commit(&revision.commit))
+}
