@@ -1,0 +1,7 @@
+from lib.slurm_cli import SlurmAction
+
+
+class ResumeNodesAction(SlurmAction):
+    def run(self, nodes):
+        self.slurm("scontrol", "update", "NodeName=" + nodes, "State=RESUME")
+        return {"nodes": nodes, "state": "RESUME"}
