@@ -1,9 +1,235 @@
-//! Stub: replaced by the real module.
+//! The interpreter pack virtualenvs are built with: who it is (for the env digest) and the
+//! PEP 508 marker values requirements are evaluated against.
+//!
+//! The interpreter is asked once, with a small script that prints JSON, rather than guessed
+//! from its path: StackStorm ships its own Python, and only it knows its version and platform.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use pep440_rs::{Version, VersionParseError};
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
+use serde::Deserialize;
+
+use crate::diagnostics::Diagnose;
+
+/// Prints the interpreter's identity as one JSON object. The marker values are computed as in
+/// PEP 508's reference implementation. Runs on any Python 3.
+const PROBE_SCRIPT: &str = r#"
+import json, os, platform, sys
+
+def full_version(info):
+    version = "{0.major}.{0.minor}.{0.micro}".format(info)
+    if info.releaselevel != "final":
+        version += info.releaselevel[0] + str(info.serial)
+    return version
+
+implementation = sys.implementation
+print(json.dumps({
+    "cache_tag": implementation.cache_tag,
+    "abiflags": getattr(sys, "abiflags", ""),
+    "implementation_name": implementation.name,
+    "implementation_version": full_version(implementation.version),
+    "os_name": os.name,
+    "platform_machine": platform.machine(),
+    "platform_python_implementation": platform.python_implementation(),
+    "platform_release": platform.release(),
+    "platform_system": platform.system(),
+    "platform_version": platform.version(),
+    "python_full_version": platform.python_version(),
+    "python_version": ".".join(platform.python_version_tuple()[:2]),
+    "sys_platform": sys.platform,
+}))
+"#;
+
+/// What [`PROBE_SCRIPT`] prints.
+#[derive(Debug, Deserialize)]
+struct Probe {
+    /// `None` for an implementation without bytecode caching.
+    cache_tag: Option<String>,
+    abiflags: String,
+    implementation_name: String,
+    implementation_version: String,
+    os_name: String,
+    platform_machine: String,
+    platform_python_implementation: String,
+    platform_release: String,
+    platform_system: String,
+    platform_version: String,
+    python_full_version: String,
+    python_version: String,
+    sys_platform: String,
+}
+
+/// The configured interpreter, as it describes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonIdentity {
+    /// As configured: the virtualenvs link to this path.
+    path: PathBuf,
+    cache_tag: Option<String>,
+    abiflags: String,
+    markers: MarkerEnvironment,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PythonError {
-    #[error("stub")]
-    Stub,
+    #[error("Python interpreter `{}` does not exist", path.display())]
+    NotFound {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Python interpreter `{}` is not executable", path.display())]
+    NotExecutable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Cannot run the Python interpreter `{}`", path.display())]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Python interpreter `{}` failed to describe itself ({status})", path.display())]
+    Failed {
+        path: PathBuf,
+        status: ExitStatus,
+        #[source]
+        stderr: Option<Stderr>,
+    },
+    #[error("Python interpreter `{}` printed no description packsync understands", path.display())]
+    Garbage {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("Python interpreter `{}` reports a version that is not PEP 440", path.display())]
+    Version {
+        path: PathBuf,
+        #[source]
+        source: VersionParseError,
+    },
 }
 
-impl crate::diagnostics::Diagnose for PythonError {}
+/// What a failed interpreter wrote to stderr, as the cause of [`PythonError::Failed`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Stderr(String);
+
+impl Diagnose for PythonError {
+    fn hint(&self) -> Option<String> {
+        Some(
+            "Set `[stackstorm] python` in the site config to StackStorm's interpreter, e.g. \
+             `/opt/stackstorm/st2/bin/python3`"
+                .to_string(),
+        )
+    }
+}
+
+impl PythonIdentity {
+    /// Runs `python` once, isolated (`-I`: no user site, no `PYTHON*` variables), and reads
+    /// what it says about itself.
+    pub fn probe(python: &Path) -> Result<Self, PythonError> {
+        let path = python.to_path_buf();
+        let output = Command::new(python)
+            .args(["-I", "-c", PROBE_SCRIPT])
+            // `-I` already ignores them; removed too so that nothing the interpreter starts
+            // inherits them.
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => PythonError::NotFound {
+                    path: path.clone(),
+                    source,
+                },
+                io::ErrorKind::PermissionDenied => PythonError::NotExecutable {
+                    path: path.clone(),
+                    source,
+                },
+                _ => PythonError::Spawn {
+                    path: path.clone(),
+                    source,
+                },
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            return Err(PythonError::Failed {
+                path,
+                status: output.status,
+                stderr: (!stderr.is_empty()).then_some(Stderr(stderr)),
+            });
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // The description is the last line: a `sitecustomize` may print before the script runs.
+        let description = stdout.trim_end().lines().last().unwrap_or_default();
+        let probe: Probe = serde_json::from_str(description).map_err(|source| {
+            tracing::debug!(python = %path.display(), %stdout, "unexpected interpreter output");
+            PythonError::Garbage {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let markers = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+            implementation_name: &probe.implementation_name,
+            implementation_version: &probe.implementation_version,
+            os_name: &probe.os_name,
+            platform_machine: &probe.platform_machine,
+            platform_python_implementation: &probe.platform_python_implementation,
+            platform_release: &probe.platform_release,
+            platform_system: &probe.platform_system,
+            platform_version: &probe.platform_version,
+            python_full_version: &probe.python_full_version,
+            python_version: &probe.python_version,
+            sys_platform: &probe.sys_platform,
+        })
+        .map_err(|source| PythonError::Version {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            cache_tag: probe.cache_tag,
+            abiflags: probe.abiflags,
+            markers,
+        })
+    }
+
+    /// The interpreter path, as configured.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The PEP 508 marker values of this interpreter.
+    pub fn markers(&self) -> &MarkerEnvironment {
+        &self.markers
+    }
+
+    /// The full Python version, e.g. 3.11.7.
+    pub fn version(&self) -> &Version {
+        &self.markers.python_full_version().version
+    }
+
+    /// `sys.implementation.cache_tag`, e.g. `cpython-311`: the tag of its `.pyc` files.
+    pub fn cache_tag(&self) -> Option<&str> {
+        self.cache_tag.as_deref()
+    }
+
+    /// What identifies the interpreter for the env digest, e.g.
+    /// `cpython-3.11.7 x86_64-linux /opt/stackstorm/st2/bin/python3`: implementation, version
+    /// and ABI flags, machine and OS, and the configured path the virtualenvs link to.
+    pub fn label(&self) -> String {
+        format!(
+            "{}-{}{} {}-{} {}",
+            self.markers.implementation_name(),
+            self.markers.python_full_version().string,
+            self.abiflags,
+            self.markers.platform_machine(),
+            self.markers.sys_platform(),
+            self.path.display()
+        )
+    }
+}
