@@ -1,1 +1,3 @@
 //! Shared fixtures: Git repos, wheels, sites.
+
+pub(crate) mod git;
