@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Problem, Report, Severity};
-use crate::mirror::MirrorIndex;
-use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revision};
+use crate::mirror::{MirrorIndex, Prereleases};
+use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Revision};
 use crate::pack::{self, ConfigSchema, PackMetadata, Requirements};
 use crate::python::PythonIdentity;
 use crate::source::{PackTree, RefSelector, Repo};
@@ -57,10 +57,10 @@ pub fn resolve(
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
     if let Some(mirror) = &mirror {
-        resolution.problems.extend(mirror.skipped().iter().map(|(file, reason)| {
+        resolution.problems.extend(mirror.skipped().iter().map(|skipped| {
             warning(Report {
                 pack: None,
-                message: format!("Ignoring `{file}` in the mirror: {reason}"),
+                message: format!("Ignoring `{}` in the mirror: {}", skipped.file_name, skipped.reason),
                 causes: Vec::new(),
                 location: None,
                 hint: Some("rename or remove the file; pip ignores it too".to_string()),
@@ -305,7 +305,11 @@ impl PackReader<'_> {
     fn env_inputs(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
         let requirements = self.requirements(tree, problems)?;
         let (python, mirror) = (self.python?, self.mirror?);
-        let allow_prereleases = requirements.options.iter().any(|o| o == "--pre");
+        let prereleases = if requirements.options.iter().any(|o| o == "--pre") {
+            Prereleases::Allow
+        } else {
+            Prereleases::IfRequested
+        };
         let mut pins = BTreeMap::new();
         let mut satisfied = true;
         for line in &requirements.requirements {
@@ -313,18 +317,10 @@ impl PackReader<'_> {
             if !requirement.marker.evaluate(python.markers(), &[]) {
                 continue;
             }
-            match mirror.select(requirement, allow_prereleases) {
+            match mirror.select(requirement, prereleases) {
                 Ok(selection) => {
-                    let file = selection.preferred_file();
-                    pins.insert(
-                        file.name.to_string(),
-                        Pin {
-                            name: file.name.to_string(),
-                            version: file.version.to_string(),
-                            file: file.file_name.clone(),
-                            sha256: file.sha256.clone(),
-                        },
-                    );
+                    let pin = selection.preferred_file().pin();
+                    pins.insert(pin.name.clone(), pin);
                 }
                 Err(err) => {
                     satisfied = false;

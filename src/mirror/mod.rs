@@ -77,6 +77,18 @@ pub struct Selection<'a> {
     pub files: Vec<&'a MirrorFile>,
 }
 
+impl<'a> Selection<'a> {
+    /// The file an env pins for this selection: a wheel before the sdist, since pip prefers
+    /// wheels. Which wheel fits the interpreter's tags is the full resolver's job.
+    pub fn preferred_file(&self) -> &'a MirrorFile {
+        self.files
+            .iter()
+            .find(|file| file.kind == DistKind::Wheel)
+            .or(self.files.first())
+            .expect("a selection holds at least one file")
+    }
+}
+
 /// What the wheel mirror folder holds.
 #[derive(Debug, Clone)]
 pub struct MirrorIndex {
