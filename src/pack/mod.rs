@@ -1,9 +1,101 @@
-//! Stub: replaced by the real module.
+//! Checks of what a pack carries, done the way StackStorm does them, before anything is installed:
+//! `pack.yaml` ([`parse_metadata`]), `config.schema.yaml` and the pack config values
+//! ([`parse_config_schema`], [`ConfigSchema::validate`]) and `requirements.txt`
+//! ([`parse_requirements`]).
+//!
+//! Nothing here does I/O: the caller reads the files (from a Git tree) and hands over their text
+//! with a label (`repo@commit:path`) that errors and locations name.
+
+mod config_schema;
+mod metadata;
+mod requirements;
+
+pub use config_schema::{ConfigProblem, ConfigSchema, SchemaProblem, parse_config_schema};
+pub use metadata::{MetadataProblem, PackDependency, PackMetadata, parse_metadata};
+pub use requirements::{RequirementLine, RequirementProblem, Requirements, parse_requirements};
+
+use crate::diagnostics::{Diagnose, Location};
+
+/// Why a pack file is refused. The `problem` types say what is wrong and how to fix it.
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    #[error("stub")]
-    Stub,
+    #[error("Invalid YAML in `{file}`")]
+    Yaml {
+        file: String,
+        #[source]
+        source: serde_yaml::Error,
+        location: Option<Box<Location>>,
+    },
+    #[error("Invalid pack metadata in `{file}`: {problem}")]
+    Metadata {
+        file: String,
+        problem: MetadataProblem,
+        location: Box<Location>,
+    },
+    #[error("Invalid config schema in `{file}`: {problem}")]
+    ConfigSchema {
+        file: String,
+        problem: SchemaProblem,
+        location: Box<Location>,
+    },
+    #[error("Pack config `{file}` does not match the pack's `config.schema.yaml`: {}", list_problems(.problems))]
+    ConfigValues {
+        file: String,
+        problems: Vec<ConfigProblem>,
+    },
+    #[error("Cannot use line {line} of `{file}`: {problem}")]
+    Requirements {
+        file: String,
+        line: usize,
+        problem: RequirementProblem,
+        location: Box<Location>,
+    },
+    #[error("Failed to read `{file}`")]
+    Read {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-impl crate::diagnostics::Diagnose for PackError {}
+fn list_problems(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Diagnose for PackError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Self::Yaml { .. } | Self::Read { .. } => None,
+            Self::Metadata { problem, .. } => problem.hint(),
+            Self::ConfigSchema { problem, .. } => problem.hint(),
+            Self::ConfigValues { problems, .. } => problems.iter().find_map(|p| p.hint.clone()),
+            Self::Requirements { problem, .. } => Some(problem.hint()),
+        }
+    }
+
+    fn location(&self) -> Option<&Location> {
+        match self {
+            Self::Yaml { location, .. } => location.as_deref(),
+            Self::Metadata { location, .. }
+            | Self::ConfigSchema { location, .. }
+            | Self::Requirements { location, .. } => Some(&**location),
+            Self::ConfigValues { .. } | Self::Read { .. } => None,
+        }
+    }
+}
+
+/// Parses YAML text into a value, with the error pointing at the offending position.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, PackError> {
+    serde_yaml::from_str(text).map_err(|source| PackError::Yaml {
+        file: file.to_owned(),
+        location: source
+            .location()
+            .map(|at| Box::new(Location::at(file, text, at.index()..at.index() + 1))),
+        source,
+    })
+}
