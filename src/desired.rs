@@ -11,7 +11,7 @@ use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Problem, Report, Severity};
 use crate::mirror::{MirrorIndex, Prereleases};
 use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Revision};
-use crate::pack::{self, ConfigSchema, PackMetadata, Requirements};
+use crate::pack::{self, PackMetadata, Requirements};
 use crate::python::PythonIdentity;
 use crate::source::{PackTree, RefSelector, Repo};
 
