@@ -50,8 +50,17 @@ fn main() {
     });
     let binary = env!("CARGO_BIN_EXE_packsync");
     report("`packsync plan --json` (release binary)", || {
-        let out = Command::new(binary).arg("--config").arg(&site).args(["plan", "--json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(binary)
+            .arg("--config")
+            .arg(&site)
+            .args(["plan", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
 }
 
@@ -76,7 +85,12 @@ fn report(what: &str, mut run: impl FnMut()) {
 fn git(dir: &Path, args: &[&str]) {
     let status = Command::new("git")
         .current_dir(dir)
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@example.org"])
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.org",
+        ])
         .args(args)
         .stdout(std::process::Stdio::null())
         .status()
@@ -88,10 +102,14 @@ fn git(dir: &Path, args: &[&str]) {
 fn build_site(root: &Path, site: &Path) {
     let mirror = root.join("mirror");
     fs_err::create_dir_all(&mirror).unwrap();
-    fs_err::write(mirror.join("six-1.16.0-py2.py3-none-any.whl"), b"not read by plan").unwrap();
-    let mut config = format!(
+    fs_err::write(
+        mirror.join("six-1.16.0-py2.py3-none-any.whl"),
+        b"not read by plan",
+    )
+    .unwrap();
+    let mut config = String::from(
         "[agent]\nstate_dir = \"state\"\n[stackstorm]\npacks_dir = \"packs\"\npython = \"python3\"\n\
-         [mirror]\npath = \"mirror\"\n"
+         [mirror]\npath = \"mirror\"\n",
     );
     for i in 0..PACKS {
         let name = format!("pack{i:03}");

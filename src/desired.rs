@@ -57,18 +57,28 @@ pub fn resolve(
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
     if let Some(mirror) = &mirror {
-        resolution.problems.extend(mirror.skipped().iter().map(|skipped| {
-            warning(Report {
-                pack: None,
-                message: format!("Ignoring `{}` in the mirror: {}", skipped.file_name, skipped.reason),
-                causes: Vec::new(),
-                location: None,
-                hint: Some("rename or remove the file; pip ignores it too".to_string()),
-            })
-        }));
+        resolution
+            .problems
+            .extend(mirror.skipped().iter().map(|skipped| {
+                warning(Report {
+                    pack: None,
+                    message: format!(
+                        "Ignoring `{}` in the mirror: {}",
+                        skipped.file_name, skipped.reason
+                    ),
+                    causes: Vec::new(),
+                    location: None,
+                    hint: Some("rename or remove the file; pip ignores it too".to_string()),
+                })
+            }));
     }
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
-    let reader = PackReader { python: python.as_ref(), mirror: mirror.as_ref(), site_packs, work_trees };
+    let reader = PackReader {
+        python: python.as_ref(),
+        mirror: mirror.as_ref(),
+        site_packs,
+        work_trees,
+    };
     for pack in &config.packs {
         if only.is_some_and(|only| !only.contains(&pack.name)) {
             continue;
@@ -79,11 +89,15 @@ pub fn resolve(
         }
         let mut problems = Vec::new();
         let desired = reader.read(pack, &mut problems);
-        let failed = problems.iter().any(|p: &Problem| p.severity == Severity::Error);
-        resolution.problems.extend(problems.into_iter().map(|mut problem| {
-            problem.report.pack = Some(pack.name.clone());
-            problem
-        }));
+        let failed = problems
+            .iter()
+            .any(|p: &Problem| p.severity == Severity::Error);
+        resolution
+            .problems
+            .extend(problems.into_iter().map(|mut problem| {
+                problem.report.pack = Some(pack.name.clone());
+                problem
+            }));
         match desired {
             Some(desired) if !failed => resolution.desired.packs.push(desired),
             _ => resolution.desired.unresolved.push(pack.name.clone()),
@@ -93,11 +107,17 @@ pub fn resolve(
 }
 
 fn error(report: Report) -> Problem {
-    Problem { severity: Severity::Error, report }
+    Problem {
+        severity: Severity::Error,
+        report,
+    }
 }
 
 fn warning(report: Report) -> Problem {
-    Problem { severity: Severity::Warning, report }
+    Problem {
+        severity: Severity::Warning,
+        report,
+    }
 }
 
 /// A problem that is not an error value: a message, where, and how to fix it.
@@ -107,7 +127,16 @@ fn finding(
     location: Option<crate::diagnostics::Location>,
     hint: Option<String>,
 ) -> Problem {
-    Problem { severity, report: Report { pack: None, message, causes: Vec::new(), location, hint } }
+    Problem {
+        severity,
+        report: Report {
+            pack: None,
+            message,
+            causes: Vec::new(),
+            location,
+            hint,
+        },
+    }
 }
 
 /// What every pack is read against.
@@ -123,18 +152,22 @@ struct PackReader<'a> {
 impl PackReader<'_> {
     /// Reads one pack, pushing every problem; `None` when it cannot be planned.
     fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
-        let mut report = |err: &(dyn std::error::Error + 'static)| problems.push(error(Report::new(err)));
+        let mut report =
+            |err: &(dyn std::error::Error + 'static)| problems.push(error(Report::new(err)));
         let repo = Repo::open(&pack.repo).map_err(|err| report(&err)).ok()?;
-        let resolved = repo.resolve(&pack.selector).map_err(|err| report(&err)).ok()?;
+        let resolved = repo
+            .resolve(&pack.selector)
+            .map_err(|err| report(&err))
+            .ok()?;
         let tree = repo
             .pack_tree(&resolved.commit, pack.subdir.as_deref())
             .map_err(|err| report(&err))
             .ok()?;
         if self.work_trees == WorkTrees::Warn {
-            self.warn_uncommitted(&repo, pack, problems);
+            Self::warn_uncommitted(&repo, pack, problems);
         }
         let metadata = self.metadata(pack, &tree, problems);
-        let config = self.config_digest(pack, &tree, problems);
+        let config = Self::config_digest(pack, &tree, problems);
         let env_inputs = self.env_inputs(&tree, problems);
         let (metadata, config, env_inputs) = (metadata?, config?, env_inputs?);
         let git_ref = match &pack.selector {
@@ -160,14 +193,21 @@ impl PackReader<'_> {
         })
     }
 
-    fn warn_uncommitted(&self, repo: &Repo, pack: &PackConfig, problems: &mut Vec<Problem>) {
+    fn warn_uncommitted(repo: &Repo, pack: &PackConfig, problems: &mut Vec<Problem>) {
         match repo.uncommitted_changes(pack.subdir.as_deref()) {
             Ok(paths) if paths.is_empty() => {}
             Ok(paths) => {
-                let shown: Vec<String> =
-                    paths.iter().take(5).map(|p| format!("`{}`", p.display())).collect();
+                let shown: Vec<String> = paths
+                    .iter()
+                    .take(5)
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect();
                 let more = paths.len().saturating_sub(shown.len());
-                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
                 problems.push(finding(
                     Severity::Warning,
                     format!(
@@ -215,14 +255,20 @@ impl PackReader<'_> {
             .map_err(|err| problems.push(error(Report::new(&err))))
             .ok()?;
         if metadata.pack_ref != pack.name {
-            let key = if text.lines().any(|l| l.starts_with("ref:")) { "ref" } else { "name" };
+            let key = if text.lines().any(|l| l.starts_with("ref:")) {
+                "ref"
+            } else {
+                "name"
+            };
             problems.push(finding(
                 Severity::Error,
                 format!(
                     "Pack `{}` in the site config is `{}` in its `pack.yaml`",
                     pack.name, metadata.pack_ref
                 ),
-                Some(crate::diagnostics::Location::of_yaml_key(&label, &text, key)),
+                Some(crate::diagnostics::Location::of_yaml_key(
+                    &label, &text, key,
+                )),
                 Some(format!(
                     "StackStorm keys a pack by its ref: set `name = \"{}\"` in the site config \
                      (at {})",
@@ -240,8 +286,15 @@ impl PackReader<'_> {
                         "Pack depends on `{}`, which this site config does not manage",
                         dep.raw
                     ),
-                    Some(crate::diagnostics::Location::of_yaml_key(&label, &text, "dependencies")),
-                    Some(format!("add a `[[pack]]` for `{}` or make sure it is installed", dep.name)),
+                    Some(crate::diagnostics::Location::of_yaml_key(
+                        &label,
+                        &text,
+                        "dependencies",
+                    )),
+                    Some(format!(
+                        "add a `[[pack]]` for `{}` or make sure it is installed",
+                        dep.name
+                    )),
                 ));
             }
         }
@@ -251,17 +304,16 @@ impl PackReader<'_> {
     /// The pack config values, validated against `config.schema.yaml` when the pack has one,
     /// and their digest.
     fn config_digest(
-        &self,
         pack: &PackConfig,
         tree: &PackTree<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<Digest> {
         let schema = match read_text(tree, CONFIG_SCHEMA) {
-            Ok(Some(text)) => {
-                Some(pack::parse_config_schema(&text, &tree.file_label(CONFIG_SCHEMA)).map_err(
-                    |err| problems.push(error(Report::new(&err))),
-                ).ok()?)
-            }
+            Ok(Some(text)) => Some(
+                pack::parse_config_schema(&text, &tree.file_label(CONFIG_SCHEMA))
+                    .map_err(|err| problems.push(error(Report::new(&err))))
+                    .ok()?,
+            ),
             Ok(None) => None,
             Err(err) => {
                 problems.push(error(Report::new(&err)));
@@ -274,7 +326,12 @@ impl PackReader<'_> {
                 .validate(&pack.values)
                 .into_iter()
                 .map(|p| (Severity::Error, p))
-                .chain(schema.warnings(&pack.values).into_iter().map(|p| (Severity::Warning, p)))
+                .chain(
+                    schema
+                        .warnings(&pack.values)
+                        .into_iter()
+                        .map(|p| (Severity::Warning, p)),
+                )
             {
                 valid &= severity != Severity::Error;
                 let top_key = found.key.split('.').next().unwrap_or_default();
@@ -303,7 +360,7 @@ impl PackReader<'_> {
 
     /// The virtualenv inputs: interpreter, requirements and the mirror files they select.
     fn env_inputs(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
-        let requirements = self.requirements(tree, problems)?;
+        let requirements = Self::requirements(tree, problems)?;
         let (python, mirror) = (self.python?, self.mirror?);
         let prereleases = if requirements.options.iter().any(|o| o == "--pre") {
             Prereleases::Allow
@@ -337,7 +394,7 @@ impl PackReader<'_> {
         })
     }
 
-    fn requirements(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<Requirements> {
+    fn requirements(tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<Requirements> {
         match read_text(tree, REQUIREMENTS) {
             Ok(None) => Some(Requirements::default()),
             Ok(Some(_)) => pack::parse_requirements(
@@ -357,7 +414,9 @@ impl PackReader<'_> {
 
 /// A file of the pack as UTF-8 text.
 fn read_text(tree: &PackTree<'_>, rel: &str) -> Result<Option<String>, crate::source::SourceError> {
-    Ok(tree.read_file(rel)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(tree
+        .read_file(rel)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// JSON with object keys sorted at every level, so equal configs always hash the same.

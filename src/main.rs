@@ -14,7 +14,10 @@ fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(err) => {
             let report = Report::new(err.as_ref());
-            Printer::new(false).problem(&Problem { severity: Severity::Error, report });
+            Printer::new(false).problem(&Problem {
+                severity: Severity::Error,
+                report,
+            });
             ExitStatus::Failure.into()
         }
     }
@@ -28,5 +31,8 @@ fn init_logging(verbose: u8) {
         _ => "packsync=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

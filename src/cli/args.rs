@@ -9,7 +9,12 @@ use crate::model::PackName;
 /// Deploys StackStorm packs from local Git repos the GitOps way: immutable releases, offline
 /// virtualenvs, one atomic switch per pack.
 #[derive(Debug, Parser)]
-#[command(name = "packsync", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "packsync",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

@@ -15,7 +15,7 @@ pub use printer::Printer;
 pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
     let printer = Printer::new(cli.global.quiet);
     match &cli.command {
-        Command::Check => commands::check(&cli.global, printer),
+        Command::Check => Ok(commands::check(&cli.global, printer)),
         Command::Plan(args) => commands::plan(&cli.global, args, printer),
     }
 }

@@ -1,5 +1,5 @@
 //! The one place that writes to the terminal: data on stdout, everything else on stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![allow(clippy::print_stderr)]
 
 use std::fmt::Display;
 
@@ -17,7 +17,9 @@ impl Printer {
 
     /// Data: the plan, a JSON document, a status table.
     pub fn data(self, text: impl Display) {
-        println!("{text}");
+        use std::io::Write as _;
+        // A closed pipe (`packsync plan | head`) is the reader's choice, not an error.
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
     }
 
     /// A JSON document on stdout.

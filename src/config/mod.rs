@@ -448,7 +448,11 @@ fn normalize(path: &Path) -> PathBuf {
             other => out.push(other),
         }
     }
-    out
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 fn toml_to_json(value: toml::Value) -> serde_json::Value {

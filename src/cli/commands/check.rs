@@ -19,7 +19,7 @@ struct CheckReport<'a> {
     problems: &'a [Problem],
 }
 
-pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
     let (packs, problems) = match config::load(&global.config) {
         Ok(config) => {
             let resolution = desired::resolve(&config, None, WorkTrees::Warn);
@@ -54,9 +54,17 @@ pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> anyhow::Result<Exi
             plural(report.warnings, "warning"),
         ));
     }
-    Ok(if report.valid { ExitStatus::Success } else { ExitStatus::Failure })
+    Ok(if report.valid {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { word.to_string() } else { format!("{word}s") }
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
 }

@@ -14,6 +14,9 @@ fn config_problems(errors: &ConfigErrors) -> Vec<Problem> {
     errors
         .0
         .iter()
-        .map(|err| Problem { severity: Severity::Error, report: Report::new(err) })
+        .map(|err| Problem {
+            severity: Severity::Error,
+            report: Report::new(err),
+        })
         .collect()
 }

@@ -92,15 +92,31 @@ pub(crate) fn plan(
 }
 
 fn summary(plan: &Plan, errors: usize) -> Summary {
-    let counts: BTreeMap<&'static str, usize> =
-        plan.counts().into_iter().map(|(action, n)| (action.as_str(), n)).collect();
-    let changes = plan.changes.iter().filter(|c| c.action.changes_host()).count();
-    Summary { counts, changes, errors }
+    let counts: BTreeMap<&'static str, usize> = plan
+        .counts()
+        .into_iter()
+        .map(|(action, n)| (action.as_str(), n))
+        .collect();
+    let changes = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.changes_host())
+        .count();
+    Summary {
+        counts,
+        changes,
+        errors,
+    }
 }
 
 /// A line per change with its reasons below, then a one-line summary.
 fn render(plan: &Plan, summary: &Summary) -> String {
-    let width = plan.changes.iter().map(|c| c.pack.as_str().len()).max().unwrap_or(0);
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| c.pack.as_str().len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for change in &plan.changes {
         let revisions = match (&change.from, &change.to) {
@@ -110,7 +126,12 @@ fn render(plan: &Plan, summary: &Summary) -> String {
             (Some(from), None) => revision(from),
             (None, None) => "not installed".to_string(),
         };
-        let _ = writeln!(out, "{:<11} {:<width$}  {revisions}", change.action.as_str(), change.pack);
+        let _ = writeln!(
+            out,
+            "{:<11} {:<width$}  {revisions}",
+            change.action.as_str(),
+            change.pack.as_str()
+        );
         for reason in &change.reasons {
             let _ = writeln!(out, "    {reason}");
         }
@@ -137,5 +158,10 @@ fn render(plan: &Plan, summary: &Summary) -> String {
 
 /// `1.8.1 (v1.8.1 @ 3f2a9c1)`
 fn revision(revision: &Revision) -> String {
-    format!("{} ({} @ {})", revision.version, revision.git_ref, short_commit(&revision.commit))
+    format!(
+        "{} ({} @ {})",
+        revision.version,
+        revision.git_ref,
+        short_commit(&revision.commit)
+    )
 }
