@@ -54,11 +54,11 @@ pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
             plural(report.warnings, "warning"),
         ));
     }
-    Ok(if report.valid {
+    if report.valid {
         ExitStatus::Success
     } else {
         ExitStatus::Failure
-    })
+    }
 }
 
 fn plural(n: usize, word: &str) -> String {
