@@ -120,7 +120,7 @@ version = "not a range"
         ":10:",
         "Pack name `Clush` must match",
         ":11:",
-        "Remote source",
+        "is a remote URL",
         ":17:",
         "`ref` and `version` are both set",
         ":22:",
