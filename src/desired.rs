@@ -322,17 +322,13 @@ impl PackReader<'_> {
         };
         let mut valid = true;
         if let Some(schema) = &schema {
-            for (severity, found) in schema
-                .validate(&pack.values)
+            let findings = schema.check(&pack.values);
+            let errors = findings.errors.into_iter().map(|p| (Severity::Error, p));
+            let warnings = findings
+                .warnings
                 .into_iter()
-                .map(|p| (Severity::Error, p))
-                .chain(
-                    schema
-                        .warnings(&pack.values)
-                        .into_iter()
-                        .map(|p| (Severity::Warning, p)),
-                )
-            {
+                .map(|p| (Severity::Warning, p));
+            for (severity, found) in errors.chain(warnings) {
                 valid &= severity != Severity::Error;
                 let top_key = found.key.split('.').next().unwrap_or_default();
                 let location = pack

@@ -401,82 +401,22 @@ fn parse_type(path: &str, name: &str) -> Result<JsonType, SchemaProblem> {
 }
 
 impl ConfigSchema {
-    /// What StackStorm would refuse at registration: missing required keys (after defaults are
-    /// filled in), type and `enum` mismatches, at any depth. Values containing Jinja (`{{`, `{%`)
-    /// are resolved by StackStorm at run time and are not checked here.
-    pub fn validate(&self, values: &Map<String, Value>) -> Vec<ConfigProblem> {
-        self.walk(values).problems
+    /// Checks `values` in one walk. Errors are what StackStorm would refuse at registration:
+    /// missing required keys (after defaults are filled in), type and `enum` mismatches, at any
+    /// depth; values containing Jinja (`{{`, `{%`) are resolved by StackStorm at run time and are
+    /// not checked. Warnings are what StackStorm accepts but is likely a mistake: keys the schema
+    /// does not describe (typos: StackStorm ignores them) and static values of `secret: true`
+    /// keys (StackStorm stores those in plain text in its database).
+    pub fn check(&self, values: &Map<String, Value>) -> ConfigFindings {
+        self.walk(values)
     }
 
-    /// What StackStorm accepts but is likely a mistake: keys the schema does not describe
-    /// (typos: StackStorm ignores them) and static values of `secret: true` keys (StackStorm
-    /// stores those in plain text in its database).
-    pub fn warnings(&self, values: &Map<String, Value>) -> Vec<ConfigProblem> {
-        self.walk(values).warnings
-    }
-
-    /// Validates `values` (read from `file_label`): the warnings on success, all problems in
-    /// one error otherwise.
-    pub fn check(
-        &self,
-        values: &Map<String, Value>,
-        file_label: &str,
-    ) -> Result<Vec<ConfigProblem>, PackError> {
-        let findings = self.walk(values);
-        if findings.problems.is_empty() {
-            Ok(findings.warnings)
-        } else {
-            Err(PackError::ConfigValues {
-                file: file_label.to_owned(),
-                problems: findings.problems,
-            })
-        }
-    }
-
-    /// Dotted paths of the keys marked `secret: true`; `*` stands for any array index.
-    pub fn secret_keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        collect_secrets(&self.properties, "", &mut keys);
-        keys
-    }
-
-    fn walk(&self, values: &Map<String, Value>) -> Findings {
-        let mut findings = Findings::default();
+    fn walk(&self, values: &Map<String, Value>) -> ConfigFindings {
+        let mut findings = ConfigFindings::default();
         // StackStorm validates pack configs with additional properties allowed.
         findings.object(&self.properties, &Additional::Allowed, values, "");
         findings
     }
-}
-
-fn collect_secrets(
-    properties: &BTreeMap<String, PropertySchema>,
-    prefix: &str,
-    out: &mut Vec<String>,
-) {
-    for (name, schema) in properties {
-        let path = join(prefix, name);
-        if schema.secret {
-            out.push(path.clone());
-        }
-        collect_secrets(&schema.properties, &path, out);
-        match &schema.items {
-            Items::Any => {}
-            Items::Each(item) => collect_item_secrets(item, &path, out),
-            Items::Positional(items) => {
-                for item in items {
-                    collect_item_secrets(item, &path, out);
-                }
-            }
-        }
-    }
-}
-
-fn collect_item_secrets(item: &PropertySchema, path: &str, out: &mut Vec<String>) {
-    let path = join(path, "*");
-    if item.secret && !out.contains(&path) {
-        out.push(path.clone());
-    }
-    collect_secrets(&item.properties, &path, out);
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -494,15 +434,16 @@ enum Origin {
     Default,
 }
 
+/// What [`ConfigSchema::check`] found.
 #[derive(Debug, Default)]
-struct Findings {
-    problems: Vec<ConfigProblem>,
-    warnings: Vec<ConfigProblem>,
+pub struct ConfigFindings {
+    pub errors: Vec<ConfigProblem>,
+    pub warnings: Vec<ConfigProblem>,
 }
 
-impl Findings {
+impl ConfigFindings {
     fn problem(&mut self, key: &str, message: String, hint: Option<&str>) {
-        self.problems.push(ConfigProblem {
+        self.errors.push(ConfigProblem {
             key: key.to_owned(),
             message,
             hint: hint.map(str::to_owned),

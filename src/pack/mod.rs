@@ -39,11 +39,6 @@ pub enum PackError {
         problem: SchemaProblem,
         location: Box<Location>,
     },
-    #[error("Pack config `{file}` does not match the pack's `config.schema.yaml`: {}", list_problems(.problems))]
-    ConfigValues {
-        file: String,
-        problems: Vec<ConfigProblem>,
-    },
     #[error("Cannot use line {line} of `{file}`: {problem}")]
     Requirements {
         file: String,
@@ -59,21 +54,12 @@ pub enum PackError {
     },
 }
 
-fn list_problems(problems: &[ConfigProblem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 impl Diagnose for PackError {
     fn hint(&self) -> Option<String> {
         match self {
             Self::Yaml { .. } | Self::Read { .. } => None,
             Self::Metadata { problem, .. } => problem.hint(),
             Self::ConfigSchema { problem, .. } => problem.hint(),
-            Self::ConfigValues { problems, .. } => problems.iter().find_map(|p| p.hint.clone()),
             Self::Requirements { problem, .. } => Some(problem.hint()),
         }
     }
@@ -84,7 +70,7 @@ impl Diagnose for PackError {
             Self::Metadata { location, .. }
             | Self::ConfigSchema { location, .. }
             | Self::Requirements { location, .. } => Some(&**location),
-            Self::ConfigValues { .. } | Self::Read { .. } => None,
+            Self::Read { .. } => None,
         }
     }
 }
