@@ -1,4 +1,5 @@
 //! Shared fixtures: Git repos, wheels, sites.
 
 pub(crate) mod git;
+pub(crate) mod site;
 pub(crate) mod wheels;

@@ -1,0 +1,234 @@
+//! `packsync check`: every problem of a site in one run, with its file and position.
+
+use crate::common::git::GitRepo;
+use crate::common::site::{PackEntry, TestSite, pack_yaml, packsync_snapshot, write_pack};
+
+const SCHEMA: &str = "\
+fanout:
+  type: integer
+  description: Connections at once
+  default: 64
+  required: false
+ssh_user:
+  type: string
+  description: Who logs in on the nodes
+  required: true
+";
+
+/// The pack `clush`: a config schema, a requirement on `six`; the site gives it its config.
+fn add_clush(site: &mut TestSite) -> GitRepo {
+    let repo = GitRepo::init(&site.path().join("repos/clush"));
+    write_pack(&repo, "", "clush", "1.8.1");
+    repo.write("config.schema.yaml", SCHEMA)
+        .write("requirements.txt", "six>=1.9\n");
+    repo.commit("clush 1.8.1");
+    site.add_pack(
+        PackEntry::new("clush", repo.path())
+            .config("fanout", "16")
+            .config("ssh_user", "\"root\""),
+    );
+    repo
+}
+
+#[test]
+fn a_valid_site_is_valid() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[]);
+    add_clush(&mut site);
+    let slurm = site.pack_repo("slurm", "3.2.0");
+    site.add_pack(PackEntry::new("slurm", slurm.path()));
+    packsync_snapshot!(site, site.cmd(["check"]), @"
+    exit_code: 0
+    ----- stdout -----
+    [TEMP]/packsync.toml: valid: 2 packs, 0 errors, 0 warnings
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn an_unknown_key_of_the_site_config_is_shown_where_it_is() {
+    let mut site = TestSite::new();
+    site.agent_line("prnue = true");
+    packsync_snapshot!(site, site.cmd(["check"]), @"
+    exit_code: 1
+    ----- stdout -----
+    [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
+
+    ----- stderr -----
+    error: [TEMP]/packsync.toml:3:1: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`
+      --> [TEMP]/packsync.toml:3:1
+      |
+    3 | prnue = true
+      | ^^^^^
+    ");
+}
+
+#[test]
+fn every_pack_problem_is_reported_in_one_run() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.16.0", &[]).wheel("six", "1.17.0", &[]);
+
+    let bad_version = site.pack_repo("bad_version", "1.0.0");
+    bad_version.write(
+        "pack.yaml",
+        "ref: bad_version\nname: bad_version\ndescription: d\nversion: 0.2\nauthor: a\n",
+    );
+    bad_version.commit("Version 0.2");
+    site.add_pack(PackEntry::new("bad_version", bad_version.path()));
+
+    let renamed = site.pack_repo("renamed", "1.0.0");
+    renamed.write("pack.yaml", pack_yaml("other_name", "1.0.0", ""));
+    renamed.commit("Rename");
+    site.add_pack(PackEntry::new("renamed", renamed.path()));
+
+    let no_such_ref = site.pack_repo("no_such_ref", "1.0.0");
+    site.add_pack(PackEntry::new("no_such_ref", no_such_ref.path()).key("ref", "\"v9.9.9\""));
+
+    let unsatisfied = site.pack_repo("unsatisfied", "1.0.0");
+    unsatisfied.write("requirements.txt", "six>=2\n");
+    unsatisfied.commit("Needs six 2");
+    site.add_pack(PackEntry::new("unsatisfied", unsatisfied.path()));
+
+    let url = site.pack_repo("url_requirement", "1.0.0");
+    url.write(
+        "requirements.txt",
+        "six\nfoo @ https://example.com/foo-1.0-py3-none-any.whl\n",
+    );
+    url.commit("Foo from a URL");
+    site.add_pack(PackEntry::new("url_requirement", url.path()));
+
+    let clush = add_clush(&mut site);
+    site.add_pack(
+        PackEntry::new("clush", clush.path())
+            .config("fanout", "\"many\"")
+            .config("ssh_user", "\"root\""),
+    );
+
+    let fine = site.pack_repo("fine", "1.0.0");
+    site.add_pack(PackEntry::new("fine", fine.path()));
+
+    packsync_snapshot!(site, site.cmd(["check"]), @r#"
+    exit_code: 1
+    ----- stdout -----
+    [TEMP]/packsync.toml: invalid: 7 packs, 6 errors, 0 warnings
+
+    ----- stderr -----
+    error: [bad_version] Invalid pack metadata in `[TEMP]/repos/bad_version@[SHORT]:pack.yaml`: `version` `0.2` is not strict semver
+      --> [TEMP]/repos/bad_version@[SHORT]:pack.yaml:4:1
+      |
+    4 | version: 0.2
+      | ^^^^^^^
+
+    hint: Use a three-part version such as `0.2.0`: StackStorm rejects anything else
+    error: [renamed] Pack `renamed` in the site config is `other_name` in its `pack.yaml`
+      --> [TEMP]/repos/renamed@[SHORT]:pack.yaml:1:1
+      |
+    1 | ref: other_name
+      | ^^^
+
+    hint: StackStorm keys a pack by its ref: set `name = "other_name"` in the site config (at [TEMP]/packsync.toml:18:8)
+    error: [no_such_ref] Ref `v9.9.9` matches no branch, tag or commit of `[TEMP]/repos/no_such_ref`; the repo has no version tags
+
+    hint: set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches
+    error: [unsatisfied] [TEMP]/repos/unsatisfied@[SHORT]:requirements.txt:1: No file in the mirror satisfies `six>=2`: the mirror has six 1.16.0, 1.17.0
+
+    hint: Add a wheel of `six` that satisfies `six>=2` to the mirror folder `[TEMP]/mirror`
+    error: [url_requirement] Cannot use line 2 of `[TEMP]/repos/url_requirement@[SHORT]:requirements.txt`: `foo @ https://example.com/foo-1.0-py3-none-any.whl` points at a URL
+      --> [TEMP]/repos/url_requirement@[SHORT]:requirements.txt:2:1
+      |
+    2 | foo @ https://example.com/foo-1.0-py3-none-any.whl
+      | ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+
+    hint: packsync installs offline from the wheel mirror only: put the distribution in the mirror and require it by name, e.g. `clustershell==1.9.2`
+    error: [clush] Pack config `fanout`: must be integer, not a string `"many"`
+      --> [TEMP]/packsync.toml:38:1
+       |
+    38 | fanout = "many"
+       | ^^^^^^
+    "#);
+}
+
+#[test]
+fn a_remote_source_is_refused() {
+    let mut site = TestSite::new();
+    site.add_pack(PackEntry::new(
+        "clush",
+        "https://github.com/example/clush.git".as_ref(),
+    ));
+    packsync_snapshot!(site, site.cmd(["check"]), @"
+    exit_code: 1
+    ----- stdout -----
+    [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
+
+    ----- stderr -----
+    error: [TEMP]/packsync.toml:15:10: Source `https://github.com/example/clush.git` is a remote URL
+      --> [TEMP]/packsync.toml:15:10
+       |
+    15 | source = 'https://github.com/example/clush.git'
+       |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+
+    hint: packsync works offline from local repos: clone the repo onto this host (e.g. `git clone --mirror <url> /srv/git/<pack>`) and point `source` at it
+    ");
+}
+
+#[test]
+fn uncommitted_changes_are_a_warning_and_do_not_count() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    // Invalid, but not committed: packsync reads the commit, so the pack stays valid.
+    clush
+        .write("pack.yaml", "version: 0.2\n")
+        .write("actions/new.py", "");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    packsync_snapshot!(site, site.cmd(["check"]), @"
+    exit_code: 0
+    ----- stdout -----
+    [TEMP]/packsync.toml: valid: 1 pack, 0 errors, 1 warning
+
+    ----- stderr -----
+    warning: [clush] Uncommitted changes in `[TEMP]/repos/clush` are ignored: `actions/new.py`, `pack.yaml`
+
+    hint: packsync deploys committed content only: commit the changes
+    ");
+}
+
+#[test]
+fn json_output_lists_every_problem() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()).config("fanout", "16"));
+    let slurm = site.pack_repo("slurm", "1.0.0");
+    site.add_pack(PackEntry::new("slurm", slurm.path()).key("ref", "\"v2.0.0\""));
+    packsync_snapshot!(site, site.cmd(["--json", "check"]), @r#"
+    exit_code: 1
+    ----- stdout -----
+    {
+      "valid": false,
+      "config": "[TEMP]/packsync.toml",
+      "packs": 2,
+      "errors": 1,
+      "warnings": 1,
+      "problems": [
+        {
+          "severity": "warning",
+          "pack": "clush",
+          "message": "Pack has no `config.schema.yaml`: its config values are not checked",
+          "location": {
+            "file": "[TEMP]/packsync.toml",
+            "line": 14,
+            "column": 8
+          }
+        },
+        {
+          "severity": "error",
+          "pack": "slurm",
+          "message": "Ref `v2.0.0` matches no branch, tag or commit of `[TEMP]/repos/slurm`; the repo has no version tags",
+          "hint": "set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches"
+        }
+      ]
+    }
+
+    ----- stderr -----
+    "#);
+}

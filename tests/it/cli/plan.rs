@@ -1,0 +1,495 @@
+//! `packsync plan`: what would change and why, against a fresh site or an installed state.
+
+use git2::Repository;
+
+use crate::common::git::GitRepo;
+use crate::common::site::{
+    EnvInputsRecord, PackEntry, TestSite, pack_yaml, packsync_snapshot, write_pack,
+};
+
+/// Moves (or creates) the lightweight tag `name` to `commit`, as `git tag -f`.
+fn force_tag(repo: &GitRepo, name: &str, commit: &str) {
+    let git = Repository::open(repo.path()).expect("the fixture repo opens");
+    let commit = commit.parse().expect("a full commit id");
+    let target = git
+        .find_object(commit, None)
+        .expect("the commit is in the repo");
+    git.tag_lightweight(name, &target, true)
+        .expect("the tag can be moved");
+}
+
+/// A site with the packs `alpha` (which depends on `zulu`), `zulu`, and `mid`.
+fn three_packs() -> TestSite {
+    let mut site = TestSite::new();
+    let alpha = site.pack_repo("alpha", "1.0.0");
+    alpha.write(
+        "pack.yaml",
+        pack_yaml("alpha", "1.0.0", "dependencies:\n  - zulu\n"),
+    );
+    alpha.commit("alpha depends on zulu");
+    let mid = site.pack_repo("mid", "2.0.0");
+    let zulu = site.pack_repo("zulu", "0.3.0");
+    site.add_pack(PackEntry::new("alpha", alpha.path()))
+        .add_pack(PackEntry::new("mid", mid.path()))
+        .add_pack(PackEntry::new("zulu", zulu.path()));
+    site
+}
+
+#[test]
+fn a_fresh_site_installs_every_pack_after_its_dependencies() {
+    let site = three_packs();
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    install     mid    2.0.0 (HEAD @ [SHORT])
+        not installed
+    install     zulu   0.3.0 (HEAD @ [SHORT])
+        not installed
+    install     alpha  1.0.0 (HEAD @ [SHORT])
+        not installed
+    Plan: 3 to install
+
+    ----- stderr -----
+    ");
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    install     mid    2.0.0 (HEAD @ [SHORT])
+        not installed
+    install     zulu   0.3.0 (HEAD @ [SHORT])
+        not installed
+    install     alpha  1.0.0 (HEAD @ [SHORT])
+        not installed
+    Plan: 3 to install
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn json_output_has_changes_and_a_summary() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "six\n");
+    clush.commit("Needs six");
+    site.add_pack(PackEntry::new("clush", clush.path()).key("ref", "\"main\""));
+    packsync_snapshot!(site, site.cmd(["plan", "--json"]), @r#"
+    exit_code: 0
+    ----- stdout -----
+    {
+      "changes": [
+        {
+          "pack": "clush",
+          "action": "install",
+          "from": null,
+          "to": {
+            "commit": "[COMMIT]",
+            "version": "1.0.0",
+            "ref": "main",
+            "tree": "[DIGEST]",
+            "env": "[DIGEST]",
+            "config": "[DIGEST]"
+          },
+          "reasons": [
+            "not installed"
+          ]
+        }
+      ],
+      "summary": {
+        "downgrade": 0,
+        "install": 1,
+        "orphan": 0,
+        "rebuild": 0,
+        "reconfigure": 0,
+        "remove": 0,
+        "unchanged": 0,
+        "upgrade": 0,
+        "changes": 1,
+        "errors": 0
+      },
+      "problems": []
+    }
+
+    ----- stderr -----
+    "#);
+}
+
+#[test]
+fn nothing_changes_when_the_installed_state_is_the_desired_one() {
+    let site = three_packs();
+    site.record_installed(EnvInputsRecord::Kept);
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 0
+    ----- stdout -----
+    unchanged   mid    2.0.0 (HEAD @ [SHORT])
+    unchanged   zulu   0.3.0 (HEAD @ [SHORT])
+    unchanged   alpha  1.0.0 (HEAD @ [SHORT])
+    Plan: 3 unchanged
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_commit_outside_the_pack_subdir_changes_nothing() {
+    let mut site = TestSite::new();
+    let mono = GitRepo::init(&site.path().join("repos/mono"));
+    write_pack(&mono, "packs/clush", "clush", "1.0.0");
+    write_pack(&mono, "packs/slurm", "slurm", "1.0.0");
+    mono.commit("Two packs");
+    site.add_pack(PackEntry::new("clush", mono.path()).key("subdir", "\"packs/clush\""));
+    site.record_installed(EnvInputsRecord::Kept);
+    mono.write("packs/slurm/actions/run.py", "print('slurm')\n")
+        .write("README.md", "Our packs\n");
+    mono.commit("slurm prints");
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 0
+    ----- stdout -----
+    unchanged   clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        commit [SHORT] -> [SHORT] leaves the pack tree, env and config unchanged
+    Plan: 1 unchanged
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_version_bump_is_an_upgrade() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed(EnvInputsRecord::Kept);
+    write_pack(&clush, "", "clush", "1.1.0");
+    clush.commit("clush 1.1.0");
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    upgrade     clush  1.0.0 (HEAD @ [SHORT]) -> 1.1.0 (HEAD @ [SHORT])
+        version 1.0.0 -> 1.1.0
+    Plan: 1 to upgrade
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_tag_moved_back_is_a_downgrade() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    let first = clush.head();
+    write_pack(&clush, "", "clush", "2.0.0");
+    clush.commit("clush 2.0.0");
+    clush.tag("release");
+    site.add_pack(PackEntry::new("clush", clush.path()).key("ref", "\"release\""));
+    site.record_installed(EnvInputsRecord::Kept);
+    force_tag(&clush, "release", &first);
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    downgrade   clush  2.0.0 (release @ [SHORT]) -> 1.0.0 (release @ [SHORT])
+        version 2.0.0 -> 1.0.0
+    Plan: 1 to downgrade
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_new_wheel_in_the_mirror_is_a_rebuild() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.16.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "six>=1.9\n");
+    clush.commit("Needs six");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed(EnvInputsRecord::Kept);
+    site.wheel("six", "1.17.0", &[]);
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    rebuild     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        six 1.16.0 -> 1.17.0 (mirror)
+    Plan: 1 to rebuild
+
+    ----- stderr -----
+    ");
+}
+
+/// Records written before packsync kept the virtualenv inputs: the plan cannot say which
+/// input changed.
+#[test]
+fn a_rebuild_without_recorded_env_inputs_gives_a_generic_reason() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.16.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "six>=1.9\n");
+    clush.commit("Needs six");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed(EnvInputsRecord::Missing);
+    site.wheel("six", "1.17.0", &[]);
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    rebuild     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        virtualenv inputs changed
+    Plan: 1 to rebuild
+
+    ----- stderr -----
+    ");
+}
+
+/// `requirements.txt` is a pack file: editing it changes the pack tree as well as the env.
+#[test]
+fn a_new_requirement_upgrades_the_pack_and_says_why() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[])
+        .wheel("attrs", "25.1.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "six>=1.9\n");
+    clush.commit("Needs six");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed(EnvInputsRecord::Kept);
+    clush.write("requirements.txt", "six>=1.9\nattrs\n");
+    clush.commit("Needs attrs");
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    upgrade     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        pack files changed, pack.yaml still says 1.0.0
+        requirement added: attrs
+        attrs 25.1.0 added (mirror)
+    Plan: 1 to upgrade
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_config_value_change_is_a_reconfigure() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()).config("fanout", "16"));
+    site.record_installed(EnvInputsRecord::Kept);
+    site.add_pack(PackEntry::new("clush", clush.path()).config("fanout", "32"));
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @r#"
+    exit_code: 2
+    ----- stdout -----
+    reconfigure clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        pack config changed
+    Plan: 1 to reconfigure
+
+    ----- stderr -----
+    warning: [clush] Pack has no `config.schema.yaml`: its config values are not checked
+      --> [TEMP]/packsync.toml:14:8
+       |
+    14 | name = "clush"
+       |        ^^^^^^^
+    "#);
+}
+
+#[test]
+fn a_pack_that_left_the_config_is_an_orphan_unless_prune_is_on() {
+    let mut site = three_packs();
+    site.record_installed(EnvInputsRecord::Kept);
+    site.remove_pack("mid");
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 0
+    ----- stdout -----
+    unchanged   zulu   0.3.0 (HEAD @ [SHORT])
+    unchanged   alpha  1.0.0 (HEAD @ [SHORT])
+    orphan      mid    2.0.0 (HEAD @ [SHORT])
+        no longer in the site config; kept because prune is off
+    Plan: 1 orphaned, 2 unchanged
+
+    ----- stderr -----
+    ");
+    site.agent_line("prune = true");
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    unchanged   zulu   0.3.0 (HEAD @ [SHORT])
+    unchanged   alpha  1.0.0 (HEAD @ [SHORT])
+    remove      mid    2.0.0 (HEAD @ [SHORT])
+        no longer in the site config (prune is on)
+    Plan: 1 to remove, 2 unchanged
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_disabled_pack_is_left_as_installed() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed(EnvInputsRecord::Kept);
+    write_pack(&clush, "", "clush", "1.1.0");
+    clush.commit("clush 1.1.0");
+    site.add_pack(PackEntry::new("clush", clush.path()).key("enabled", "false"));
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 0
+    ----- stdout -----
+    unchanged   clush  1.0.0 (HEAD @ [SHORT])
+        disabled in the site config: left as installed
+    Plan: 1 unchanged
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn pack_limits_the_plan() {
+    let site = three_packs();
+    packsync_snapshot!(site, site.cmd(["plan", "--pack", "mid", "--pack", "alpha"]), @"
+    exit_code: 0
+    ----- stdout -----
+    install     alpha  1.0.0 (HEAD @ [SHORT])
+        not installed
+    install     mid    2.0.0 (HEAD @ [SHORT])
+        not installed
+    Plan: 2 to install
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn an_unknown_pack_is_an_error() {
+    let site = three_packs();
+    packsync_snapshot!(site, site.cmd(["plan", "--pack", "nope"]), @"
+    exit_code: 1
+    ----- stdout -----
+
+    ----- stderr -----
+    error: No pack `nope` in the site config `[TEMP]/packsync.toml` nor installed
+    ");
+}
+
+#[test]
+fn ref_and_version_select_tags() {
+    let mut site = TestSite::new();
+    for name in ["clush", "slurm"] {
+        let repo = site.pack_repo(name, "1.0.0");
+        repo.tag("v1.0.0");
+        for version in ["1.2.0", "2.0.0"] {
+            write_pack(&repo, "", name, version);
+            repo.commit(&format!("{name} {version}"));
+            repo.tag(&format!("v{version}"));
+        }
+    }
+    let repos = site.path().join("repos");
+    site.add_pack(PackEntry::new("clush", &repos.join("clush")).key("ref", "\"v1.0.0\""))
+        .add_pack(PackEntry::new("slurm", &repos.join("slurm")).key("version", "\">=1, <2\""));
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    install     clush  1.0.0 (v1.0.0 @ [SHORT])
+        not installed
+    install     slurm  1.2.0 (v1.2.0 @ [SHORT])
+        not installed
+    Plan: 2 to install
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_bare_repo_is_a_source() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    let bare = clush.bare_clone(&site.path().join("git/clush.git"));
+    site.add_pack(PackEntry::new("clush", &bare));
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    install     clush  1.0.0 (HEAD @ [SHORT])
+        not installed
+    Plan: 1 to install
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_pack_installed_outside_packsync_is_taken_over() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.1.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    let installed = site.packs_dir().join("clush");
+    fs_err::create_dir_all(&installed).unwrap();
+    fs_err::write(installed.join("pack.yaml"), pack_yaml("clush", "1.0.0", "")).unwrap();
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 0
+    ----- stdout -----
+    install     clush  1.1.0 (HEAD @ [SHORT])
+        takes over `[TEMP]/stackstorm/packs/clush` (version 1.0.0), installed outside packsync; it is moved aside, not deleted
+    Plan: 1 to install
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn a_broken_pack_does_not_stop_the_others() {
+    let mut site = three_packs();
+    let broken = site.pack_repo("broken", "1.0.0");
+    broken.remove("pack.yaml");
+    broken.commit("Lose pack.yaml");
+    site.add_pack(PackEntry::new("broken", broken.path()));
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 1
+    ----- stdout -----
+    install     mid    2.0.0 (HEAD @ [SHORT])
+        not installed
+    install     zulu   0.3.0 (HEAD @ [SHORT])
+        not installed
+    install     alpha  1.0.0 (HEAD @ [SHORT])
+        not installed
+    Plan: 3 to install, 1 not planned (errors)
+
+    ----- stderr -----
+    error: [broken] No `pack.yaml` in `[TEMP]/repos/broken@[SHORT]:`
+
+    hint: a StackStorm pack has `pack.yaml` at its root: check `source`, `subdir` and `ref` for this pack
+    ");
+}
+
+#[test]
+fn packs_that_depend_on_each_other_are_not_planned() {
+    let site = three_packs();
+    let zulu = GitRepo::init(&site.path().join("repos/zulu"));
+    zulu.write(
+        "pack.yaml",
+        pack_yaml("zulu", "0.4.0", "dependencies:\n  - alpha\n"),
+    );
+    zulu.commit("zulu depends on alpha");
+    packsync_snapshot!(site, site.cmd(["plan"]), @"
+    exit_code: 1
+    ----- stdout -----
+
+    ----- stderr -----
+    error: Packs depend on each other in a cycle: alpha -> zulu -> alpha
+
+    hint: remove one of the `dependencies` in these packs' `pack.yaml` to break the cycle
+    ");
+}
+
+#[test]
+fn an_invalid_site_config_plans_nothing() {
+    let mut site = three_packs();
+    site.add_pack(PackEntry::new("mid", &site.path().join("repos/mid")).key("ref", "\"\""));
+    packsync_snapshot!(site, site.cmd(["plan"]), @r#"
+    exit_code: 1
+    ----- stdout -----
+
+    ----- stderr -----
+    error: [TEMP]/packsync.toml:20:7: `ref` is empty
+      --> [TEMP]/packsync.toml:20:7
+       |
+    20 | ref = ""
+       |       ^^
+
+    hint: remove `ref` to follow the repo's HEAD
+    "#);
+}

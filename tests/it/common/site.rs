@@ -1,0 +1,336 @@
+//! A whole site in a temp dir: a wheel mirror, pack repos, a site config pointing at them, and
+//! the real `packsync` binary run against it.
+//!
+//! ```ignore
+//! let mut site = TestSite::new();
+//! site.wheel("six", "1.17.0", &[]);
+//! let clush = site.pack_repo("clush", "1.0.0");
+//! site.add_pack(PackEntry::new("clush", clush.path()));
+//! packsync_snapshot!(site, site.cmd(["plan"]), @"...");
+//! ```
+//!
+//! Every path of the site is inside the temp dir and every command sees a clean environment, so
+//! the output is the same on every machine once [`TestSite::filters`] hides the temp dir, the
+//! commit ids and the digests.
+
+// A fixture that cannot be built fails its test at once; `fs_err` names what failed.
+#![allow(clippy::unwrap_used, reason = "fixture builders panic on failure")]
+
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use packsync::desired::{self, WorkTrees};
+use packsync::model::InstalledPack;
+use tempfile::TempDir;
+
+use super::git::GitRepo;
+use super::wheels::make_wheel;
+
+/// Runs a command of a [`TestSite`] and compares its exit code, stdout and stderr, filtered, with
+/// an inline snapshot. The unfiltered output is printed too, shown when the snapshot differs.
+macro_rules! packsync_snapshot {
+    ($site:expr, $command:expr, @$snapshot:literal) => {{
+        let output = $crate::common::site::run($command);
+        eprintln!("unfiltered output:\n{output}");
+        let filters = $site.filters();
+        let filters: Vec<(&str, &str)> = filters
+            .iter()
+            .map(|(pattern, replacement)| (pattern.as_str(), replacement.as_str()))
+            .collect();
+        insta::with_settings!({filters => filters}, {
+            insta::assert_snapshot!(output, @$snapshot);
+        });
+    }};
+}
+pub(crate) use packsync_snapshot;
+
+/// The site config file, in the site's root.
+const CONFIG_FILE: &str = "packsync.toml";
+
+/// Whether a recorded installed pack keeps the virtualenv inputs it was built from, as packsync
+/// records them, or lacks them, as records that predate them do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnvInputsRecord {
+    Kept,
+    Missing,
+}
+
+/// One `[[pack]]` entry of the site config.
+#[derive(Debug, Clone)]
+pub(crate) struct PackEntry {
+    name: String,
+    /// `key = value` lines, the values as TOML.
+    keys: Vec<(String, String)>,
+    /// `[pack.config]` lines, the values as TOML.
+    config: Vec<(String, String)>,
+}
+
+impl PackEntry {
+    /// `name = "<name>"` and `source` the local repo at `source`.
+    pub(crate) fn new(name: &str, source: &Path) -> Self {
+        Self {
+            name: name.to_owned(),
+            keys: vec![("source".to_owned(), toml_path(source))],
+            config: Vec::new(),
+        }
+    }
+
+    /// Sets `key` of the entry to `value`, written as TOML (`r#""v1.0.0""#`, `"false"`).
+    pub(crate) fn key(mut self, key: &str, value: &str) -> Self {
+        self.keys.retain(|(k, _)| k != key);
+        self.keys.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets `key` of `[pack.config]` to `value`, written as TOML.
+    pub(crate) fn config(mut self, key: &str, value: &str) -> Self {
+        self.config.retain(|(k, _)| k != key);
+        self.config.push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A site in a temp dir, removed when dropped.
+pub(crate) struct TestSite {
+    /// Keeps the temp dir alive.
+    _temp: TempDir,
+    /// The temp dir, canonical, so that it matches the paths packsync prints.
+    root: PathBuf,
+    /// Extra lines of `[agent]`, as written.
+    agent_lines: Vec<String>,
+    packs: Vec<PackEntry>,
+}
+
+impl TestSite {
+    /// An empty site: an empty mirror, no pack.
+    pub(crate) fn new() -> Self {
+        let temp = TempDir::new().unwrap();
+        let root = fs_err::canonicalize(temp.path()).unwrap();
+        fs_err::create_dir_all(root.join("mirror")).unwrap();
+        Self {
+            _temp: temp,
+            root,
+            agent_lines: Vec::new(),
+            packs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The wheel mirror folder.
+    pub(crate) fn mirror(&self) -> PathBuf {
+        self.root.join("mirror")
+    }
+
+    /// `stackstorm.packs_dir`, where `st2 pack install` would have put packs.
+    pub(crate) fn packs_dir(&self) -> PathBuf {
+        self.root.join("stackstorm/packs")
+    }
+
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+
+    /// Builds a real wheel into the mirror.
+    pub(crate) fn wheel(&self, name: &str, version: &str, requires: &[&str]) -> &Self {
+        make_wheel(&self.mirror(), name, version, requires);
+        self
+    }
+
+    /// A new repo `repos/<name>` holding, at its root, a valid pack `name` at `version`,
+    /// committed on `main`.
+    pub(crate) fn pack_repo(&self, name: &str, version: &str) -> GitRepo {
+        let repo = GitRepo::init(&self.root.join("repos").join(name));
+        write_pack(&repo, "", name, version);
+        repo.commit(&format!("{name} {version}"));
+        repo
+    }
+
+    /// Adds a line to `[agent]`, as written: `prune = true`.
+    pub(crate) fn agent_line(&mut self, line: &str) -> &mut Self {
+        self.agent_lines.push(line.to_owned());
+        self
+    }
+
+    /// Adds a `[[pack]]` entry, or replaces the one of the same name in place.
+    pub(crate) fn add_pack(&mut self, entry: PackEntry) -> &mut Self {
+        match self.packs.iter_mut().find(|p| p.name == entry.name) {
+            Some(existing) => *existing = entry,
+            None => self.packs.push(entry),
+        }
+        self
+    }
+
+    /// Removes the `[[pack]]` entry `name`.
+    pub(crate) fn remove_pack(&mut self, name: &str) -> &mut Self {
+        self.packs.retain(|p| p.name != name);
+        self
+    }
+
+    /// The site config for the current entries.
+    pub(crate) fn config_text(&self) -> String {
+        let dir = |rel: &str| toml_path(&self.root.join(rel));
+        let mut text = format!("[agent]\nstate_dir = {}\n", dir("state"));
+        for line in &self.agent_lines {
+            let _ = writeln!(text, "{line}");
+        }
+        let _ = write!(
+            text,
+            "\n[stackstorm]\npacks_dir = {}\nvirtualenvs_dir = {}\nconfigs_dir = {}\n\
+             python = \"python3\"\n\n[mirror]\npath = {}\n",
+            dir("stackstorm/packs"),
+            dir("stackstorm/virtualenvs"),
+            dir("stackstorm/configs"),
+            dir("mirror"),
+        );
+        for pack in &self.packs {
+            let _ = write!(text, "\n[[pack]]\nname = \"{}\"\n", pack.name);
+            for (key, value) in &pack.keys {
+                let _ = writeln!(text, "{key} = {value}");
+            }
+            if !pack.config.is_empty() {
+                text.push_str("[pack.config]\n");
+                for (key, value) in &pack.config {
+                    let _ = writeln!(text, "{key} = {value}");
+                }
+            }
+        }
+        text
+    }
+
+    /// Writes the site config and returns `packsync --config <it> <args>` with a clean
+    /// environment.
+    pub(crate) fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        fs_err::write(self.config_path(), self.config_text()).unwrap();
+        let mut command = packsync([OsStr::new("--config"), self.config_path().as_os_str()]);
+        command.args(args);
+        command
+    }
+
+    /// Records every pack of the site config as installed at the revision it resolves to now,
+    /// in `state_dir/state.json`, as packsync writes it after an apply.
+    pub(crate) fn record_installed(&self, env_inputs: EnvInputsRecord) {
+        fs_err::write(self.config_path(), self.config_text()).unwrap();
+        let config = packsync::config::load(&self.config_path())
+            .unwrap_or_else(|errors| panic!("the site config is valid: {errors}"));
+        let resolution = desired::resolve(&config, None, WorkTrees::Ignore);
+        assert!(
+            !resolution.has_errors(),
+            "every pack resolves: {:#?}",
+            resolution.problems
+        );
+        let packs: serde_json::Map<String, serde_json::Value> = resolution
+            .desired
+            .packs
+            .into_iter()
+            .map(|pack| {
+                let installed = InstalledPack {
+                    name: pack.name.clone(),
+                    revision: pack.revision,
+                    env_inputs: (env_inputs == EnvInputsRecord::Kept).then_some(pack.env_inputs),
+                };
+                (
+                    pack.name.to_string(),
+                    serde_json::json!({ "active": installed }),
+                )
+            })
+            .collect();
+        let state = serde_json::json!({ "version": 1, "packs": packs });
+        fs_err::create_dir_all(self.root.join("state")).unwrap();
+        fs_err::write(
+            self.root.join("state/state.json"),
+            serde_json::to_string_pretty(&state).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Insta filters that hide what changes from run to run or machine to machine.
+    pub(crate) fn filters(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                regex::escape(&self.root.display().to_string()),
+                "[TEMP]".into(),
+            ),
+            (r"sha256:[0-9a-f]{64}".into(), "[DIGEST]".into()),
+            (r"git:[0-9a-f]{40}".into(), "[DIGEST]".into()),
+            (r"\b[0-9a-f]{40}\b".into(), "[COMMIT]".into()),
+            (r"\b[0-9a-f]{7}\b".into(), "[SHORT]".into()),
+        ]
+    }
+}
+
+/// `packsync <args>` with a clean environment: no config from the environment, no colour, no
+/// log filter, no terminal size.
+pub(crate) fn packsync<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_packsync"));
+    command.args(args);
+    for name in ["PACKSYNC_CONFIG", "RUST_LOG", "COLUMNS", "LINES"] {
+        command.env_remove(name);
+    }
+    command.env("NO_COLOR", "1");
+    command
+}
+
+/// Runs `command` and renders its exit code, stdout and stderr.
+pub(crate) fn run(mut command: Command) -> String {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    let code = status
+        .code()
+        .map_or_else(|| format!("killed ({status})"), |code| code.to_string());
+    format!(
+        "exit_code: {code}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+        String::from_utf8_lossy(&stdout),
+        String::from_utf8_lossy(&stderr)
+    )
+}
+
+/// `pack.yaml` of a valid pack; `extra` is appended as written (`"dependencies:\n  - a\n"`).
+pub(crate) fn pack_yaml(name: &str, version: &str, extra: &str) -> String {
+    format!(
+        "ref: {name}\nname: {name}\ndescription: The {name} test pack\nversion: {version}\n\
+         author: Packsync Tests\n{extra}"
+    )
+}
+
+/// Writes a valid pack `name` at `version` (`pack.yaml` and one Python action) under `dir` of
+/// the work tree (`""`: the root). Not committed.
+pub(crate) fn write_pack(repo: &GitRepo, dir: &str, name: &str, version: &str) {
+    let at = |rel: &str| {
+        if dir.is_empty() {
+            rel.to_owned()
+        } else {
+            format!("{dir}/{rel}")
+        }
+    };
+    repo.write(&at("pack.yaml"), pack_yaml(name, version, ""))
+        .write(
+            &at("actions/run.yaml"),
+            "name: run\nrunner_type: python-script\nentry_point: run.py\nenabled: true\n",
+        )
+        .write(
+            &at("actions/run.py"),
+            "from st2common.runners.base_action import Action\n\n\n\
+             class Run(Action):\n    def run(self):\n        return True\n",
+        );
+}
+
+/// A path as a TOML literal string (paths of the temp dir hold no `'`).
+fn toml_path(path: &Path) -> String {
+    format!("'{}'", path.display())
+}
