@@ -236,7 +236,7 @@ impl PackReader<'_> {
             Ok(None) => {
                 problems.push(finding(
                     Severity::Error,
-                    format!("No `pack.yaml` in `{}`", tree.file_label("")),
+                    format!("`{label}` does not exist"),
                     None,
                     Some(
                         "a StackStorm pack has `pack.yaml` at its root: check `source`, `subdir` \

@@ -121,7 +121,7 @@ pub struct Stderr(String);
 impl Diagnose for PythonError {
     fn hint(&self) -> Option<String> {
         Some(
-            "Set `[stackstorm] python` in the site config to StackStorm's interpreter, e.g. \
+            "set `[stackstorm] python` in the site config to StackStorm's interpreter, e.g. \
              `/opt/stackstorm/st2/bin/python3`"
                 .to_string(),
         )

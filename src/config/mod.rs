@@ -94,7 +94,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{location}: {message}")]
+    /// Shown with its location by [`crate::diagnostics::Report`], so the message leaves it out.
+    #[error("{message}")]
     Invalid {
         location: Location,
         message: String,

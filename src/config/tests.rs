@@ -32,7 +32,15 @@ enabled = false
 fn errors(text: &str) -> Vec<String> {
     match parse(Path::new("/etc/packsync/site.toml"), text) {
         Ok(_) => panic!("expected errors"),
-        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+        Err(ConfigErrors(errors)) => errors
+            .iter()
+            .map(|err| {
+                format!(
+                    "{}: {err}",
+                    err.location().expect("validation errors have one")
+                )
+            })
+            .collect(),
     }
 }
 

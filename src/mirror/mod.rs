@@ -146,17 +146,17 @@ impl Diagnose for MirrorError {
     fn hint(&self) -> Option<String> {
         match self {
             MirrorError::ReadDir { .. } => Some(
-                "Check `[mirror] path` in the site config: it is the folder of wheels and sdists \
+                "check `[mirror] path` in the site config: it is the folder of wheels and sdists \
                  pip installs from with `--find-links`"
                     .to_string(),
             ),
             MirrorError::ReadFile { .. } => Some(
-                "Every file in the mirror folder must be readable by packsync, as pip reads them \
+                "every file in the mirror folder must be readable by packsync, as pip reads them \
                  too"
                 .to_string(),
             ),
             MirrorError::UrlRequirement { .. } => Some(
-                "Put the wheel into the mirror folder and require the distribution by name and \
+                "put the wheel into the mirror folder and require the distribution by name and \
                  version, e.g. `name>=1.0`"
                     .to_string(),
             ),

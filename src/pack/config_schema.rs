@@ -187,18 +187,18 @@ impl SchemaProblem {
                  true, required: true}`"
                     .to_owned(),
             ),
-            Self::KeyName(_) => Some("Rename the key, e.g. with `_` instead of `-`".to_owned()),
+            Self::KeyName(_) => Some("rename the key, e.g. with `_` instead of `-`".to_owned()),
             Self::UnknownAttribute { .. } => Some(
-                "Check the spelling: StackStorm accepts JSON-Schema attributes plus `required`, \
+                "check the spelling: StackStorm accepts JSON-Schema attributes plus `required`, \
                  `secret`, `position` and `immutable`"
                     .to_owned(),
             ),
             Self::UnknownType { .. } => Some(
-                "Use one of `string`, `integer`, `number`, `boolean`, `object`, `array` or `null`"
+                "use one of `string`, `integer`, `number`, `boolean`, `object`, `array` or `null`"
                     .to_owned(),
             ),
             Self::TypeList { .. } => {
-                Some("Give one `type`, or list the alternatives under `anyOf`".to_owned())
+                Some("give one `type`, or list the alternatives under `anyOf`".to_owned())
             }
             Self::Attribute { .. } => None,
         }

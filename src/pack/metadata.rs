@@ -116,37 +116,37 @@ impl MetadataProblem {
                  `author`"
                     .to_owned()
             }
-            Self::Missing { key } => format!("Add `{key}:` to `pack.yaml`"),
-            Self::WrongType { key, expected, .. } => format!("Make `{key}` {expected}"),
+            Self::Missing { key } => format!("add `{key}:` to `pack.yaml`"),
+            Self::WrongType { key, expected, .. } => format!("make `{key}` {expected}"),
             Self::Version(version) => format!(
-                "Use a three-part version such as `{}`: StackStorm rejects anything else",
+                "use a three-part version such as `{}`: StackStorm rejects anything else",
                 suggest_version(version)
             ),
             Self::Ref(_) => {
-                "Use lower-case letters, digits and `_` only; dashes are not allowed".to_owned()
+                "use lower-case letters, digits and `_` only; dashes are not allowed".to_owned()
             }
             Self::NameIsNotARef(name) => format!(
-                "Add `ref: {}` to `pack.yaml`: the ref names the pack's directory",
+                "add `ref: {}` to `pack.yaml`: the ref names the pack's directory",
                 suggest_ref(name)
             ),
-            Self::ReservedRef => "Choose another `ref`".to_owned(),
+            Self::ReservedRef => "choose another `ref`".to_owned(),
             Self::Email(_) => {
-                "Use an address such as `team@example.org`, or drop `email`".to_owned()
+                "use an address such as `team@example.org`, or drop `email`".to_owned()
             }
             Self::ContributorTooLong(_) => {
-                "Shorten it to `Name <email>`; StackStorm refuses longer entries".to_owned()
+                "shorten it to `Name <email>`; StackStorm refuses longer entries".to_owned()
             }
             Self::PythonVersion(_) | Self::PythonVersionsCount => {
-                "Use `python_versions: [\"3\"]`".to_owned()
+                "use `python_versions: [\"3\"]`".to_owned()
             }
             Self::PythonVersionNotQuoted(version) => format!(
-                "Quote it: `python_versions: [\"{version}\"]` (StackStorm's schema wants strings)"
+                "quote it: `python_versions: [\"{version}\"]` (StackStorm's schema wants strings)"
             ),
             Self::Python2Only => {
                 "Port the pack to Python 3 and add `\"3\"` to `python_versions`".to_owned()
             }
             Self::StackstormVersion(_) => {
-                "Use comparisons of full versions, such as `>=3.0.0, <4.0.0`".to_owned()
+                "use comparisons of full versions, such as `>=3.0.0, <4.0.0`".to_owned()
             }
             Self::DependencyEmpty(_)
             | Self::DependencySeparators(_)

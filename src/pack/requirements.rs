@@ -88,26 +88,26 @@ impl RequirementProblem {
                                    `clustershell==1.9.2`"
                 .to_owned(),
             Self::Invalid(_) => {
-                "Write a PEP 508 requirement, e.g. `requests>=2.31,<3 ; python_version >= \"3.8\"`"
+                "write a PEP 508 requirement, e.g. `requests>=2.31,<3 ; python_version >= \"3.8\"`"
                     .to_owned()
             }
             Self::UnsupportedOption(_) | Self::MissingValue(_) => {
-                "Supported options: `-r <file>`, `-c <file>`, `--hash=<algo>:<hex>`, `--pre`, \
+                "supported options: `-r <file>`, `-c <file>`, `--hash=<algo>:<hex>`, `--pre`, \
                  `--prefer-binary`, `--only-binary <names>`, `--no-binary <names>`, \
                  `--require-hashes` and `--no-index`"
                     .to_owned()
             }
             Self::Hash(_) => {
-                "Write it as `pip hash` prints it: `--hash=sha256:<64 hex digits>`".to_owned()
+                "write it as `pip hash` prints it: `--hash=sha256:<64 hex digits>`".to_owned()
             }
             Self::IncludeOutsidePack(_) => {
-                "Keep included files in the pack, named relative to the including file".to_owned()
+                "keep included files in the pack, named relative to the including file".to_owned()
             }
             Self::IncludeMissing(_) => {
-                "Commit the file, or fix its path (relative to the including file)".to_owned()
+                "commit the file, or fix its path (relative to the including file)".to_owned()
             }
             Self::IncludeCycle(_) => {
-                "Remove one of the `-r`/`-c` lines that include each other".to_owned()
+                "remove one of the `-r`/`-c` lines that include each other".to_owned()
             }
         }
     }

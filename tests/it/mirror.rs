@@ -277,7 +277,7 @@ fn a_missing_mirror_folder_is_an_error_with_a_hint() {
     );
     assert!(
         report.ends_with(
-            "hint: Check `[mirror] path` in the site config: it is the folder of wheels and \
+            "hint: check `[mirror] path` in the site config: it is the folder of wheels and \
              sdists pip installs from with `--find-links`\n"
         ),
         "{report}"
@@ -506,7 +506,7 @@ fn probe_ignores_what_a_python_prints_before_the_identity() {
 #[test]
 fn probe_errors_name_the_interpreter_and_the_setting() {
     let dir = tempfile::tempdir().unwrap();
-    let hint = "\nhint: Set `[stackstorm] python` in the site config to StackStorm's interpreter, \
+    let hint = "\nhint: set `[stackstorm] python` in the site config to StackStorm's interpreter, \
                 e.g. `/opt/stackstorm/st2/bin/python3`\n";
     let probe_err = |python: &Path| PythonIdentity::probe(python).unwrap_err();
 

@@ -361,7 +361,7 @@ fn schema_errors_read_well() {
         "Invalid config schema in `/srv/git/clush@3f2a9c1:config.schema.yaml`: `port` has \
          the unknown attribute `requried`"
     );
-    assert!(err.hint().unwrap().starts_with("Check the spelling"));
+    assert!(err.hint().unwrap().starts_with("check the spelling"));
 }
 
 #[test]

@@ -97,7 +97,7 @@ fn version_errors_point_at_the_key_and_suggest_a_fix() {
     assert_eq!((location.line, location.column), (4, 1));
     assert_eq!(
         err.hint().unwrap(),
-        "Use a three-part version such as `0.2.0`: StackStorm rejects anything else"
+        "use a three-part version such as `0.2.0`: StackStorm rejects anything else"
     );
 }
 
@@ -113,7 +113,7 @@ fn names_without_ref_must_be_valid_refs() {
     assert_eq!(err.location().unwrap().line, 4);
     assert_eq!(
         err.hint().unwrap(),
-        "Add `ref: cluster_shell` to `pack.yaml`: the ref names the pack's directory"
+        "add `ref: cluster_shell` to `pack.yaml`: the ref names the pack's directory"
     );
 }
 

@@ -56,7 +56,7 @@ fn an_unknown_key_of_the_site_config_is_shown_where_it_is() {
     [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
 
     ----- stderr -----
-    error: [TEMP]/packsync.toml:3:1: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`
+    error: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`
       --> [TEMP]/packsync.toml:3:1
       |
     3 | prnue = true
@@ -120,7 +120,7 @@ fn every_pack_problem_is_reported_in_one_run() {
     4 | version: 0.2
       | ^^^^^^^
 
-    hint: Use a three-part version such as `0.2.0`: StackStorm rejects anything else
+    hint: use a three-part version such as `0.2.0`: StackStorm rejects anything else
     error: [renamed] Pack `renamed` in the site config is `other_name` in its `pack.yaml`
       --> [TEMP]/repos/renamed@[SHORT]:pack.yaml:1:1
       |
@@ -162,7 +162,7 @@ fn a_remote_source_is_refused() {
     [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
 
     ----- stderr -----
-    error: [TEMP]/packsync.toml:15:10: Source `https://github.com/example/clush.git` is a remote URL
+    error: Source `https://github.com/example/clush.git` is a remote URL
       --> [TEMP]/packsync.toml:15:10
        |
     15 | source = 'https://github.com/example/clush.git'

@@ -449,7 +449,7 @@ fn a_broken_pack_does_not_stop_the_others() {
     Plan: 3 to install, 1 not planned (errors)
 
     ----- stderr -----
-    error: [broken] No `pack.yaml` in `[TEMP]/repos/broken@[SHORT]:`
+    error: [broken] `[TEMP]/repos/broken@[SHORT]:pack.yaml` does not exist
 
     hint: a StackStorm pack has `pack.yaml` at its root: check `source`, `subdir` and `ref` for this pack
     ");
@@ -484,7 +484,7 @@ fn an_invalid_site_config_plans_nothing() {
     ----- stdout -----
 
     ----- stderr -----
-    error: [TEMP]/packsync.toml:20:7: `ref` is empty
+    error: `ref` is empty
       --> [TEMP]/packsync.toml:20:7
        |
     20 | ref = ""
