@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{PackConfig, SiteConfig};
-use crate::diagnostics::{Problem, Report, Severity};
+use crate::diagnostics::{Location, Problem, Report, Severity};
 use crate::mirror::{MirrorIndex, Prereleases};
 use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Revision};
 use crate::pack::{self, PackMetadata, Requirements};
@@ -60,16 +60,15 @@ pub fn resolve(
         resolution
             .problems
             .extend(mirror.skipped().iter().map(|skipped| {
-                warning(Report {
-                    pack: None,
-                    message: format!(
+                finding(
+                    Severity::Warning,
+                    format!(
                         "Ignoring `{}` in the mirror: {}",
                         skipped.file_name, skipped.reason
                     ),
-                    causes: Vec::new(),
-                    location: None,
-                    hint: Some("rename or remove the file; pip ignores it too".to_string()),
-                })
+                    None,
+                    Some("rename or remove the file; pip ignores it too".to_string()),
+                )
             }));
     }
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
@@ -124,7 +123,7 @@ fn warning(report: Report) -> Problem {
 fn finding(
     severity: Severity,
     message: String,
-    location: Option<crate::diagnostics::Location>,
+    location: Option<Location>,
     hint: Option<String>,
 ) -> Problem {
     Problem {
@@ -266,9 +265,7 @@ impl PackReader<'_> {
                     "Pack `{}` in the site config is `{}` in its `pack.yaml`",
                     pack.name, metadata.pack_ref
                 ),
-                Some(crate::diagnostics::Location::of_yaml_key(
-                    &label, &text, key,
-                )),
+                Some(Location::of_yaml_key(&label, &text, key)),
                 Some(format!(
                     "StackStorm keys a pack by its ref: set `name = \"{}\"` in the site config \
                      (at {})",
@@ -286,11 +283,7 @@ impl PackReader<'_> {
                         "Pack depends on `{}`, which this site config does not manage",
                         dep.raw
                     ),
-                    Some(crate::diagnostics::Location::of_yaml_key(
-                        &label,
-                        &text,
-                        "dependencies",
-                    )),
+                    Some(Location::of_yaml_key(&label, &text, "dependencies")),
                     Some(format!(
                         "add a `[[pack]]` for `{}` or make sure it is installed",
                         dep.name
@@ -390,21 +383,15 @@ impl PackReader<'_> {
         })
     }
 
+    /// `requirements.txt` and what it includes; none when the pack has no such file.
     fn requirements(tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<Requirements> {
-        match read_text(tree, REQUIREMENTS) {
-            Ok(None) => Some(Requirements::default()),
-            Ok(Some(_)) => pack::parse_requirements(
-                REQUIREMENTS,
-                |rel| tree.file_label(rel),
-                |rel| read_text(tree, rel),
-            )
-            .map_err(|err| problems.push(error(Report::new(&err))))
-            .ok(),
-            Err(err) => {
-                problems.push(error(Report::new(&err)));
-                None
-            }
-        }
+        pack::parse_requirements(
+            REQUIREMENTS,
+            |rel| tree.file_label(rel),
+            |rel| read_text(tree, rel),
+        )
+        .map_err(|err| problems.push(error(Report::new(&err))))
+        .ok()
     }
 }
 
