@@ -193,12 +193,6 @@ impl Report {
             hint,
         }
     }
-
-    #[must_use]
-    pub fn for_pack(mut self, pack: &PackName) -> Self {
-        self.pack = Some(pack.clone());
-        self
-    }
 }
 
 impl fmt::Display for Report {

@@ -198,11 +198,6 @@ impl PythonIdentity {
         })
     }
 
-    /// The interpreter path, as configured.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The PEP 508 marker values of this interpreter.
     pub fn markers(&self) -> &MarkerEnvironment {
         &self.markers

@@ -226,11 +226,6 @@ impl MirrorIndex {
         })
     }
 
-    /// The mirror folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Every wheel and sdist, sorted by name, version and file name.
     pub fn files(&self) -> &[MirrorFile] {
         &self.files

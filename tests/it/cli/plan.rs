@@ -195,16 +195,22 @@ fn a_tag_moved_back_is_a_downgrade() {
     ");
 }
 
-#[test]
-fn a_new_wheel_in_the_mirror_is_a_rebuild() {
+/// `clush` needs `six`; it is recorded installed with six 1.16.0, then 1.17.0 lands in the mirror.
+fn six_installed_then_a_newer_wheel(record: EnvInputsRecord) -> TestSite {
     let mut site = TestSite::new();
     site.wheel("six", "1.16.0", &[]);
     let clush = site.pack_repo("clush", "1.0.0");
     clush.write("requirements.txt", "six>=1.9\n");
     clush.commit("Needs six");
     site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed(record);
     site.wheel("six", "1.17.0", &[]);
+    site
+}
+
+#[test]
+fn a_new_wheel_in_the_mirror_is_a_rebuild() {
+    let site = six_installed_then_a_newer_wheel(EnvInputsRecord::Kept);
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
     ----- stdout -----
@@ -220,14 +226,7 @@ fn a_new_wheel_in_the_mirror_is_a_rebuild() {
 /// input changed.
 #[test]
 fn a_rebuild_without_recorded_env_inputs_gives_a_generic_reason() {
-    let mut site = TestSite::new();
-    site.wheel("six", "1.16.0", &[]);
-    let clush = site.pack_repo("clush", "1.0.0");
-    clush.write("requirements.txt", "six>=1.9\n");
-    clush.commit("Needs six");
-    site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(EnvInputsRecord::Missing);
-    site.wheel("six", "1.17.0", &[]);
+    let site = six_installed_then_a_newer_wheel(EnvInputsRecord::Missing);
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
     ----- stdout -----

@@ -118,26 +118,25 @@ impl GitRepo {
             .to_string()
     }
 
-    /// Creates the lightweight tag `name` on `HEAD`.
-    pub(crate) fn tag(&self, name: &str) -> &Self {
-        let head = self
-            .git
+    /// The commit `HEAD` points at, as an object to tag.
+    fn head_commit(&self) -> git2::Object<'_> {
+        self.git
             .head()
             .unwrap()
             .peel(git2::ObjectType::Commit)
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Creates the lightweight tag `name` on `HEAD`.
+    pub(crate) fn tag(&self, name: &str) -> &Self {
+        let head = self.head_commit();
         self.git.tag_lightweight(name, &head, false).unwrap();
         self
     }
 
     /// Creates the annotated tag `name` on `HEAD` (a tag object, as `git tag -a`).
     pub(crate) fn annotated_tag(&self, name: &str) -> &Self {
-        let head = self
-            .git
-            .head()
-            .unwrap()
-            .peel(git2::ObjectType::Commit)
-            .unwrap();
+        let head = self.head_commit();
         let tagger = self.next_signature();
         self.git
             .tag(name, &head, &tagger, &format!("Release {name}"), false)
