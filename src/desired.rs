@@ -11,7 +11,7 @@ use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
 use crate::mirror::{MirrorIndex, Prereleases};
 use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Revision};
-use crate::pack::{self, PackMetadata, Requirements};
+use crate::pack::{self, PackMetadata, RequirementLine, Requirements};
 use crate::python::PythonIdentity;
 use crate::source::{PackTree, RefSelector, Repo};
 
@@ -72,7 +72,10 @@ pub fn resolve(
             }));
     }
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
+    let base_requirements = base_requirements(config);
     let reader = PackReader {
+        config,
+        base_requirements: &base_requirements,
         python: python.as_ref(),
         mirror: mirror.as_ref(),
         site_packs,
@@ -138,8 +141,30 @@ fn finding(
     }
 }
 
+/// `[stackstorm] base_requirements` as requirement lines (the config validated them).
+fn base_requirements(config: &SiteConfig) -> Vec<RequirementLine> {
+    let file = format!("{} [stackstorm] base_requirements", config.path.display());
+    config
+        .stackstorm
+        .virtualenv
+        .base_requirements
+        .iter()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            Some(RequirementLine {
+                requirement: line.parse().ok()?,
+                hashes: Vec::new(),
+                file: file.clone(),
+                line: i + 1,
+            })
+        })
+        .collect()
+}
+
 /// What every pack is read against.
 struct PackReader<'a> {
+    config: &'a SiteConfig,
+    base_requirements: &'a [RequirementLine],
     /// `None` when the interpreter could not be probed (already reported).
     python: Option<&'a PythonIdentity>,
     /// `None` when the mirror could not be read (already reported).
@@ -349,8 +374,12 @@ impl PackReader<'_> {
 
     /// The virtualenv inputs: interpreter, requirements and the mirror files they select.
     fn env_inputs(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
-        let requirements = Self::requirements(tree, problems)?;
+        let mut requirements = Self::requirements(tree, problems)?;
         let (python, mirror) = (self.python?, self.mirror?);
+        // First, so that a pack's own pin of the same distribution wins.
+        requirements
+            .requirements
+            .splice(0..0, self.base_requirements.iter().cloned());
         let prereleases = if requirements.options.iter().any(|o| o == "--pre") {
             Prereleases::Allow
         } else {
@@ -378,9 +407,25 @@ impl PackReader<'_> {
         }
         satisfied.then(|| EnvInputs {
             python: python.label(),
+            settings: self.env_settings(python),
             requirements: requirements.normalized(),
             pins: pins.into_values().collect(),
         })
+    }
+
+    /// The virtualenv layout choices, as recorded in the env inputs.
+    fn env_settings(&self, python: &PythonIdentity) -> Vec<String> {
+        let virtualenv = &self.config.stackstorm.virtualenv;
+        let mut settings = Vec::new();
+        if virtualenv.system_site_packages {
+            settings.push("system-site-packages".to_string());
+        }
+        if virtualenv.st2_pth
+            && let Some(site_packages) = python.venv_site_packages()
+        {
+            settings.push(format!("st2-pth {}", site_packages.display()));
+        }
+        settings
     }
 
     /// `requirements.txt` and what it includes; none when the pack has no such file.

@@ -107,6 +107,12 @@ fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
         crate::python::PythonError,
         crate::state::StateError,
         crate::plan::PlanError,
+        crate::store::StoreError,
+        crate::activate::ActivateError,
+        crate::engine::EngineError,
+        crate::env::EnvError,
+        crate::lock::LockError,
+        crate::execute::ExecuteError,
     );
     None
 }

@@ -11,16 +11,29 @@
 //! - [`pack`]: checks of what a pack carries: `pack.yaml`, `config.schema.yaml`, requirements.
 //! - [`mirror`]: index of the wheel mirror folder and requirement checks against it.
 //! - [`python`]: identity of the interpreter pack virtualenvs are built with.
-//! - [`state`]: the installed-state store (embedded file store).
+//! - [`state`]: the installed-state store (embedded file store) and what disk says is live.
+//! - [`store`]: releases and virtualenvs on disk: staging, sealing, crash leftovers, gc.
+//! - [`env`]: pack virtualenvs built offline from the mirror, shared by env digest.
+//! - [`activate`]: the atomic switch of `current/<pack>` and the links StackStorm reads.
+//! - [`engine`]: StackStorm hooks (`test`, `register`, `unregister`) as configured commands.
+//! - [`lock`]: one run at a time per `state_dir`.
+//! - [`execute`]: plans and carries out a plan, pack by pack (stage, gate, switch, register).
+//! - [`fsx`]: crash-safe filesystem steps (atomic writes, link switches, read-only trees).
 //! - [`desired`]: reads config, sources and mirror into the desired state.
 //! - [`plan`]: the pure function `desired x installed -> Plan`.
 //! - [`diagnostics`]: error reports with causes, file positions and hints.
 //! - [`cli`]: the command-line interface (argument parsing, printing, exit codes).
 
+pub mod activate;
 pub mod cli;
 pub mod config;
 pub mod desired;
 pub mod diagnostics;
+pub mod engine;
+pub mod env;
+pub mod execute;
+pub mod fsx;
+pub mod lock;
 pub mod mirror;
 pub mod model;
 pub mod pack;
@@ -28,3 +41,4 @@ pub mod plan;
 pub mod python;
 pub mod source;
 pub mod state;
+pub mod store;

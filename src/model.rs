@@ -89,12 +89,14 @@ impl Digest {
         &self.0
     }
 
+    /// The hex digits without the algorithm.
+    pub fn hex(&self) -> &str {
+        self.0.split_once(':').map_or(self.0.as_str(), |(_, hex)| hex)
+    }
+
     /// The first 12 hex digits, for humans.
     pub fn short(&self) -> &str {
-        let hex = self
-            .0
-            .split_once(':')
-            .map_or(self.0.as_str(), |(_, hex)| hex);
+        let hex = self.hex();
         &hex[..hex.len().min(12)]
     }
 }
@@ -139,11 +141,49 @@ pub struct Revision {
     pub config: Digest,
 }
 
+/// Names a release of a pack: `<version>-<commit>-<digest>`, e.g. `1.8.1-3f2a9c1-e4b1c2d8`.
+///
+/// The last part hashes the tree, env and config digests, so equal inputs always give the same
+/// id (a release can be found again instead of rebuilt) and different inputs never share one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReleaseId(String);
+
+impl ReleaseId {
+    pub fn of(revision: &Revision) -> Self {
+        let mut hasher = Sha256::new();
+        for digest in [&revision.tree, &revision.env, &revision.config] {
+            hasher.update(digest.as_str().as_bytes());
+            hasher.update([0]);
+        }
+        let inputs = hex(&hasher.finalize()[..4]);
+        Self(format!(
+            "{}-{}-{inputs}",
+            revision.version,
+            short_commit(&revision.commit)
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The inputs of a pack virtualenv, kept so that the plan can say what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvInputs {
     /// Interpreter identity, e.g. `cpython-3.11.7-x86_64-linux-gnu /opt/stackstorm/st2/bin/python3`.
     pub python: String,
+    /// How the virtualenv is laid out, as StackStorm would build it, e.g.
+    /// `system-site-packages`, `st2-pth /opt/stackstorm/st2/lib/python3.11/site-packages`.
+    #[serde(default)]
+    pub settings: Vec<String>,
     /// Normalised requirement lines (direct, markers applied), sorted.
     pub requirements: Vec<String>,
     /// The mirror files the requirements select.
@@ -156,6 +196,7 @@ impl EnvInputs {
         let mut hasher = Sha256::new();
         for part in [&self.python]
             .into_iter()
+            .chain(&self.settings)
             .chain(&self.requirements)
             .map(String::as_str)
             .chain(self.pins.iter().flat_map(|pin| {
@@ -327,6 +368,10 @@ pub enum Reason {
         from: String,
         to: String,
     },
+    EnvSettingsChanged {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
     RequirementAdded(String),
     RequirementRemoved(String),
     PinChanged {
@@ -378,6 +423,12 @@ impl fmt::Display for Reason {
             ),
             Reason::RefChanged { from, to } => write!(f, "ref `{from}` -> `{to}`"),
             Reason::PythonChanged { from, to } => write!(f, "python {from} -> {to}"),
+            Reason::EnvSettingsChanged { from, to } => write!(
+                f,
+                "virtualenv settings [{}] -> [{}]",
+                from.join(", "),
+                to.join(", ")
+            ),
             Reason::RequirementAdded(line) => write!(f, "requirement added: {line}"),
             Reason::RequirementRemoved(line) => write!(f, "requirement removed: {line}"),
             Reason::PinChanged { name, from, to } => write!(f, "{name} {from} -> {to} (mirror)"),
@@ -463,6 +514,7 @@ mod tests {
     fn env_digest_depends_on_every_input() {
         let base = EnvInputs {
             python: "cpython-3.11.7".into(),
+            settings: vec!["system-site-packages".into()],
             requirements: vec!["six>=1.9".into()],
             pins: vec![Pin {
                 name: "six".into(),
@@ -477,13 +529,37 @@ mod tests {
         other_hash.pins[0].sha256 = "bb".into();
         let mut no_reqs = base.clone();
         no_reqs.requirements.clear();
-        let digests = [&base, &other_python, &other_hash, &no_reqs].map(EnvInputs::digest);
+        let mut isolated = base.clone();
+        isolated.settings.clear();
+        let digests =
+            [&base, &other_python, &other_hash, &no_reqs, &isolated].map(EnvInputs::digest);
         for (i, a) in digests.iter().enumerate() {
             for b in &digests[i + 1..] {
                 assert_ne!(a, b);
             }
         }
         assert_eq!(base.digest(), base.clone().digest());
+    }
+
+    #[test]
+    fn release_ids_name_version_commit_and_inputs() {
+        let revision = Revision {
+            commit: "3f2a9c1d00000000000000000000000000000000".into(),
+            version: semver::Version::new(1, 8, 1),
+            git_ref: "v1.8.1".into(),
+            tree: Digest::git_tree("aa"),
+            env: Digest::sha256(b"env"),
+            config: Digest::sha256(b"config"),
+        };
+        let id = ReleaseId::of(&revision);
+        assert!(id.as_str().starts_with("1.8.1-3f2a9c1-"), "{id}");
+        assert_eq!(id.as_str().len(), "1.8.1-3f2a9c1-".len() + 8);
+        let mut reconfigured = revision.clone();
+        reconfigured.config = Digest::sha256(b"other");
+        assert_ne!(ReleaseId::of(&reconfigured), id);
+        let mut other_ref = revision.clone();
+        other_ref.git_ref = "main".into();
+        assert_eq!(ReleaseId::of(&other_ref), id);
     }
 
     #[test]

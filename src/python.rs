@@ -17,7 +17,7 @@ use crate::diagnostics::Diagnose;
 /// Prints the interpreter's identity as one JSON object. The marker values are computed as in
 /// PEP 508's reference implementation. Runs on any Python 3.
 const PROBE_SCRIPT: &str = r#"
-import json, os, platform, sys
+import json, os, platform, sys, sysconfig
 
 def full_version(info):
     version = "{0.major}.{0.minor}.{0.micro}".format(info)
@@ -40,6 +40,7 @@ print(json.dumps({
     "python_full_version": platform.python_version(),
     "python_version": ".".join(platform.python_version_tuple()[:2]),
     "sys_platform": sys.platform,
+    "venv_site_packages": sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else None,
 }))
 "#;
 
@@ -60,6 +61,7 @@ struct Probe {
     python_full_version: String,
     python_version: String,
     sys_platform: String,
+    venv_site_packages: Option<String>,
 }
 
 /// The configured interpreter, as it describes itself.
@@ -70,6 +72,7 @@ pub struct PythonIdentity {
     cache_tag: Option<String>,
     abiflags: String,
     markers: MarkerEnvironment,
+    venv_site_packages: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,12 +198,24 @@ impl PythonIdentity {
             cache_tag: probe.cache_tag,
             abiflags: probe.abiflags,
             markers,
+            venv_site_packages: probe.venv_site_packages.map(PathBuf::from),
         })
     }
 
     /// The PEP 508 marker values of this interpreter.
     pub fn markers(&self) -> &MarkerEnvironment {
         &self.markers
+    }
+
+    /// The interpreter as configured (a bare name is looked up on `PATH`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The site-packages of the virtualenv this interpreter runs in (StackStorm's own, on a
+    /// StackStorm host); `None` for an interpreter outside any virtualenv.
+    pub fn venv_site_packages(&self) -> Option<&Path> {
+        self.venv_site_packages.as_deref()
     }
 
     /// The full Python version, e.g. 3.11.7.

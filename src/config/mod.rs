@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::str::FromStr as _;
 
 use toml::Spanned;
 
@@ -25,6 +26,9 @@ const DEFAULT_VIRTUALENVS_DIR: &str = "/opt/stackstorm/virtualenvs";
 const DEFAULT_CONFIGS_DIR: &str = "/opt/stackstorm/configs";
 const DEFAULT_PYTHON: &str = "/opt/stackstorm/st2/bin/python3";
 const DEFAULT_STATE_DIR: &str = "/var/lib/packsync";
+/// StackStorm's `BASE_PACK_REQUIREMENTS`: installed into every pack virtualenv.
+const DEFAULT_BASE_REQUIREMENTS: [&str; 1] = ["six>=1.9.0,<2.0"];
+const DEFAULT_KEEP_RELEASES: usize = 3;
 
 /// Placeholders an engine command may use.
 const PLACEHOLDERS: [&str; 5] = ["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
@@ -46,6 +50,10 @@ pub struct AgentConfig {
     /// `None`: the machine's hostname.
     pub host: Option<String>,
     pub prune: Prune,
+    /// Releases kept per pack, the active one included (at least 1).
+    pub keep_releases: usize,
+    /// How many packs are built at once; default: the number of cores.
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -55,9 +63,24 @@ pub struct StackStormConfig {
     pub configs_dir: PathBuf,
     /// Interpreter for pack virtualenvs; a bare name is looked up on `PATH`.
     pub python: PathBuf,
+    /// How pack virtualenvs are built, as StackStorm builds them.
+    pub virtualenv: VirtualenvConfig,
     pub register: Option<CommandTemplate>,
     pub unregister: Option<CommandTemplate>,
     pub test: Option<CommandTemplate>,
+}
+
+/// StackStorm's virtualenv choices (`setup_pack_virtualenv`), each one a setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualenvConfig {
+    /// st2's `[actionrunner] virtualenv_opts` default: the base interpreter's site-packages are
+    /// visible.
+    pub system_site_packages: bool,
+    /// PEP 508 requirements every pack virtualenv gets (st2: `six>=1.9.0,<2.0`).
+    pub base_requirements: Vec<String>,
+    /// Write st2's `zzzzzzzzzz__st2__.pth` when `python` runs in a virtualenv (StackStorm's
+    /// own), so that its `.pth` files load in the pack virtualenv too.
+    pub st2_pth: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +233,20 @@ impl Validator<'_> {
             } else {
                 Prune::Off
             },
+            keep_releases: self
+                .positive(raw.agent.keep_releases.as_ref(), "keep_releases")
+                .unwrap_or(DEFAULT_KEEP_RELEASES),
+            concurrency: self
+                .positive(raw.agent.concurrency.as_ref(), "concurrency")
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, Into::into)),
+        };
+        let virtualenv = VirtualenvConfig {
+            system_site_packages: raw.stackstorm.system_site_packages.unwrap_or(true),
+            base_requirements: raw.stackstorm.base_requirements.map_or_else(
+                || DEFAULT_BASE_REQUIREMENTS.map(String::from).to_vec(),
+                |requirements| self.requirements(requirements),
+            ),
+            st2_pth: raw.stackstorm.st2_pth.unwrap_or(true),
         };
         let stackstorm = StackStormConfig {
             packs_dir: self.path_or(raw.stackstorm.packs_dir.as_ref(), DEFAULT_PACKS_DIR),
@@ -222,6 +259,7 @@ impl Validator<'_> {
                 || PathBuf::from(DEFAULT_PYTHON),
                 |python| self.program(python),
             ),
+            virtualenv,
             register: self.command(raw.stackstorm.register, "register"),
             unregister: self.command(raw.stackstorm.unregister, "unregister"),
             test: self.command(raw.stackstorm.test, "test"),
@@ -407,6 +445,50 @@ impl Validator<'_> {
             }
         }
         Some(CommandTemplate(argv))
+    }
+
+    /// A count that must be at least 1.
+    fn positive(&mut self, raw: Option<&Spanned<i64>>, key: &str) -> Option<usize> {
+        let raw = raw?;
+        match usize::try_from(*raw.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.error(
+                    raw.span(),
+                    format!("`{key}` must be at least 1"),
+                    Some(format!("remove `{key}` to use the default")),
+                );
+                None
+            }
+        }
+    }
+
+    /// `base_requirements`: each one a PEP 508 requirement by name and version (no URL).
+    fn requirements(&mut self, raw: Vec<Spanned<String>>) -> Vec<String> {
+        let mut requirements = Vec::with_capacity(raw.len());
+        for line in raw {
+            match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line.get_ref()) {
+                Ok(requirement)
+                    if !matches!(
+                        requirement.version_or_url,
+                        Some(pep508_rs::VersionOrUrl::Url(_))
+                    ) =>
+                {
+                    requirements.push(line.into_inner());
+                }
+                Ok(_) => self.error(
+                    line.span(),
+                    format!("Base requirement `{}` is a URL", line.get_ref()),
+                    Some("name a distribution of the mirror, e.g. `six>=1.9.0,<2.0`".into()),
+                ),
+                Err(err) => self.error(
+                    line.span(),
+                    format!("Base requirement `{}` is not PEP 508: {err}", line.get_ref()),
+                    Some("write it as in requirements.txt, e.g. `six>=1.9.0,<2.0`".into()),
+                ),
+            }
+        }
+        requirements
     }
 
     fn path_or(&self, raw: Option<&Spanned<String>>, default: &str) -> PathBuf {

@@ -25,6 +25,8 @@ pub(super) struct RawAgent {
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) host: Option<Spanned<String>>,
     pub(super) prune: Option<bool>,
+    pub(super) keep_releases: Option<Spanned<i64>>,
+    pub(super) concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -34,6 +36,9 @@ pub(super) struct RawStackStorm {
     pub(super) virtualenvs_dir: Option<Spanned<String>>,
     pub(super) configs_dir: Option<Spanned<String>>,
     pub(super) python: Option<Spanned<String>>,
+    pub(super) system_site_packages: Option<bool>,
+    pub(super) base_requirements: Option<Vec<Spanned<String>>>,
+    pub(super) st2_pth: Option<bool>,
     pub(super) register: Option<Spanned<Vec<String>>>,
     pub(super) unregister: Option<Spanned<Vec<String>>>,
     pub(super) test: Option<Spanned<Vec<String>>>,

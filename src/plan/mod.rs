@@ -238,6 +238,12 @@ fn env_reasons(from: Option<&EnvInputs>, to: &EnvInputs) -> Vec<Reason> {
             to: to.python.clone(),
         });
     }
+    if from.settings != to.settings {
+        reasons.push(Reason::EnvSettingsChanged {
+            from: from.settings.clone(),
+            to: to.settings.clone(),
+        });
+    }
     let (old, new): (BTreeSet<&String>, BTreeSet<&String>) = (
         from.requirements.iter().collect(),
         to.requirements.iter().collect(),

@@ -12,6 +12,7 @@ fn name(s: &str) -> PackName {
 fn inputs(reqs: &[&str], pins: &[(&str, &str, &str)]) -> EnvInputs {
     EnvInputs {
         python: "cpython-3.11.7".into(),
+        settings: vec!["system-site-packages".into()],
         requirements: reqs.iter().map(ToString::to_string).collect(),
         pins: pins
             .iter()

@@ -1,41 +1,119 @@
-//! What disk says is installed, beside the store's record: pack directories that packsync did
-//! not put there (`st2 pack install`, a hand copy) and that it would take over.
+//! What is live, read from disk, beside the store's record: disk (where the `current` links
+//! point) is the ground truth, the store is the record. Also finds pack folders that packsync
+//! did not put there (`st2 pack install`, a hand copy) and would take over.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
 
-use super::{StateError, StateStore};
-use crate::model::{Installed, PackName, UnmanagedPack};
+use super::{PackRecord, StateError};
+use crate::activate;
+use crate::model::{Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
+use crate::store::{self, Layout};
 
-/// The store's record plus, for each of `names` the store does not know, the directory that
-/// `packs_dir/<name>` already holds.
+/// What disk says, and where the store's record disagrees with it.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub installed: Installed,
+    pub drift: Vec<Drift>,
+}
+
+/// A pack whose live release is not the one the store records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    pub pack: PackName,
+    pub recorded: Option<ReleaseId>,
+    pub live: Option<ReleaseId>,
+}
+
+/// The live release of every pack the store knows or `current/` holds, and, for each of
+/// `names` that is not live, the folder `packs_dir/<name>` already holds.
 pub fn read_installed<'a>(
-    store: &dyn StateStore,
-    packs_dir: &Path,
+    layout: &Layout,
+    records: &BTreeMap<PackName, PackRecord>,
     names: impl IntoIterator<Item = &'a PackName>,
-) -> Result<Installed, StateError> {
-    let packs = store.installed()?;
-    let mut unmanaged = std::collections::BTreeMap::new();
+) -> Result<Observed, StateError> {
+    let mut observed = Observed::default();
+    let mut packs: Vec<PackName> = records.keys().cloned().collect();
+    packs.extend(current_packs(layout)?);
+    packs.sort();
+    packs.dedup();
+    for pack in packs {
+        let live = activate::active(layout, &pack).map_err(|err| StateError::Disk {
+            pack: pack.clone(),
+            source: Box::new(err),
+        })?;
+        let recorded = records
+            .get(&pack)
+            .and_then(|r| r.active.as_ref())
+            .map(|a| a.id.clone());
+        if live != recorded {
+            observed.drift.push(Drift {
+                pack: pack.clone(),
+                recorded,
+                live: live.clone(),
+            });
+        }
+        let Some(live) = live else { continue };
+        let manifest = store::read_manifest(&layout.release(&pack, &live).dir).map_err(|err| {
+            StateError::Disk {
+                pack: pack.clone(),
+                source: Box::new(err),
+            }
+        })?;
+        observed.installed.packs.insert(
+            pack.clone(),
+            InstalledPack {
+                name: pack,
+                revision: manifest.revision,
+                env_inputs: Some(manifest.env_inputs),
+            },
+        );
+    }
     for name in names {
-        if packs.contains_key(name) {
+        if observed.installed.packs.contains_key(name) {
             continue;
         }
-        let path = packs_dir.join(name.as_str());
-        match fs_err::metadata(&path) {
+        let path = layout.pack_link(name);
+        match fs_err::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => {
                 let version = read_version(&path.join("pack.yaml"));
-                unmanaged.insert(name.clone(), UnmanagedPack { path, version });
+                observed
+                    .installed
+                    .unmanaged
+                    .insert(name.clone(), UnmanagedPack { path, version });
             }
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(StateError::Inspect { path, source }),
         }
     }
-    Ok(Installed { packs, unmanaged })
+    Ok(observed)
+}
+
+/// The packs `current/` has a link for.
+fn current_packs(layout: &Layout) -> Result<Vec<PackName>, StateError> {
+    let dir = layout.state_dir.join("current");
+    let entries = match fs_err::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(StateError::Inspect { path: dir, source }),
+    };
+    let mut packs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| StateError::Inspect {
+            path: dir.clone(),
+            source,
+        })?;
+        // Temp links (`.clush.link`) are not packs; `PackName` refuses their names.
+        if let Ok(name) = PackName::new(entry.file_name().to_string_lossy().into_owned()) {
+            packs.push(name);
+        }
+    }
+    Ok(packs)
 }
 
 /// `version` of a `pack.yaml` on disk, when it can be read; only shown to humans.
-fn read_version(pack_yaml: &Path) -> Option<String> {
+fn read_version(pack_yaml: &std::path::Path) -> Option<String> {
     let text = fs_err::read_to_string(pack_yaml).ok()?;
     let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
     match value.get("version")? {
@@ -48,27 +126,36 @@ fn read_version(pack_yaml: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::FileStore;
+
+    fn layout(root: &std::path::Path) -> Layout {
+        Layout {
+            state_dir: root.join("state"),
+            packs_dir: root.join("packs"),
+            virtualenvs_dir: root.join("virtualenvs"),
+            configs_dir: root.join("configs"),
+        }
+    }
 
     #[test]
     fn pack_dirs_packsync_does_not_know_are_unmanaged() {
         let dir = tempfile::tempdir().unwrap();
-        let packs_dir = dir.path().join("packs");
-        fs_err::create_dir_all(packs_dir.join("clush")).unwrap();
+        let layout = layout(dir.path());
+        fs_err::create_dir_all(layout.packs_dir.join("clush")).unwrap();
         fs_err::write(
-            packs_dir.join("clush/pack.yaml"),
+            layout.packs_dir.join("clush/pack.yaml"),
             "name: clush\nversion: 1.7.0\n",
         )
         .unwrap();
-        fs_err::create_dir_all(packs_dir.join("bare")).unwrap();
+        fs_err::create_dir_all(layout.packs_dir.join("bare")).unwrap();
         let names = ["clush", "bare", "absent"].map(|n| PackName::new(n).unwrap());
-        let store = FileStore::new(&dir.path().join("state"));
-        let installed = read_installed(&store, &packs_dir, &names).unwrap();
+        let observed = read_installed(&layout, &BTreeMap::new(), &names).unwrap();
+        let installed = observed.installed;
         assert!(installed.packs.is_empty());
         let clush = &installed.unmanaged[&names[0]];
-        assert_eq!(clush.path, packs_dir.join("clush"));
+        assert_eq!(clush.path, layout.packs_dir.join("clush"));
         assert_eq!(clush.version.as_deref(), Some("1.7.0"));
         assert_eq!(installed.unmanaged[&names[1]].version, None);
         assert!(!installed.unmanaged.contains_key(&names[2]));
+        assert!(observed.drift.is_empty());
     }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{StateError, StateStore};
-use crate::model::{InstalledPack, PackName};
+use super::{HistoryEntry, PackRecord};
+use crate::model::PackName;
 
 pub(super) const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "state.json";
@@ -25,11 +26,6 @@ struct StateDocument {
     version: u32,
     #[serde(default)]
     packs: BTreeMap<PackName, PackRecord>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PackRecord {
-    active: InstalledPack,
 }
 
 impl FileStore {
@@ -71,13 +67,27 @@ impl FileStore {
 }
 
 impl StateStore for FileStore {
-    fn installed(&self) -> Result<BTreeMap<PackName, InstalledPack>, StateError> {
-        Ok(self
-            .read()?
-            .packs
-            .into_iter()
-            .map(|(name, record)| (name, record.active))
-            .collect())
+    fn load(&self) -> Result<BTreeMap<PackName, PackRecord>, StateError> {
+        Ok(self.read()?.packs)
+    }
+
+    fn save(
+        &self,
+        pack: &PackName,
+        record: &PackRecord,
+        entry: Option<&HistoryEntry>,
+    ) -> Result<(), StateError> {
+        let _ = (pack, record, entry);
+        todo!()
+    }
+
+    fn history(
+        &self,
+        pack: Option<&PackName>,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryEntry>, StateError> {
+        let _ = (pack, limit);
+        todo!()
     }
 }
 
@@ -90,25 +100,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(
             FileStore::new(&dir.path().join("absent"))
-                .installed()
+                .load()
                 .unwrap()
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn reads_the_active_release_of_each_pack() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = r#"{"version": 1, "packs": {"clush": {"active": {
-            "name": "clush",
-            "revision": {"commit": "3f2a9c1d", "version": "1.8.1", "ref": "v1.8.1",
-                         "tree": "git:aa", "env": "sha256:bb", "config": "sha256:cc"}}}}}"#;
-        fs_err::write(dir.path().join("state.json"), json).unwrap();
-        let installed = FileStore::new(dir.path()).installed().unwrap();
-        let clush = &installed[&PackName::new("clush").unwrap()];
-        assert_eq!(clush.revision.version.to_string(), "1.8.1");
-        assert_eq!(clush.revision.git_ref, "v1.8.1");
-        assert_eq!(clush.env_inputs, None);
     }
 
     #[test]
@@ -116,10 +111,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileStore::new(dir.path());
         fs_err::write(dir.path().join("state.json"), "{").unwrap();
-        assert!(matches!(store.installed(), Err(StateError::Corrupt { .. })));
+        assert!(matches!(store.load(), Err(StateError::Corrupt { .. })));
         fs_err::write(dir.path().join("state.json"), r#"{"version": 9}"#).unwrap();
         assert!(matches!(
-            store.installed(),
+            store.load(),
             Err(StateError::Version { found: 9, .. })
         ));
     }

@@ -6,20 +6,40 @@
 
 mod disk;
 mod file;
+mod record;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use disk::read_installed;
+pub use disk::{Drift, Observed, read_installed};
 pub use file::FileStore;
+pub use record::{
+    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, ReleaseRecord, installed,
+};
 
 use crate::diagnostics::Diagnose;
-use crate::model::{InstalledPack, PackName};
+use crate::model::PackName;
 
-/// A backend of the installed state.
-pub trait StateStore {
-    /// The active release of every pack packsync installed on this host.
-    fn installed(&self) -> Result<BTreeMap<PackName, InstalledPack>, StateError>;
+/// A backend of the installed state. Shared by the threads of one run.
+pub trait StateStore: Send + Sync {
+    /// The record of every pack packsync manages (or managed) on this host.
+    fn load(&self) -> Result<BTreeMap<PackName, PackRecord>, StateError>;
+
+    /// Replaces the record of `pack` and appends `entry` to the history, together: a reader
+    /// never sees one without the other.
+    fn save(
+        &self,
+        pack: &PackName,
+        record: &PackRecord,
+        entry: Option<&HistoryEntry>,
+    ) -> Result<(), StateError>;
+
+    /// History entries, newest first, of one pack or all, at most `limit`.
+    fn history(
+        &self,
+        pack: Option<&PackName>,
+        limit: Option<usize>,
+    ) -> Result<Vec<HistoryEntry>, StateError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +62,18 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Failed to read what is live for pack `{pack}`")]
+    Disk {
+        pack: PackName,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("Failed to write the state file `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("The state file `{}` has format version {found}; this packsync reads version {}", path.display(), file::FORMAT_VERSION)]
     Version { path: PathBuf, found: u32 },
 }
@@ -49,7 +81,10 @@ pub enum StateError {
 impl Diagnose for StateError {
     fn hint(&self) -> Option<String> {
         match self {
-            StateError::Read { .. } | StateError::Inspect { .. } => None,
+            StateError::Read { .. }
+            | StateError::Inspect { .. }
+            | StateError::Disk { .. }
+            | StateError::Write { .. } => None,
             StateError::Corrupt { path, .. } => Some(format!(
                 "packsync writes this file atomically, so it was edited or damaged by hand: \
                  restore it from a backup, or move it away to start with an empty record \

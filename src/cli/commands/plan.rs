@@ -3,16 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use anyhow::{Context as _, bail};
 use serde::Serialize;
 
 use super::config_problems;
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
 use crate::config;
-use crate::desired::{self, WorkTrees};
 use crate::diagnostics::Problem;
 use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
-use crate::state::{self, FileStore};
+use crate::execute::{self, Planned};
+use crate::state::FileStore;
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
@@ -49,26 +48,9 @@ pub(crate) fn plan(
     let only: Option<BTreeSet<PackName>> =
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
     let store = FileStore::new(&config.agent.state_dir);
-    let mut installed = state::read_installed(
-        &store,
-        &config.stackstorm.packs_dir,
-        config.packs.iter().map(|pack| &pack.name),
-    )
-    .context("Failed to read the installed state")?;
-    if let Some(only) = &only {
-        for name in only {
-            if !config.packs.iter().any(|p| &p.name == name) && !installed.packs.contains_key(name)
-            {
-                bail!(
-                    "No pack `{name}` in the site config `{}` nor installed",
-                    config.path.display()
-                );
-            }
-        }
-        installed.packs.retain(|name, _| only.contains(name));
-    }
-    let resolution = desired::resolve(&config, only.as_ref(), WorkTrees::Ignore);
-    let plan = crate::plan::plan(&resolution.desired, &installed, config.agent.prune)?;
+    let Planned {
+        resolution, plan, ..
+    } = execute::plan(&config, &store, only.as_ref())?;
     let summary = summary(&plan, resolution.desired.unresolved.len());
     if global.json {
         printer.json(&PlanReport {

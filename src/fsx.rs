@@ -1,0 +1,147 @@
+//! Filesystem steps that must survive a crash at any instant: atomic writes, atomic link
+//! switches, read-only trees and their removal. Built on `fs_err`, so every error names its path.
+
+use std::io::{self, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` so that a reader sees the old content or the new, never a mix:
+/// a temp file beside it, fsync, rename over, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = sibling(path, "tmp");
+    let mut file = fs_err::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs_err::rename(&tmp, path)?;
+    fsync_dir(parent(path))
+}
+
+/// Points the symlink `link` at `target` in one `rename(2)`: at every instant `link` is the
+/// old link or the new one. Replaces a file or a symlink at `link`, never a folder.
+pub fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    let tmp = sibling(link, "link");
+    remove_if_exists(&tmp)?;
+    fs_err::os::unix::fs::symlink(target, &tmp)?;
+    fs_err::rename(&tmp, link)?;
+    fsync_dir(parent(link))
+}
+
+/// Makes the file system entry `path` durable in its folder (after a create or a rename).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs_err::File::open(dir)?.sync_all()
+}
+
+/// Removes a file or a symlink; a missing one is not an error (steps are re-run after a crash).
+pub fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs_err::remove_file(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Where a link points, `None` when `path` does not exist or is not a symlink.
+pub fn link_target(path: &Path) -> io::Result<Option<PathBuf>> {
+    match fs_err::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => fs_err::read_link(path).map(Some),
+        Ok(_) => Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// Takes the write bits off every file and folder under `root` (and `root` itself): a built
+/// release or virtualenv is never changed again.
+pub fn make_read_only(root: &Path) -> io::Result<()> {
+    set_write(root, false)
+}
+
+/// Removes the tree at `root`, read-only parts included; a missing tree is not an error.
+pub fn remove_tree(root: &Path) -> io::Result<()> {
+    match fs_err::symlink_metadata(root) {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err),
+        Ok(meta) if !meta.is_dir() => return fs_err::remove_file(root),
+        Ok(_) => {}
+    }
+    set_write(root, true)?;
+    fs_err::remove_dir_all(root)
+}
+
+fn set_write(path: &Path, writable: bool) -> io::Result<()> {
+    let meta = fs_err::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    // Folders must be writable before their entries can be changed, and stay readable after.
+    if writable && meta.is_dir() {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200))?;
+    }
+    if meta.is_dir() {
+        for entry in fs_err::read_dir(path)? {
+            set_write(&entry?.path(), writable)?;
+        }
+    }
+    let new_mode = if writable { mode | 0o200 } else { mode & !0o222 };
+    if new_mode != mode || (writable && meta.is_dir()) {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(new_mode))?;
+    }
+    Ok(())
+}
+
+/// `dir/.name.<suffix>`: a temp name in the same folder, so a rename onto `path` is atomic.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "entry".into(), |n| n.to_string_lossy());
+    parent(path).join(format!(".{name}.{suffix}"))
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"two");
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn symlinks_are_switched_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("current");
+        replace_symlink(Path::new("a"), &link).unwrap();
+        replace_symlink(Path::new("b"), &link).unwrap();
+        assert_eq!(link_target(&link).unwrap(), Some(PathBuf::from("b")));
+        assert_eq!(link_target(&dir.path().join("absent")).unwrap(), None);
+    }
+
+    #[test]
+    fn read_only_trees_can_still_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("release");
+        fs_err::create_dir_all(root.join("pack/actions")).unwrap();
+        fs_err::write(root.join("pack/actions/run.py"), "print()").unwrap();
+        make_read_only(&root).unwrap();
+        let mode = fs_err::metadata(root.join("pack/actions/run.py"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0);
+        remove_tree(&root).unwrap();
+        assert!(!root.exists());
+        remove_tree(&root).unwrap();
+    }
+}
