@@ -201,6 +201,16 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The message and its causes on one line, for records (history, JSON outcomes).
+    pub fn one_line(&self) -> String {
+        std::iter::once(self.message.as_str())
+            .chain(self.causes.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+}
+
 impl fmt::Display for Report {
     /// `error: <message>`, a `Caused by:` line per cause, the file snippet, then `hint:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

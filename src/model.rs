@@ -91,7 +91,9 @@ impl Digest {
 
     /// The hex digits without the algorithm.
     pub fn hex(&self) -> &str {
-        self.0.split_once(':').map_or(self.0.as_str(), |(_, hex)| hex)
+        self.0
+            .split_once(':')
+            .map_or(self.0.as_str(), |(_, hex)| hex)
     }
 
     /// The first 12 hex digits, for humans.
@@ -162,6 +164,11 @@ impl ReleaseId {
             revision.version,
             short_commit(&revision.commit)
         ))
+    }
+
+    /// A release id as a user typed it (`rollback --to`); an unknown one is simply not found.
+    pub fn parse(id: &str) -> Self {
+        Self(id.to_string())
     }
 
     pub fn as_str(&self) -> &str {

@@ -51,6 +51,76 @@ pub enum Command {
     Check,
     /// Show what `apply` would change, and why, without changing anything
     Plan(PlanArgs),
+    /// Build, test, switch and register every change of the plan, one atomic switch per pack
+    Apply(ApplyArgs),
+    /// Show per pack the desired ref, the live release and its state (ok, failed, drifted,
+    /// pending)
+    Status,
+    /// Show what packsync changed on this host, newest first
+    History(HistoryArgs),
+    /// Make an earlier kept release of a pack live again
+    Rollback(RollbackArgs),
+    /// Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Plan and report, change nothing; exits 2 when changes are pending (with
+    /// `--detailed-exitcodes`)
+    #[arg(long)]
+    pub noop: bool,
+    /// Apply only this pack (repeat for more)
+    #[arg(long = "pack", value_name = "NAME", value_parser = parse_pack_name)]
+    pub packs: Vec<PackName>,
+    /// Puppet's exit codes: 0 nothing changed, 2 changes applied, 4 failures, 6 changes and
+    /// failures (1 stays a fatal error, 75 a held lock)
+    #[arg(long)]
+    pub detailed_exitcodes: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+    /// Allow a plan that removes every pack of this host
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Wait up to this many seconds for another run to finish instead of exiting 75 at once
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_for_lock: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this pack
+    #[arg(long = "pack", value_name = "NAME", value_parser = parse_pack_name)]
+    pub pack: Option<PackName>,
+    /// At most this many entries
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The pack to roll back
+    #[arg(value_name = "PACK", value_parser = parse_pack_name)]
+    pub pack: PackName,
+    /// The kept release to go to (default: the one before the live one)
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Releases to keep per live pack, the live one included (default: `[agent]
+    /// keep_releases`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep: Option<u64>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,12 @@ pub enum ExitStatus {
     Failure,
     /// With `--detailed-exitcodes`: changes pending (`plan`) or applied.
     Changes,
+    /// With `--detailed-exitcodes`: some changes failed.
+    Failures,
+    /// With `--detailed-exitcodes`: changes applied and some failed.
+    ChangesAndFailures,
+    /// Skipped: another run holds the lock.
+    Locked,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -18,6 +24,9 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Changes => 2,
+            ExitStatus::Failures => 4,
+            ExitStatus::ChangesAndFailures => 6,
+            ExitStatus::Locked => 75,
         })
     }
 }

@@ -7,7 +7,9 @@ mod commands;
 mod exit;
 mod printer;
 
-pub use args::{Cli, Command, GlobalArgs, PlanArgs};
+pub use args::{
+    ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, LockArgs, PlanArgs, RollbackArgs,
+};
 pub use exit::ExitStatus;
 pub use printer::Printer;
 
@@ -17,5 +19,10 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
     match &cli.command {
         Command::Check => Ok(commands::check(&cli.global, printer)),
         Command::Plan(args) => commands::plan(&cli.global, args, printer),
+        Command::Apply(args) => commands::apply(&cli.global, args, printer),
+        Command::Status => commands::status(&cli.global, printer),
+        Command::History(args) => commands::history(&cli.global, args, printer),
+        Command::Rollback(args) => commands::rollback(&cli.global, args, printer),
+        Command::Gc(args) => commands::gc(&cli.global, args, printer),
     }
 }

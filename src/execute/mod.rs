@@ -2,17 +2,33 @@
 //! packs in parallel, one pack's failure never touching another.
 //!
 //! [`plan`] is the one way both `plan` and `apply` compute what to do, so the two always agree.
+//! [`apply`], [`rollback`] and [`collect_garbage`] expect the caller to hold the run lock.
+
+mod schedule;
+mod status;
+mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
+use serde::Serialize;
+
+pub use status::{ActiveStatus, PackState, PackStatus, status};
+pub use step::{EnvReport, StepError};
+
+use crate::activate::Adoption;
 use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
-use crate::diagnostics::Diagnose;
-use crate::model::{PackName, Plan};
+use crate::diagnostics::{Diagnose, Report};
+use crate::env::EnvBuilder;
+use crate::model::{Action, PackName, Plan, ReleaseId, Revision};
 use crate::plan::PlanError;
-use crate::state::{self, Observed, PackRecord, StateError, StateStore};
-use crate::store::Layout;
+use crate::state::{
+    self, ActiveRelease, Drift, HistoryEntry, Observed, Operation, Outcome, PackRecord,
+    ReleaseRecord, StateError, StateStore,
+};
+use crate::store::{self, Collected, Layout, Recovered, StoreError};
 
 /// The desired state, what is live, and the plan between them.
 #[derive(Debug)]
@@ -31,9 +47,34 @@ pub enum ExecuteError {
     State(#[from] StateError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("The plan removes every pack of this host ({count})")]
+    WouldRemoveAll { count: usize },
+    #[error("Pack `{pack}` has no release `{release}` to roll back to")]
+    NoSuchRelease { pack: PackName, release: String },
+    #[error("Pack `{pack}` has no earlier release to roll back to")]
+    NoEarlierRelease { pack: PackName },
+    #[error("Pack `{pack}` is not installed by packsync on this host")]
+    NotInstalled { pack: PackName },
 }
 
-impl Diagnose for ExecuteError {}
+impl Diagnose for ExecuteError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ExecuteError::WouldRemoveAll { .. } => Some(
+                "check that the site config lists the packs (a config emptied by mistake looks                  the same); pass `--allow-empty` if removing them all is intended"
+                    .to_string(),
+            ),
+            ExecuteError::NoSuchRelease { pack, .. } | ExecuteError::NoEarlierRelease { pack } => {
+                Some(format!(
+                    "`packsync status --json` lists the kept releases of `{pack}`"
+                ))
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Reads the desired state (of every pack, or of those in `only`), the store's record and what
 /// disk says is live, and plans.
@@ -60,7 +101,10 @@ pub fn plan(
                 });
             }
         }
-        observed.installed.packs.retain(|name, _| only.contains(name));
+        observed
+            .installed
+            .packs
+            .retain(|name, _| only.contains(name));
     }
     let resolution = desired::resolve(config, only, WorkTrees::Ignore);
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;
@@ -70,4 +114,411 @@ pub fn plan(
         observed,
         plan,
     })
+}
+
+/// Whether `apply` changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    /// Plan, repair nothing, change nothing (`--noop`).
+    Noop,
+    Apply,
+}
+
+/// How `apply` runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub mode: DryRun,
+    /// Apply only these packs.
+    pub only: Option<BTreeSet<PackName>>,
+    /// Allow a plan that removes every pack.
+    pub allow_empty: bool,
+}
+
+/// Who runs, for history entries.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub id: String,
+    pub host: String,
+}
+
+impl RunInfo {
+    /// A new run on `host`: its id is the start time and the process id.
+    pub fn new(host: String) -> Self {
+        let now = jiff::Timestamp::now();
+        Self {
+            id: format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), std::process::id()),
+            host,
+        }
+    }
+}
+
+/// What one pack's step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub pack: PackName,
+    pub operation: Operation,
+    pub outcome: Outcome,
+    pub from: Option<Revision>,
+    pub to: Option<Revision>,
+    pub release: Option<ReleaseId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub adopted: Vec<Adoption>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Report>,
+    pub duration_ms: u64,
+}
+
+/// What `apply` did.
+#[derive(Debug)]
+pub struct Applied {
+    pub planned: Planned,
+    /// What an interrupted run had left and was removed.
+    pub recovered: Recovered,
+    /// Packs whose record disagreed with disk, corrected.
+    pub repaired: Vec<Drift>,
+    /// One per change that touches the host, in plan order (empty with `--noop`).
+    pub steps: Vec<StepReport>,
+    /// Releases and virtualenvs beyond `keep_releases`, removed.
+    pub collected: Collected,
+}
+
+impl Applied {
+    pub fn failures(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.outcome != Outcome::Applied)
+            .count()
+            + self.planned.resolution.desired.unresolved.len()
+    }
+
+    pub fn changes(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| s.outcome == Outcome::Applied)
+            .count()
+    }
+}
+
+/// A progress line for a human (`pack`, what it is doing); the CLI shows it on a terminal.
+pub type Progress<'a> = &'a (dyn Fn(&PackName, &str) + Sync);
+
+/// What every step of one run shares.
+struct Context<'a> {
+    config: &'a SiteConfig,
+    layout: Layout,
+    store: &'a dyn StateStore,
+    builder: EnvBuilder,
+    run: RunInfo,
+    /// The store's records, kept current as steps finish (each step writes only its pack's).
+    records: Mutex<BTreeMap<PackName, PackRecord>>,
+    progress: Progress<'a>,
+}
+
+impl<'a> Context<'a> {
+    fn new(
+        config: &'a SiteConfig,
+        store: &'a dyn StateStore,
+        records: BTreeMap<PackName, PackRecord>,
+        run: RunInfo,
+        progress: Progress<'a>,
+    ) -> Self {
+        Self {
+            config,
+            layout: Layout::new(config),
+            store,
+            builder: EnvBuilder::new(config.stackstorm.python.clone(), config.mirror.path.clone()),
+            run,
+            records: Mutex::new(records),
+            progress,
+        }
+    }
+}
+
+/// Reconciles the host with the site config: cleans what an interrupted run left, corrects
+/// the record where disk disagrees, then carries out the plan (unless `--noop`) and removes
+/// releases beyond `keep_releases`.
+pub fn apply(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    options: &ApplyOptions,
+    run: RunInfo,
+    progress: Progress<'_>,
+) -> Result<Applied, ExecuteError> {
+    let layout = Layout::new(config);
+    let recovered = match options.mode {
+        DryRun::Apply => store::prepare(&layout)?,
+        DryRun::Noop => Recovered::default(),
+    };
+    let planned = plan(config, store, options.only.as_ref())?;
+    let removals = planned
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Remove)
+        .count();
+    let remaining = planned
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::Remove && c.to.is_some() || c.action == Action::Orphan)
+        .count()
+        + planned.resolution.desired.unresolved.len()
+        + planned.resolution.desired.disabled.len();
+    if removals > 0 && remaining == 0 && options.only.is_none() && !options.allow_empty {
+        return Err(ExecuteError::WouldRemoveAll { count: removals });
+    }
+    let mut applied = Applied {
+        planned,
+        recovered,
+        repaired: Vec::new(),
+        steps: Vec::new(),
+        collected: Collected::default(),
+    };
+    if options.mode == DryRun::Noop {
+        return Ok(applied);
+    }
+    let context = Context::new(
+        config,
+        store,
+        applied.planned.records.clone(),
+        run,
+        progress,
+    );
+    applied.repaired = context.repair(&applied.planned)?;
+    applied.steps = context.carry_out(&applied.planned);
+    applied.collected = context.collect_garbage(None)?;
+    Ok(applied)
+}
+
+impl Context<'_> {
+    /// Corrects every record that disagrees with disk, with a `repair` history entry; a pack
+    /// that went live without its record (a run killed after the switch) is registered again
+    /// unless the plan changes it anyway.
+    fn repair(&self, planned: &Planned) -> Result<Vec<Drift>, ExecuteError> {
+        for drift in &planned.observed.drift {
+            tracing::warn!(pack = %drift.pack, recorded = ?drift.recorded.as_ref().map(ReleaseId::as_str), live = ?drift.live.as_ref().map(ReleaseId::as_str), "the record disagrees with disk; disk wins");
+            let mut record = planned
+                .records
+                .get(&drift.pack)
+                .cloned()
+                .unwrap_or_default();
+            let from = record.active_release().map(|r| r.revision.clone());
+            let mut to = None;
+            record.active = match &drift.live {
+                Some(live) => {
+                    let manifest =
+                        store::read_manifest(&self.layout.release(&drift.pack, live).dir)?;
+                    to = Some(manifest.revision.clone());
+                    if record.release(live).is_none() {
+                        record.releases.insert(
+                            0,
+                            ReleaseRecord {
+                                id: live.clone(),
+                                revision: manifest.revision,
+                                env_inputs: manifest.env_inputs,
+                                built_at: manifest.built_at,
+                            },
+                        );
+                    }
+                    Some(ActiveRelease {
+                        id: live.clone(),
+                        since: jiff::Timestamp::now(),
+                    })
+                }
+                None => None,
+            };
+            let unchanged = planned
+                .plan
+                .changes
+                .iter()
+                .any(|c| c.pack == drift.pack && !c.action.changes_host());
+            let mut error = None;
+            if drift.live.is_some()
+                && unchanged
+                && let Err(err) = self.register(&drift.pack)
+            {
+                error = Some(Report::new(&err).one_line());
+            }
+            let entry = HistoryEntry {
+                at: jiff::Timestamp::now(),
+                run: self.run.id.clone(),
+                host: self.run.host.clone(),
+                pack: drift.pack.clone(),
+                operation: Operation::Repair,
+                from,
+                to,
+                release: drift.live.clone(),
+                outcome: if error.is_some() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Applied
+                },
+                error,
+                duration_ms: 0,
+            };
+            self.store.save(&drift.pack, &record, Some(&entry))?;
+            self.records
+                .lock()
+                .expect("no step panics while holding the records")
+                .insert(drift.pack.clone(), record);
+        }
+        Ok(planned.observed.drift.clone())
+    }
+
+    /// Runs every change that touches the host, dependencies first, independent packs at
+    /// once (up to `[agent] concurrency`).
+    fn carry_out(&self, planned: &Planned) -> Vec<StepReport> {
+        let changes: Vec<_> = planned
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action.changes_host())
+            .collect();
+        let desired = &planned.resolution.desired.packs;
+        let deps: Vec<Vec<usize>> = changes
+            .iter()
+            .map(|change| {
+                desired
+                    .iter()
+                    .find(|d| d.name == change.pack)
+                    .map(|d| {
+                        d.dependencies
+                            .iter()
+                            .filter_map(|dep| changes.iter().position(|c| &c.pack == dep))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        schedule::in_dependency_order(&deps, self.config.agent.concurrency, |i| {
+            let change = changes[i];
+            let operation = Operation::of(change.action).expect("only changes that touch the host");
+            let _span = tracing::info_span!("step", pack = %change.pack, %operation).entered();
+            if change.action == Action::Remove {
+                return self.remove(&change.pack, change.from.as_ref());
+            }
+            let pack = self
+                .config
+                .packs
+                .iter()
+                .find(|p| p.name == change.pack)
+                .expect("the plan deploys only packs of the site config");
+            let target = desired
+                .iter()
+                .find(|d| d.name == change.pack)
+                .expect("the plan deploys only resolved packs");
+            self.deploy(operation, pack, target, change.from.as_ref())
+        })
+    }
+
+    /// Removes releases beyond `keep` per pack (default `[agent] keep_releases`, as recorded)
+    /// and the virtualenvs no release uses. With an explicit `keep`, packs that are not live
+    /// lose all their releases.
+    fn collect_garbage(&self, keep: Option<usize>) -> Result<Collected, ExecuteError> {
+        let records = self
+            .records
+            .lock()
+            .expect("no step panics while holding the records");
+        let kept = records
+            .iter()
+            .map(|(pack, record)| {
+                let ids = match keep {
+                    None => record.releases.iter().map(|r| r.id.clone()).collect(),
+                    Some(_) if record.active.is_none() => BTreeSet::new(),
+                    Some(n) => {
+                        let mut ids: BTreeSet<ReleaseId> = record
+                            .releases
+                            .iter()
+                            .take(n)
+                            .map(|r| r.id.clone())
+                            .collect();
+                        ids.extend(record.active.iter().map(|a| a.id.clone()));
+                        ids
+                    }
+                };
+                (pack.clone(), ids)
+            })
+            .collect();
+        Ok(store::collect_garbage(&self.layout, &kept)?)
+    }
+}
+
+/// Makes an earlier kept release of `pack` live again (default: the one before the active
+/// one), through the same switch and registration as `apply`.
+pub fn rollback(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    pack: &PackName,
+    to: Option<&ReleaseId>,
+    run: RunInfo,
+    progress: Progress<'_>,
+) -> Result<StepReport, ExecuteError> {
+    let records = store.load()?;
+    let record = records
+        .get(pack)
+        .filter(|r| r.active.is_some())
+        .ok_or_else(|| ExecuteError::NotInstalled { pack: pack.clone() })?;
+    let active = record.active_release().map(|r| r.id.clone());
+    let target = match to {
+        Some(id) => record
+            .release(id)
+            .ok_or_else(|| ExecuteError::NoSuchRelease {
+                pack: pack.clone(),
+                release: id.to_string(),
+            })?,
+        None => record
+            .releases
+            .iter()
+            .find(|r| Some(&r.id) != active.as_ref())
+            .ok_or_else(|| ExecuteError::NoEarlierRelease { pack: pack.clone() })?,
+    }
+    .clone();
+    let context = Context::new(config, store, records.clone(), run, progress);
+    let started = std::time::Instant::now();
+    let mut report = StepReport {
+        pack: pack.clone(),
+        operation: Operation::Rollback,
+        outcome: Outcome::Failed,
+        from: record.active_release().map(|r| r.revision.clone()),
+        to: Some(target.revision.clone()),
+        release: Some(target.id.clone()),
+        env: Some(EnvReport::ReleaseReused),
+        adopted: Vec::new(),
+        error: None,
+        duration_ms: 0,
+    };
+    let result = if store::find(&context.layout, pack, &target.id).is_some() {
+        context.go_live(pack, &target.id, &mut report)
+    } else {
+        Err(StepError::ReleaseGone {
+            pack: pack.clone(),
+            release: target.id.clone(),
+        })
+    };
+    if let Err(err) = result {
+        report.error = Some(Report::new(&err));
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    context.record(&report, Some(&target.revision), Some(&target.env_inputs));
+    Ok(report)
+}
+
+/// `packsync gc`: keeps the `keep` newest releases of each live pack (the active one always),
+/// removes the rest, the releases of packs that are not live, and unused virtualenvs.
+pub fn collect_garbage(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    keep: usize,
+) -> Result<Collected, ExecuteError> {
+    let records = store.load()?;
+    let context = Context::new(
+        config,
+        store,
+        records,
+        RunInfo::new(String::new()),
+        &|_, _| {},
+    );
+    context.collect_garbage(Some(keep))
 }

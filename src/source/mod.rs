@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod export_stub;
 mod location;
 mod repo;
 mod tree;

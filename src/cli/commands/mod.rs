@@ -1,13 +1,25 @@
 //! One function per command.
 
+mod apply;
 mod check;
+mod history;
 mod plan;
+mod rollback;
+mod status;
 
+pub(super) use apply::apply;
 pub(super) use check::check;
+pub(super) use history::history;
 pub(super) use plan::plan;
+pub(super) use rollback::{gc, rollback};
+pub(super) use status::status;
 
-use crate::config::ConfigErrors;
+use std::time::Duration;
+
+use crate::cli::{ExitStatus, GlobalArgs, LockArgs, Printer};
+use crate::config::{self, ConfigErrors, SiteConfig};
 use crate::diagnostics::{Problem, Report, Severity};
+use crate::lock::{self, LockError, RunLock};
 
 /// Every error of an invalid site config, as problems.
 fn config_problems(errors: &ConfigErrors) -> Vec<Problem> {
@@ -19,4 +31,47 @@ fn config_problems(errors: &ConfigErrors) -> Vec<Problem> {
             report: Report::new(err),
         })
         .collect()
+}
+
+/// The site config, or its problems printed and `None`.
+fn load_config(global: &GlobalArgs, printer: Printer) -> Option<SiteConfig> {
+    match config::load(&global.config) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            for problem in config_problems(&errors) {
+                printer.problem(&problem);
+            }
+            None
+        }
+    }
+}
+
+/// The run lock of the config's `state_dir`; when another run holds it, the problem is
+/// printed and the exit status is [`ExitStatus::Locked`].
+fn take_lock(
+    config: &SiteConfig,
+    args: &LockArgs,
+    printer: Printer,
+) -> anyhow::Result<Result<RunLock, ExitStatus>> {
+    let wait = args.wait_for_lock.map(Duration::from_secs);
+    match lock::acquire(&config.agent.state_dir, wait) {
+        Ok(lock) => Ok(Ok(lock)),
+        Err(err @ LockError::Held { .. }) => {
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: Report::new(&err),
+            });
+            Ok(Err(ExitStatus::Locked))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The name this host records its runs under.
+fn host(config: &SiteConfig) -> String {
+    config
+        .agent
+        .host
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
 }

@@ -5,24 +5,23 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::config_problems;
+use super::load_config;
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
-use crate::config;
 use crate::diagnostics::Problem;
-use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
 use crate::execute::{self, Planned};
+use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
 use crate::state::FileStore;
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
-struct PlanReport<'a> {
+pub(super) struct PlanReport<'a> {
     changes: &'a [Change],
     summary: Summary,
     problems: &'a [Problem],
 }
 
 #[derive(Serialize)]
-struct Summary {
+pub(super) struct Summary {
     #[serde(flatten)]
     counts: BTreeMap<&'static str, usize>,
     /// How many changes would touch the host.
@@ -36,14 +35,8 @@ pub(crate) fn plan(
     args: &PlanArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let config = match config::load(&global.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            for problem in config_problems(&errors) {
-                printer.problem(&problem);
-            }
-            return Ok(ExitStatus::Failure);
-        }
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
     };
     let only: Option<BTreeSet<PackName>> =
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
@@ -73,7 +66,7 @@ pub(crate) fn plan(
     })
 }
 
-fn summary(plan: &Plan, errors: usize) -> Summary {
+pub(super) fn summary(plan: &Plan, errors: usize) -> Summary {
     let counts: BTreeMap<&'static str, usize> = plan
         .counts()
         .into_iter()
@@ -92,7 +85,7 @@ fn summary(plan: &Plan, errors: usize) -> Summary {
 }
 
 /// A line per change with its reasons below, then a one-line summary.
-fn render(plan: &Plan, summary: &Summary) -> String {
+pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
     let width = plan
         .changes
         .iter()
@@ -139,7 +132,7 @@ fn render(plan: &Plan, summary: &Summary) -> String {
 }
 
 /// `1.8.1 (v1.8.1 @ 3f2a9c1)`
-fn revision(revision: &Revision) -> String {
+pub(super) fn revision(revision: &Revision) -> String {
     format!(
         "{} ({} @ {})",
         revision.version,

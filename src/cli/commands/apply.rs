@@ -1,0 +1,233 @@
+//! `packsync apply`: carries out the plan; Puppet's detailed exit codes.
+//!
+//! `--json` prints `{"changes": [...], "steps": [...], "repaired": [...], "summary": {...},
+//! "problems": [...]}`: the plan, then the outcome of every change.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::plan::{render, revision, summary};
+use super::{host, load_config, take_lock};
+use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
+use crate::diagnostics::{Problem, Severity};
+use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, StepReport};
+use crate::model::{Change, PackName, ReleaseId};
+use crate::state::{FileStore, Operation, Outcome};
+
+#[derive(Serialize)]
+struct ApplyReport<'a> {
+    noop: bool,
+    changes: &'a [Change],
+    steps: &'a [StepReport],
+    repaired: Vec<Repaired<'a>>,
+    summary: ApplySummary,
+    problems: &'a [Problem],
+}
+
+#[derive(Serialize)]
+struct Repaired<'a> {
+    pack: &'a PackName,
+    recorded: Option<&'a str>,
+    live: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ApplySummary {
+    /// Changes applied.
+    applied: usize,
+    /// Changes that failed, or were rolled back, plus packs that could not be planned.
+    failed: usize,
+    /// Changes the plan has (with `--noop`: pending).
+    planned: usize,
+    unchanged: usize,
+}
+
+pub(crate) fn apply(
+    global: &GlobalArgs,
+    args: &ApplyArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
+    };
+    // `--noop` changes nothing, so it neither waits for nor blocks a run.
+    let _lock = if args.noop {
+        None
+    } else {
+        match take_lock(&config, &args.lock, printer)? {
+            Ok(lock) => Some(lock),
+            Err(status) => return Ok(status),
+        }
+    };
+    let store = FileStore::new(&config.agent.state_dir);
+    let options = ApplyOptions {
+        mode: if args.noop {
+            DryRun::Noop
+        } else {
+            DryRun::Apply
+        },
+        only: (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect::<BTreeSet<_>>()),
+        allow_empty: args.allow_empty,
+    };
+    let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
+    let applied = execute::apply(
+        &config,
+        &store,
+        &options,
+        RunInfo::new(host(&config)),
+        &progress,
+    )?;
+    let plan = &applied.planned.plan;
+    let failed = applied.failures();
+    let report = ApplyReport {
+        noop: args.noop,
+        changes: &plan.changes,
+        steps: &applied.steps,
+        repaired: applied
+            .repaired
+            .iter()
+            .map(|d| Repaired {
+                pack: &d.pack,
+                recorded: d.recorded.as_ref().map(ReleaseId::as_str),
+                live: d.live.as_ref().map(ReleaseId::as_str),
+            })
+            .collect(),
+        summary: ApplySummary {
+            applied: applied.changes(),
+            failed,
+            planned: plan
+                .changes
+                .iter()
+                .filter(|c| c.action.changes_host())
+                .count(),
+            unchanged: plan.changes.len()
+                - plan
+                    .changes
+                    .iter()
+                    .filter(|c| c.action.changes_host())
+                    .count(),
+        },
+        problems: &applied.planned.resolution.problems,
+    };
+    if global.json {
+        printer.json(&report);
+    } else {
+        for problem in &applied.planned.resolution.problems {
+            printer.problem(problem);
+        }
+        if args.noop {
+            let unresolved = applied.planned.resolution.desired.unresolved.len();
+            printer.data(render(plan, &summary(plan, unresolved)));
+        } else {
+            print_outcome(&applied, &report.summary, printer);
+        }
+    }
+    Ok(exit_status(args, &report.summary))
+}
+
+fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
+    for drift in &applied.repaired {
+        printer.note(format_args!(
+            "repaired the record of `{}`: disk has {}, the record said {}",
+            drift.pack,
+            drift.live.as_ref().map_or("nothing live", |id| id.as_str()),
+            drift.recorded.as_ref().map_or("nothing", |id| id.as_str()),
+        ));
+    }
+    for step in &applied.steps {
+        if let Some(error) = &step.error {
+            let mut error = error.clone();
+            error.pack = Some(step.pack.clone());
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: error,
+            });
+        }
+    }
+    let width = applied
+        .steps
+        .iter()
+        .map(|s| s.pack.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for step in &applied.steps {
+        let target = step.to.as_ref().or(step.from.as_ref());
+        let _ = write!(
+            out,
+            "{:<12} {:<width$}",
+            outcome_word(step.operation, step.outcome),
+            step.pack.as_str()
+        );
+        if let Some(target) = target {
+            let _ = write!(out, "  {}", revision(target));
+        }
+        if let Some(release) = &step.release
+            && step.outcome == Outcome::Applied
+        {
+            let _ = write!(out, "  release {release}");
+        }
+        let _ = writeln!(
+            out,
+            "  ({}.{}s)",
+            step.duration_ms / 1000,
+            step.duration_ms % 1000 / 100
+        );
+    }
+    let mut parts = Vec::new();
+    if summary.applied > 0 {
+        parts.push(format!("{} applied", summary.applied));
+    }
+    if summary.failed > 0 {
+        parts.push(format!("{} failed", summary.failed));
+    }
+    if summary.unchanged > 0 {
+        parts.push(format!("{} unchanged", summary.unchanged));
+    }
+    if summary.applied == 0 && summary.failed == 0 {
+        let _ = write!(out, "Apply: nothing to change");
+        if summary.unchanged > 0 {
+            let _ = write!(out, " ({} unchanged)", summary.unchanged);
+        }
+    } else {
+        let _ = write!(out, "Apply: {}", parts.join(", "));
+    }
+    printer.data(out);
+}
+
+/// `installed`, `upgraded`, ... for a change that went live; `failed`, or `reverted` when it
+/// went live and was switched back.
+fn outcome_word(operation: Operation, outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Failed => "failed",
+        Outcome::RolledBack => "reverted",
+        Outcome::Applied => match operation {
+            Operation::Install => "installed",
+            Operation::Upgrade => "upgraded",
+            Operation::Downgrade => "downgraded",
+            Operation::Rebuild => "rebuilt",
+            Operation::Reconfigure => "reconfigured",
+            Operation::Remove => "removed",
+            Operation::Rollback => "rolled back",
+            Operation::Repair => "repaired",
+        },
+    }
+}
+
+fn exit_status(args: &ApplyArgs, summary: &ApplySummary) -> ExitStatus {
+    let changed = if args.noop {
+        summary.planned > 0
+    } else {
+        summary.applied > 0
+    };
+    let failed = summary.failed > 0;
+    match (args.detailed_exitcodes, changed, failed) {
+        (false, _, true) => ExitStatus::Failure,
+        (false, _, false) | (true, false, false) => ExitStatus::Success,
+        (true, true, false) => ExitStatus::Changes,
+        (true, false, true) => ExitStatus::Failures,
+        (true, true, true) => ExitStatus::ChangesAndFailures,
+    }
+}

@@ -1,0 +1,64 @@
+//! `packsync history`: what packsync changed on this host, newest first.
+//!
+//! `--json` prints `{"entries": [...]}`.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::load_config;
+use super::plan::revision;
+use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
+use crate::state::{FileStore, HistoryEntry, StateStore as _};
+
+#[derive(Serialize)]
+struct HistoryReport<'a> {
+    entries: &'a [HistoryEntry],
+}
+
+pub(crate) fn history(
+    global: &GlobalArgs,
+    args: &HistoryArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
+    };
+    let store = FileStore::new(&config.agent.state_dir);
+    let entries = store.history(args.pack.as_ref(), Some(args.limit))?;
+    if global.json {
+        printer.json(&HistoryReport { entries: &entries });
+        return Ok(ExitStatus::Success);
+    }
+    let width = entries
+        .iter()
+        .map(|e| e.pack.as_str().len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for entry in &entries {
+        let change = match (&entry.from, &entry.to) {
+            (Some(from), Some(to)) if from == to => revision(to),
+            (Some(from), Some(to)) => format!("{} -> {}", revision(from), revision(to)),
+            (None, Some(to)) => revision(to),
+            (Some(from), None) => revision(from),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{}  {:<width$}  {:<11} {:<11}  {change}",
+            entry.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            entry.pack.as_str(),
+            entry.operation.as_str(),
+            entry.outcome.as_str(),
+        );
+        if let Some(error) = &entry.error {
+            let _ = writeln!(out, "    {error}");
+        }
+    }
+    if entries.is_empty() {
+        out.push_str("No history yet");
+    }
+    printer.data(out.trim_end());
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,109 @@
+//! `packsync rollback` and `packsync gc`: the two commands that act on kept releases.
+
+use serde::Serialize;
+
+use super::plan::revision;
+use super::{host, load_config, take_lock};
+use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
+use crate::diagnostics::{Problem, Severity};
+use crate::execute::{self, RunInfo};
+use crate::model::{PackName, ReleaseId};
+use crate::state::{FileStore, Outcome};
+use crate::store::Collected;
+
+pub(crate) fn rollback(
+    global: &GlobalArgs,
+    args: &RollbackArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
+    };
+    let _lock = match take_lock(&config, &args.lock, printer)? {
+        Ok(lock) => lock,
+        Err(status) => return Ok(status),
+    };
+    let store = FileStore::new(&config.agent.state_dir);
+    let to = args.to.as_deref().map(ReleaseId::parse);
+    let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
+    let step = execute::rollback(
+        &config,
+        &store,
+        &args.pack,
+        to.as_ref(),
+        RunInfo::new(host(&config)),
+        &progress,
+    )?;
+    if global.json {
+        printer.json(&step);
+    } else {
+        if let Some(error) = &step.error {
+            let mut error = error.clone();
+            error.pack = Some(step.pack.clone());
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: error,
+            });
+        }
+        let target = step.to.as_ref().map(revision).unwrap_or_default();
+        match step.outcome {
+            Outcome::Applied => {
+                printer.data(format_args!("rolled back  {}  {target}", step.pack));
+                printer.note(
+                    "note: the site config still asks for what was live before; the next \
+                     `apply` goes back to it unless the config changes",
+                );
+            }
+            Outcome::Failed | Outcome::RolledBack => {
+                printer.data(format_args!("failed       {}  {target}", step.pack));
+            }
+        }
+    }
+    Ok(if step.outcome == Outcome::Applied {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+#[derive(Serialize)]
+struct GcReport<'a> {
+    keep: usize,
+    #[serde(flatten)]
+    collected: &'a Collected,
+}
+
+pub(crate) fn gc(
+    global: &GlobalArgs,
+    args: &GcArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
+    };
+    let _lock = match take_lock(&config, &args.lock, printer)? {
+        Ok(lock) => lock,
+        Err(status) => return Ok(status),
+    };
+    let store = FileStore::new(&config.agent.state_dir);
+    let keep = args.keep.map_or(config.agent.keep_releases, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    let collected = execute::collect_garbage(&config, &store, keep)?;
+    if global.json {
+        printer.json(&GcReport {
+            keep,
+            collected: &collected,
+        });
+    } else {
+        for path in collected.releases.iter().chain(&collected.envs) {
+            printer.data(format_args!("removed  {}", path.display()));
+        }
+        printer.data(format_args!(
+            "gc: removed {} releases and {} virtualenvs (kept {keep} per pack)",
+            collected.releases.len(),
+            collected.envs.len()
+        ));
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,117 @@
+//! `status`: per pack what the site config asks for, what is live, and how the two relate.
+
+use serde::Serialize;
+
+use super::{ExecuteError, plan};
+use crate::config::SiteConfig;
+use crate::model::{Action, PackName, ReleaseId, short_commit};
+use crate::source::RefSelector;
+use crate::state::{Failure, HistoryEntry, StateStore};
+
+/// How a pack stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackState {
+    /// Live and what the site config asks for.
+    Ok,
+    /// The last step failed, or its desired state cannot be read.
+    Failed,
+    /// Disk disagrees with the record, or a folder packsync does not manage is in the way.
+    Drifted,
+    /// `apply` would change it.
+    Pending,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackStatus {
+    pub pack: PackName,
+    /// What the site config asks for (`HEAD`, a ref, `version <range>`), `None` when the
+    /// pack left the config.
+    pub desired: Option<String>,
+    pub enabled: bool,
+    pub state: PackState,
+    /// What `apply` would do, when not `unchanged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Action>,
+    pub active: Option<ActiveStatus>,
+    /// Kept releases, newest first.
+    pub releases: Vec<ReleaseId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+    pub last_change: Option<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveStatus {
+    pub release: ReleaseId,
+    pub version: String,
+    pub commit: String,
+    pub git_ref: String,
+    pub env: String,
+    pub since: Option<jiff::Timestamp>,
+}
+
+/// The status of every pack of the site config and every pack packsync has a record of.
+pub fn status(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+) -> Result<Vec<PackStatus>, ExecuteError> {
+    let planned = plan(config, store, None)?;
+    let history = store.history(None, None)?;
+    let mut packs: Vec<PackName> = config.packs.iter().map(|p| p.name.clone()).collect();
+    packs.extend(planned.records.keys().cloned());
+    packs.extend(planned.observed.installed.packs.keys().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    packs.retain(|p| seen.insert(p.clone()));
+    Ok(packs
+        .into_iter()
+        .map(|pack| {
+            let pack_config = config.packs.iter().find(|p| p.name == pack);
+            let record = planned.records.get(&pack);
+            let live = planned.observed.installed.packs.get(&pack);
+            let change = planned.plan.changes.iter().find(|c| c.pack == pack);
+            let unresolved = planned.resolution.desired.unresolved.contains(&pack);
+            let drifted = planned.observed.drift.iter().any(|d| d.pack == pack)
+                || planned.observed.installed.unmanaged.contains_key(&pack);
+            let last_failure = record.and_then(|r| r.last_failure.clone());
+            let pending = change.map(|c| c.action).filter(|a| a.changes_host());
+            let state = if last_failure.is_some() || unresolved {
+                PackState::Failed
+            } else if drifted {
+                PackState::Drifted
+            } else if pending.is_some() {
+                PackState::Pending
+            } else {
+                PackState::Ok
+            };
+            let active = live.map(|live| {
+                let revision = &live.revision;
+                ActiveStatus {
+                    release: ReleaseId::of(revision),
+                    version: revision.version.to_string(),
+                    commit: short_commit(&revision.commit).to_string(),
+                    git_ref: revision.git_ref.clone(),
+                    env: revision.env.short().to_string(),
+                    since: record.and_then(|r| r.active.as_ref()).map(|a| a.since),
+                }
+            });
+            PackStatus {
+                desired: pack_config.map(|p| match &p.selector {
+                    RefSelector::Head => "HEAD".to_string(),
+                    RefSelector::Ref(git_ref) => git_ref.clone(),
+                    RefSelector::Version(range) => format!("version {range}"),
+                }),
+                enabled: pack_config.is_some_and(|p| p.enabled),
+                state,
+                pending,
+                active,
+                releases: record
+                    .map(|r| r.releases.iter().map(|r| r.id.clone()).collect())
+                    .unwrap_or_default(),
+                last_failure,
+                last_change: history.iter().find(|e| e.pack == pack).cloned(),
+                pack,
+            }
+        })
+        .collect())
+}
