@@ -1,0 +1,377 @@
+//! `packsync apply` (and `rollback`, `status`, `history`, `gc`) against real Git repos, real
+//! virtualenvs and real pip on a wheel folder the tests build, with engine commands that are
+//! small shell scripts recording their argv.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::site::{PackEntry, TestSite, pack_yaml, packsync_snapshot, run};
+
+/// `<dir>/bin/python -c <code>`, its stdout trimmed.
+fn python_in(venv: &Path, code: &str) -> String {
+    let output = Command::new(venv.join("bin/python"))
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+fn exit_code(command: Command) -> i32 {
+    let output = run(command);
+    let code = output
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("exit_code: "))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(-1);
+    eprintln!("{output}");
+    code
+}
+
+/// A site with `alpha` (depends on `zulu`), `zulu` and `mid`, no requirements.
+fn three_packs() -> TestSite {
+    let mut site = TestSite::new();
+    let alpha = site.pack_repo("alpha", "1.0.0");
+    alpha.write(
+        "pack.yaml",
+        pack_yaml("alpha", "1.0.0", "dependencies:\n  - zulu\n"),
+    );
+    alpha.commit("alpha depends on zulu");
+    let mid = site.pack_repo("mid", "2.0.0");
+    let zulu = site.pack_repo("zulu", "0.3.0");
+    site.add_pack(PackEntry::new("alpha", alpha.path()).config("fanout", "16"))
+        .add_pack(PackEntry::new("mid", mid.path()))
+        .add_pack(PackEntry::new("zulu", zulu.path()));
+    site
+}
+
+#[test]
+fn apply_installs_every_pack_and_a_second_run_changes_nothing() {
+    let site = three_packs();
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    for pack in ["alpha", "mid", "zulu"] {
+        let live = site.packs_dir().join(pack);
+        assert!(live.is_symlink(), "{pack} is a link");
+        assert!(live.join("pack.yaml").is_file());
+        assert!(site.venvs_dir().join(pack).join("bin/python").exists());
+        // The pack folder is named after the pack, as StackStorm requires.
+        assert_eq!(
+            fs_err::canonicalize(&live).unwrap().file_name().unwrap(),
+            pack
+        );
+    }
+    assert_eq!(
+        fs_err::read_to_string(site.configs_dir().join("alpha.yaml")).unwrap(),
+        "fanout: 16\n"
+    );
+    assert!(!site.configs_dir().join("mid.yaml").exists());
+    // No requirements anywhere: the three packs share one virtualenv.
+    assert_eq!(fs_err::read_dir(site.state_dir().join("envs")).unwrap().count(), 1);
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["status"]), @"");
+}
+
+#[test]
+fn upgrade_then_downgrade_keeps_the_previous_release() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    repo.tag("v1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    let v1 = fs_err::canonicalize(site.packs_dir().join("clush")).unwrap();
+    repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    repo.commit("clush 1.1.0");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    let v2 = fs_err::canonicalize(site.packs_dir().join("clush")).unwrap();
+    assert_ne!(v1, v2);
+    assert!(v1.join("pack.yaml").is_file(), "the previous release is kept");
+    site.add_pack(PackEntry::new("clush", repo.path()).key("ref", "\"v1.0.0\""));
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    assert_eq!(
+        fs_err::canonicalize(site.packs_dir().join("clush")).unwrap(),
+        v1,
+        "going back to the same inputs reuses the release"
+    );
+}
+
+#[test]
+fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact() {
+    let mut site = TestSite::new();
+    site.wheel("fxdep", "1.0", &[]);
+    let repo = site.pack_repo("clush", "1.0.0");
+    repo.write("requirements.txt", "fxdep\n");
+    repo.commit("needs fxdep");
+    let twin = site.pack_repo("twin", "1.0.0");
+    twin.write("requirements.txt", "fxdep\n");
+    twin.commit("needs fxdep too");
+    site.add_pack(PackEntry::new("clush", repo.path()))
+        .add_pack(PackEntry::new("twin", twin.path()));
+    let first = site.json(site.cmd(["apply", "--json"]));
+    let envs: Vec<&str> = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["env"].as_str().unwrap())
+        .collect();
+    assert_eq!(envs, ["built", "reused"], "the second pack runs no pip");
+    let venv = site.venvs_dir().join("clush");
+    let import = "import fxdep; print(fxdep.__version__)";
+    assert_eq!(python_in(&venv, import), "1.0");
+    let old_env = fs_err::canonicalize(&venv).unwrap();
+    let before = tree_listing(&old_env);
+
+    site.wheel("fxdep", "1.1", &[]);
+    packsync_snapshot!(site, site.cmd(["plan", "--pack", "clush"]), @"");
+    assert_eq!(exit_code(site.cmd(["apply", "--detailed-exitcodes"])), 2);
+    assert_eq!(python_in(&venv, import), "1.1");
+    assert_ne!(fs_err::canonicalize(&venv).unwrap(), old_env);
+    assert_eq!(tree_listing(&old_env), before, "a built virtualenv never changes");
+}
+
+#[test]
+fn a_config_change_is_a_new_release_with_the_new_config() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()).config("fanout", "16"));
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    let old = fs_err::canonicalize(site.configs_dir().join("clush.yaml")).unwrap();
+    site.add_pack(PackEntry::new("clush", repo.path()).config("fanout", "64"));
+    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    assert_eq!(
+        fs_err::read_to_string(site.configs_dir().join("clush.yaml")).unwrap(),
+        "fanout: 64\n"
+    );
+    assert_eq!(fs_err::read_to_string(old).unwrap(), "fanout: 16\n");
+}
+
+#[test]
+fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs() {
+    let mut site = TestSite::new();
+    let good = site.pack_repo("good", "1.0.0");
+    let bad = site.pack_repo("bad", "1.0.0");
+    let gate = site.engine_script(
+        "gate",
+        "echo \"$@\" >> \"$LOG\"\nif grep -q 'version: 2' \"$1/pack.yaml\"; then echo 'tests failed' >&2; exit 1; fi\n",
+    );
+    site.stackstorm_line(&format!("test = ['{}', '{{release_dir}}']", gate.display()));
+    site.add_pack(PackEntry::new("good", good.path()))
+        .add_pack(PackEntry::new("bad", bad.path()));
+    assert_eq!(exit_code(site.cmd(["apply", "--detailed-exitcodes"])), 2);
+    let live_bad = fs_err::canonicalize(site.packs_dir().join("bad")).unwrap();
+
+    bad.write("pack.yaml", pack_yaml("bad", "2.0.0", ""));
+    bad.commit("bad 2.0.0 breaks its tests");
+    good.write("pack.yaml", pack_yaml("good", "1.1.0", ""));
+    good.commit("good 1.1.0");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    assert_eq!(
+        fs_err::canonicalize(site.packs_dir().join("bad")).unwrap(),
+        live_bad
+    );
+    assert!(
+        fs_err::read_to_string(site.packs_dir().join("good/pack.yaml"))
+            .unwrap()
+            .contains("1.1.0")
+    );
+    assert_eq!(
+        fs_err::read_dir(site.state_dir().join("staging")).unwrap().count(),
+        0
+    );
+    packsync_snapshot!(site, site.cmd(["history", "--pack", "bad"]), @"");
+}
+
+#[test]
+fn a_failing_registration_switches_back_and_registers_the_previous_release() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    let register = site.engine_script(
+        "register",
+        "echo \"register $(grep version: \"$1/pack.yaml\")\" >> \"$LOG\"\n\
+         if grep -q 'version: 2' \"$1/pack.yaml\"; then echo 'st2 says no' >&2; exit 3; fi\n",
+    );
+    site.stackstorm_line(&format!("register = ['{}', '{{pack_dir}}']", register.display()));
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    repo.write("pack.yaml", pack_yaml("clush", "2.0.0", ""));
+    repo.commit("clush 2.0.0");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    assert!(
+        fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
+            .unwrap()
+            .contains("1.0.0")
+    );
+    assert_eq!(
+        site.engine_log(),
+        "register version: 1.0.0\nregister version: 2.0.0\nregister version: 1.0.0\n"
+    );
+}
+
+#[test]
+fn rollback_goes_back_to_a_kept_release() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    repo.commit("clush 1.1.0");
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    packsync_snapshot!(site, site.cmd(["rollback", "clush"]), @"");
+    assert!(
+        fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
+            .unwrap()
+            .contains("1.0.0")
+    );
+    let status = site.json(site.cmd(["status", "--json"]));
+    let clush = &status["packs"][0];
+    assert_eq!(clush["state"], "pending");
+    let newest = clush["releases"][1].as_str().unwrap().to_string();
+    assert_eq!(
+        exit_code(site.cmd(["rollback", "clush", "--to", &newest])),
+        0
+    );
+    assert_eq!(exit_code(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"])), 1);
+}
+
+#[test]
+fn a_pack_installed_by_st2_is_moved_aside_not_deleted() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    let old_pack = site.packs_dir().join("clush");
+    fs_err::create_dir_all(&old_pack).unwrap();
+    fs_err::write(old_pack.join("pack.yaml"), pack_yaml("clush", "0.9.0", "")).unwrap();
+    let old_venv = site.venvs_dir().join("clush");
+    fs_err::create_dir_all(old_venv.join("bin")).unwrap();
+    fs_err::write(old_venv.join("bin/marker"), "st2's venv").unwrap();
+    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    assert!(old_pack.is_symlink() && old_venv.is_symlink());
+    let adopted: Vec<_> = fs_err::read_dir(site.state_dir().join("adopted"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(adopted.len(), 1);
+    assert!(
+        fs_err::read_to_string(adopted[0].join("pack/pack.yaml"))
+            .unwrap()
+            .contains("0.9.0")
+    );
+    assert_eq!(
+        fs_err::read_to_string(adopted[0].join("venv/bin/marker")).unwrap(),
+        "st2's venv"
+    );
+}
+
+#[test]
+fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise() {
+    let mut site = three_packs();
+    site.agent_line("prune = true");
+    let unregister = site.engine_script("unregister", "echo \"unregister $1\" >> \"$LOG\"\n");
+    site.stackstorm_line(&format!("unregister = ['{}', '{{pack}}']", unregister.display()));
+    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    site.remove_pack("mid");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    assert!(!site.packs_dir().join("mid").exists());
+    assert!(!site.venvs_dir().join("mid").exists());
+    assert_eq!(site.engine_log(), "unregister mid\n");
+    site.remove_pack("alpha").remove_pack("zulu");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    assert!(site.packs_dir().join("alpha").exists());
+    assert_eq!(exit_code(site.cmd(["apply", "--allow-empty"])), 0);
+    assert!(!site.packs_dir().join("alpha").exists());
+}
+
+#[test]
+fn a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    let lock = packsync::lock::acquire(&site.state_dir(), None).unwrap();
+    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    let command = site.cmd(["apply", "--wait-for-lock", "10"]);
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(lock);
+    });
+    assert_eq!(exit_code(command), 0);
+    release.join().unwrap();
+}
+
+#[test]
+fn a_run_killed_at_any_step_converges_on_the_next() {
+    for (step, hook) in [
+        ("virtualenv build", "python"),
+        ("test gate", "test"),
+        ("registration", "register"),
+    ] {
+        let mut site = TestSite::new();
+        let repo = site.pack_repo("clush", "1.0.0");
+        site.add_pack(PackEntry::new("clush", repo.path()));
+        // Kills packsync (its parent) the first time it runs, then behaves.
+        let crash = format!(
+            "if [ ! -e \"$ROOT/crashed\" ]; then touch \"$ROOT/crashed\"; kill -9 $PPID; sleep 5; fi\n"
+        );
+        match hook {
+            "python" => {
+                let python = site.engine_script(
+                    "python",
+                    &format!(
+                        "case \"$*\" in *venv*) {crash} ;; esac\nexec '{}' \"$@\"\n",
+                        site.python().display()
+                    ),
+                );
+                site.stackstorm_line(&format!("python = '{}'", python.display()));
+            }
+            hook => {
+                let script = site.engine_script(hook, &format!("{crash}echo \"{hook}\" >> \"$LOG\"\n"));
+                site.stackstorm_line(&format!("{hook} = ['{}', '{{pack}}']", script.display()));
+            }
+        }
+        let output = run(site.cmd(["apply"]));
+        assert!(output.starts_with("exit_code: killed"), "{step}: {output}");
+        let second = run(site.cmd(["apply", "--detailed-exitcodes"]));
+        assert!(second.starts_with("exit_code: 2"), "{step}: {second}");
+        assert!(site.packs_dir().join("clush/pack.yaml").is_file(), "{step}");
+        assert!(site.venvs_dir().join("clush/bin/python").exists(), "{step}");
+        assert_eq!(
+            fs_err::read_dir(site.state_dir().join("staging")).unwrap().count(),
+            0,
+            "{step}"
+        );
+        let third = run(site.cmd(["apply", "--detailed-exitcodes"]));
+        assert!(third.starts_with("exit_code: 0"), "{step}: {third}");
+        if hook == "register" {
+            // Killed after the switch: the next run found the release live but unrecorded,
+            // repaired the record and registered it.
+            assert_eq!(site.engine_log(), "register\n", "{step}");
+            let history = run(site.cmd(["history"]));
+            assert!(history.contains("repair"), "{history}");
+        }
+    }
+}
+
+/// Every path under `root` with its size, sorted: equal listings mean an untouched tree.
+fn tree_listing(root: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = fs_err::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            out.push((
+                entry.path().strip_prefix(root).unwrap().display().to_string(),
+                meta.len(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
