@@ -87,7 +87,7 @@ pub fn run(
         program: program.to_string(),
         source,
     };
-    let Some((program, args)) = argv.split_first() else {
+    let Some((program, arguments)) = argv.split_first() else {
         return Err(spawn_error(
             "",
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty"),
@@ -95,7 +95,7 @@ pub fn run(
     };
     tracing::debug!(%hook, pack = %values.pack, %command, "running hook");
     let output = Command::new(program)
-        .args(args)
+        .args(arguments)
         .env(PACK_ENV, values.pack.as_str())
         .env(HOOK_ENV, hook.to_string())
         .stdin(Stdio::null())
@@ -132,15 +132,12 @@ fn fill(arg: &str, values: &Placeholders) -> String {
         let value = after
             .find('}')
             .and_then(|close| Some((value_of(&after[1..close], values)?, close)));
-        match value {
-            Some((value, close)) => {
-                out.push_str(&value);
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push('{');
-                rest = &after[1..];
-            }
+        if let Some((value, close)) = value {
+            out.push_str(&value);
+            rest = &after[close + 1..];
+        } else {
+            out.push('{');
+            rest = &after[1..];
         }
     }
     out.push_str(rest);
