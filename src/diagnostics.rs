@@ -90,6 +90,27 @@ impl fmt::Display for Location {
     }
 }
 
+/// How many lines of a failed command's output an error keeps.
+const OUTPUT_TAIL_LINES: usize = 20;
+
+/// The end of what a child process printed, for an error: its last lines, stdout then stderr
+/// (where the reason for a failure usually is), without trailing blank lines.
+pub fn output_tail(output: &std::process::Output) -> String {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let mut lines: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .map(str::trim_end)
+        .collect();
+    while lines.last().is_some_and(|line| line.is_empty()) {
+        lines.pop();
+    }
+    lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n")
+}
+
 /// Finds the [`Diagnose`] side of an error in the chain, for every error type that has one.
 fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
     macro_rules! try_types {

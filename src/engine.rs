@@ -4,10 +4,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
+use std::process::{Command, ExitStatus, Stdio};
 
 use crate::config::CommandTemplate;
-use crate::diagnostics::Diagnose;
+use crate::diagnostics::{Diagnose, output_tail};
 use crate::model::PackName;
 
 /// Which hook runs; names the step in messages.
@@ -63,13 +63,239 @@ pub enum EngineError {
 
 impl Diagnose for EngineError {}
 
+/// Set for every hook: the pack it runs for.
+pub const PACK_ENV: &str = "PACKSYNC_PACK";
+/// Set for every hook: `test`, `register` or `unregister`.
+pub const HOOK_ENV: &str = "PACKSYNC_HOOK";
+
 /// Runs `template` for the pack in `values`; its output is logged at debug level and, when it
 /// fails, kept in the error.
+///
+/// The command inherits packsync's environment (these are the site's own commands, which may
+/// need its `PATH`, proxies or credentials) plus [`PACK_ENV`] and [`HOOK_ENV`]; stdin is null,
+/// so a command that prompts fails instead of hanging.
 pub fn run(
     hook: Hook,
     template: &CommandTemplate,
     values: &Placeholders,
 ) -> Result<(), EngineError> {
-    let _ = (hook, template, values);
-    todo!()
+    let argv: Vec<String> = template.0.iter().map(|arg| fill(arg, values)).collect();
+    let command = display_command(&argv);
+    let spawn_error = |program: &str, source| EngineError::Spawn {
+        hook,
+        pack: values.pack.clone(),
+        program: program.to_string(),
+        source,
+    };
+    let Some((program, arguments)) = argv.split_first() else {
+        return Err(spawn_error(
+            "",
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty"),
+        ));
+    };
+    tracing::debug!(%hook, pack = %values.pack, %command, "running hook");
+    let output = Command::new(program)
+        .args(arguments)
+        .env(PACK_ENV, values.pack.as_str())
+        .env(HOOK_ENV, hook.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| spawn_error(program, source))?;
+    tracing::debug!(
+        %hook,
+        pack = %values.pack,
+        status = %output.status,
+        stdout = %String::from_utf8_lossy(&output.stdout),
+        stderr = %String::from_utf8_lossy(&output.stderr),
+        "hook finished"
+    );
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(EngineError::Failed {
+        hook,
+        pack: values.pack.clone(),
+        command,
+        status: output.status,
+        output: output_tail(&output),
+    })
+}
+
+/// `arg` with every known `{placeholder}` replaced, in one pass (a value that happens to
+/// contain `{pack}` is not expanded again); anything else is kept as written.
+fn fill(arg: &str, values: &Placeholders) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let value = after
+            .find('}')
+            .and_then(|close| Some((value_of(&after[1..close], values)?, close)));
+        if let Some((value, close)) = value {
+            out.push_str(&value);
+            rest = &after[close + 1..];
+        } else {
+            out.push('{');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn value_of(name: &str, values: &Placeholders) -> Option<String> {
+    let path = match name {
+        "pack" => return Some(values.pack.to_string()),
+        "pack_dir" => &values.pack_dir,
+        "release_dir" => &values.release_dir,
+        "venv_dir" => &values.venv_dir,
+        "config_file" => &values.config_file,
+        _ => return None,
+    };
+    Some(path.to_string_lossy().into_owned())
+}
+
+/// The argv as a shell would need it typed, for messages: arguments with spaces or shell
+/// characters are single-quoted.
+fn display_command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+=:,./@%".contains(c));
+            if plain {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
+
+    use super::*;
+
+    fn values(root: &Path) -> Placeholders {
+        Placeholders {
+            pack: PackName::new("clush").unwrap(),
+            pack_dir: root.join("packs/clush"),
+            release_dir: root.join("releases/clush/1.0.0-abc/pack/clush"),
+            venv_dir: root.join("envs/0123"),
+            config_file: root.join("configs/clush.yaml"),
+        }
+    }
+
+    fn script(dir: &Path, name: &str, body: &str) -> String {
+        let path = dir.join(name);
+        fs_err::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn template(argv: &[&str]) -> CommandTemplate {
+        CommandTemplate(argv.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn placeholders_are_filled_in_every_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("argv");
+        let program = script(
+            dir.path(),
+            "record",
+            &format!(
+                "for arg in \"$@\"; do echo \"$arg\"; done > '{}'\n\
+                 echo \"$PACKSYNC_PACK $PACKSYNC_HOOK\" >> '{0}'\n\
+                 read -r line && echo \"stdin: $line\" >> '{0}'\n\
+                 echo done\n",
+                record.display()
+            ),
+        );
+        let values = values(dir.path());
+        run(
+            Hook::Register,
+            &template(&[
+                &program,
+                "--register-pack",
+                "{pack_dir}",
+                "--config-file={config_file}",
+                "{release_dir}:{venv_dir}",
+                "{pack}",
+                "{unknown} {pack",
+                "with space",
+            ]),
+            &values,
+        )
+        .unwrap();
+        let root = dir.path().display();
+        assert_eq!(
+            fs_err::read_to_string(&record).unwrap(),
+            format!(
+                "--register-pack\n{root}/packs/clush\n--config-file={root}/configs/clush.yaml\n\
+                 {root}/releases/clush/1.0.0-abc/pack/clush:{root}/envs/0123\nclush\n\
+                 {{unknown}} {{pack\nwith space\nclush register\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_failing_command_keeps_its_status_and_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(
+            dir.path(),
+            "fail",
+            "for i in $(seq 1 30); do echo \"line $i\"; done\necho 'no such pack' >&2\nexit 3\n",
+        );
+        let err = run(
+            Hook::Test,
+            &template(&[&program, "{pack}", "it's"]),
+            &values(dir.path()),
+        )
+        .unwrap_err();
+        let EngineError::Failed {
+            hook,
+            pack,
+            command,
+            status,
+            output,
+        } = &err
+        else {
+            panic!("unexpected {err:?}");
+        };
+        assert_eq!((*hook, pack.as_str()), (Hook::Test, "clush"));
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(command, &format!("{program} clush 'it'\\''s'"));
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines.len(), 20, "{output}");
+        assert_eq!(lines[0], "line 12");
+        assert_eq!(lines[19], "no such pack");
+        assert!(
+            err.to_string()
+                .starts_with("The `test` command for pack `clush` failed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_cannot_be_spawned() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("st2-missing");
+        let err = run(
+            Hook::Unregister,
+            &template(&[missing.to_str().unwrap()]),
+            &values(dir.path()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Spawn { hook: Hook::Unregister, program, .. } if Path::new(program) == missing),
+            "{err:?}"
+        );
+    }
 }
