@@ -1,8 +1,12 @@
-//! `cargo bench --bench plan`: the read-only half over 200 packs in 200 Git repos.
+//! `cargo bench --bench reconcile`: 200 packs in 200 Git repos.
 //!
-//! Prints the median and spread of: the pure `plan` function; config + Git + mirror + plan
-//! in-process (what `packsync plan` does after start-up); and the release binary end to end
-//! (process start and the interpreter probe included). Target: median under 100 ms.
+//! Prints the median and spread of:
+//! - plan (target: median under 100 ms): the pure `plan` function; config + Git + mirror + plan
+//!   in-process (what `packsync plan` does after start-up); the release binary end to end
+//!   (process start and the interpreter probe included);
+//! - apply (target: no-op median under 150 ms), the release binary on a site whose packs have no
+//!   requirements (one shared virtualenv): the first apply into an empty state dir, and a
+//!   no-op apply once everything is live.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -15,12 +19,14 @@ use packsync::state::FileStore;
 
 const PACKS: usize = 200;
 const RUNS: usize = 30;
+/// A first apply builds 200 releases; fewer runs keep the bench short.
+const FIRST_APPLY_RUNS: usize = 5;
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site.toml");
     let started = Instant::now();
-    build_site(dir.path(), &site);
+    build_site(dir.path(), &site, Requirements::OnePerPack);
     println!(
         "fixture: {PACKS} packs in {PACKS} repos under {} (built in {:.1?})",
         dir.path().display(),
@@ -61,6 +67,56 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
+    bench_apply(dir.path());
+}
+
+fn bench_apply(root: &Path) {
+    let root = root.join("apply");
+    let site = root.join("site.toml");
+    build_site(&root, &site, Requirements::None);
+    let apply = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_packsync"))
+            .arg("--config")
+            .arg(&site)
+            .arg("apply")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let reset = || {
+        for dir in ["state", "packs", "virtualenvs", "configs"] {
+            let path = root.join(dir);
+            if path.exists() {
+                packsync::fsx::remove_tree(&path).unwrap();
+            }
+        }
+    };
+    let mut first = Vec::new();
+    for _ in 0..FIRST_APPLY_RUNS {
+        reset();
+        let start = Instant::now();
+        let out = apply(&[]);
+        first.push(start.elapsed());
+        assert!(out.contains(&format!("{PACKS} applied")), "{out}");
+    }
+    first.sort();
+    println!(
+        "{:<45} median {:>9.2?}  min {:>9.2?}  max {:>9.2?}  ({FIRST_APPLY_RUNS} runs)",
+        "`packsync apply`, first (200 releases)",
+        first[FIRST_APPLY_RUNS / 2],
+        first[0],
+        first[FIRST_APPLY_RUNS - 1]
+    );
+    report("`packsync apply`, no-op (release binary)", || {
+        let out = apply(&[]);
+        assert!(out.contains("nothing to change"), "{out}");
+    });
 }
 
 fn report(what: &str, mut run: impl FnMut()) {
@@ -97,8 +153,16 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(status.success(), "git {args:?}");
 }
 
-/// 200 repos with a pack each (pack.yaml, schema, one requirement) and a one-wheel mirror.
-fn build_site(root: &Path, site: &Path) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Requirements {
+    /// `requirements.txt` with `six` (planned only, never installed: the wheel is a stub).
+    OnePerPack,
+    /// No requirements and no base requirements: every pack shares one empty virtualenv.
+    None,
+}
+
+/// 200 repos with a pack each (pack.yaml, schema, maybe one requirement) and a one-wheel mirror.
+fn build_site(root: &Path, site: &Path, requirements: Requirements) {
     let mirror = root.join("mirror");
     fs_err::create_dir_all(&mirror).unwrap();
     fs_err::write(
@@ -114,10 +178,14 @@ fn build_site(root: &Path, site: &Path) {
         .unwrap();
     let python = String::from_utf8(python.stdout).unwrap();
     let mut config = format!(
-        "[agent]\nstate_dir = \"state\"\n[stackstorm]\npacks_dir = \"packs\"\npython = \"{}\"\n\
-         [mirror]\npath = \"mirror\"\n",
+        "[agent]\nstate_dir = \"state\"\n[stackstorm]\npacks_dir = \"packs\"\n\
+         virtualenvs_dir = \"virtualenvs\"\nconfigs_dir = \"configs\"\npython = \"{}\"\n",
         python.trim()
     );
+    if requirements == Requirements::None {
+        config.push_str("base_requirements = []\nsystem_site_packages = false\n");
+    }
+    config.push_str("[mirror]\npath = \"mirror\"\n");
     for i in 0..PACKS {
         let name = format!("pack{i:03}");
         let repo = root.join("repos").join(&name);
@@ -135,7 +203,9 @@ fn build_site(root: &Path, site: &Path) {
             "hosts:\n  type: string\n  required: true\nfanout:\n  type: integer\n  default: 64\n",
         )
         .unwrap();
-        fs_err::write(repo.join("requirements.txt"), "six>=1.9  # st2 base\n").unwrap();
+        if requirements == Requirements::OnePerPack {
+            fs_err::write(repo.join("requirements.txt"), "six>=1.9  # st2 base\n").unwrap();
+        }
         fs_err::write(repo.join("actions/run.py"), "print('hi')\n").unwrap();
         git(&repo, &["init", "-q", "-b", "main"]);
         git(&repo, &["add", "."]);
