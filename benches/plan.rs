@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use packsync::desired::{self, WorkTrees};
-use packsync::state::{self, FileStore};
+use packsync::state::FileStore;
 
 const PACKS: usize = 200;
 const RUNS: usize = 30;
@@ -31,15 +31,10 @@ fn main() {
     let pipeline = || {
         let config = packsync::config::load(&site).unwrap();
         let store = FileStore::new(&config.agent.state_dir);
-        let installed = state::read_installed(
-            &store,
-            &config.stackstorm.packs_dir,
-            config.packs.iter().map(|p| &p.name),
-        )
-        .unwrap();
-        let resolution = desired::resolve(&config, None, WorkTrees::Ignore);
-        assert!(!resolution.has_errors(), "{:?}", resolution.problems);
-        packsync::plan::plan(&resolution.desired, &installed, config.agent.prune).unwrap()
+        let planned = packsync::execute::plan(&config, &store, None).unwrap();
+        let problems = &planned.resolution.problems;
+        assert!(!planned.resolution.has_errors(), "{problems:?}");
+        planned.plan
     };
     let resolution = desired::resolve(&config, None, WorkTrees::Ignore);
     let installed = packsync::model::Installed::default();

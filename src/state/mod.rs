@@ -4,6 +4,8 @@
 //! default. Disk (where the links point) is the ground truth for what is live; the store is the
 //! record ([`read_installed`] puts the two together).
 
+#[cfg(test)]
+mod contract;
 mod disk;
 mod file;
 mod record;
@@ -56,6 +58,13 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("Line {line} of the history file `{}` is not valid", path.display())]
+    HistoryLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("Failed to inspect `{}`", path.display())]
     Inspect {
         path: PathBuf,
@@ -89,6 +98,11 @@ impl Diagnose for StateError {
                 "packsync writes this file atomically, so it was edited or damaged by hand: \
                  restore it from a backup, or move it away to start with an empty record \
                  (installed packs are then taken over again) `{}`",
+                path.display()
+            )),
+            StateError::HistoryLine { path, line, .. } => Some(format!(
+                "packsync only appends whole lines to this file, so this one was edited or \
+                 damaged by hand: fix or delete line {line} of `{}`",
                 path.display()
             )),
             StateError::Version { .. } => {
