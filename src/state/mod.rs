@@ -1,7 +1,7 @@
 //! The installed-state store: packsync's record of what it installed.
 //!
-//! One trait, several backends; the embedded [`FileStore`] (`state_dir/state.json`) is the
-//! default. Disk (where the links point) is the ground truth for what is live; the store is the
+//! One trait, several backends; the embedded [`FileStore`] (`state_dir/state.json` and the
+//! append-only `state_dir/history.jsonl`) is the default. Disk (where the links point) is the ground truth for what is live; the store is the
 //! record ([`read_installed`] puts the two together).
 
 #[cfg(test)]
@@ -27,8 +27,10 @@ pub trait StateStore: Send + Sync {
     /// The record of every pack packsync manages (or managed) on this host.
     fn load(&self) -> Result<BTreeMap<PackName, PackRecord>, StateError>;
 
-    /// Replaces the record of `pack` and appends `entry` to the history, together: a reader
-    /// never sees one without the other.
+    /// Replaces the record of `pack` and appends `entry` to the history. A backend that cannot
+    /// do both in one step writes the entry first: a crash between them leaves an entry
+    /// whose record is stale, never a change without its entry, and the next run corrects the
+    /// record to what disk says is live.
     fn save(
         &self,
         pack: &PackName,
