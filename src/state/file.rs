@@ -238,15 +238,17 @@ impl StateStore for FileStore {
             path: self.dir.clone(),
             source,
         })?;
-        // The history line goes first. Two files cannot change in one atomic step, and this
-        // order makes the crash between them harmless: the history then tells of a change
-        // whose record was not written, and the next run, which reads what is live from disk
-        // (the `current` links) and corrects the record to it, repairs the record. The other
-        // order would lose the entry of a change that happened.
+        // Read first: a document that cannot be read (damaged, or of a newer packsync) fails
+        // the save before anything is written.
+        let mut document = self.read()?;
+        // The history line goes before the record. Two files cannot change in one atomic
+        // step, and this order makes the crash between them harmless: the history then tells
+        // of a change whose record was not written, and the next run, which reads what is live
+        // from disk (the `current` links) and corrects the record to it, repairs the record.
+        // The other order would lose the entry of a change that happened.
         if let Some(entry) = entry {
             self.append(entry)?;
         }
-        let mut document = self.read()?;
         document.packs.insert(pack.clone(), record.clone());
         self.write(&document)
     }
@@ -324,16 +326,18 @@ mod tests {
             store.load(),
             Err(StateError::Version { found: 9, .. })
         ));
-        // A save never overwrites a document it cannot read.
-        let clush = live(vec![release("clush", "1.0.0", "1.16.0", at(0))]);
+        // A save never overwrites a document it cannot read, nor writes history beside it.
+        let clush = release("clush", "1.0.0", "1.16.0", at(0));
+        let entry = applied("clush", Operation::Install, None, &clush);
         assert!(matches!(
-            store.save(&pack("clush"), &clush, None),
+            store.save(&pack("clush"), &live(vec![clush]), Some(&entry)),
             Err(StateError::Version { found: 9, .. })
         ));
         assert_eq!(
             fs_err::read_to_string(dir.path().join("state.json")).unwrap(),
             r#"{"version": 9}"#
         );
+        assert!(!dir.path().join("history.jsonl").exists());
     }
 
     #[test]
