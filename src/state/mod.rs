@@ -1,9 +1,11 @@
 //! The installed-state store: packsync's record of what it installed.
 //!
-//! One trait, several backends; the embedded [`FileStore`] (`state_dir/state.json`) is the
-//! default. Disk (where the links point) is the ground truth for what is live; the store is the
+//! One trait, several backends; the embedded [`FileStore`] (`state_dir/state.json` and the
+//! append-only `state_dir/history.jsonl`) is the default. Disk (where the links point) is the ground truth for what is live; the store is the
 //! record ([`read_installed`] puts the two together).
 
+#[cfg(test)]
+mod contract;
 mod disk;
 mod file;
 mod record;
@@ -25,8 +27,10 @@ pub trait StateStore: Send + Sync {
     /// The record of every pack packsync manages (or managed) on this host.
     fn load(&self) -> Result<BTreeMap<PackName, PackRecord>, StateError>;
 
-    /// Replaces the record of `pack` and appends `entry` to the history, together: a reader
-    /// never sees one without the other.
+    /// Replaces the record of `pack` and appends `entry` to the history. A backend that cannot
+    /// do both in one step writes the entry first: a crash between them leaves an entry
+    /// whose record is stale, never a change without its entry, and the next run corrects the
+    /// record to what disk says is live.
     fn save(
         &self,
         pack: &PackName,
@@ -53,6 +57,13 @@ pub enum StateError {
     #[error("The state file `{}` is not valid", path.display())]
     Corrupt {
         path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("Line {line} of the history file `{}` is not valid", path.display())]
+    HistoryLine {
+        path: PathBuf,
+        line: usize,
         #[source]
         source: serde_json::Error,
     },
@@ -89,6 +100,11 @@ impl Diagnose for StateError {
                 "packsync writes this file atomically, so it was edited or damaged by hand: \
                  restore it from a backup, or move it away to start with an empty record \
                  (installed packs are then taken over again) `{}`",
+                path.display()
+            )),
+            StateError::HistoryLine { path, line, .. } => Some(format!(
+                "packsync only appends whole lines to this file, so this one was edited or \
+                 damaged by hand: fix or delete line {line} of `{}`",
                 path.display()
             )),
             StateError::Version { .. } => {

@@ -173,3 +173,225 @@ pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName,
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::state::contract::{applied, at, live, pack, release};
+
+    #[test]
+    fn installed_maps_only_active_releases() {
+        let clush_1 = release("clush", "1.0.0", "1.16.0", at(0));
+        let clush_2 = release("clush", "1.1.0", "1.17.0", at(10));
+        let slurm = release("slurm", "0.3.0", "1.16.0", at(1));
+        // Rolled back: the older release is the live one.
+        let clush = PackRecord {
+            active: Some(ActiveRelease {
+                id: clush_1.id.clone(),
+                since: at(20),
+            }),
+            releases: vec![clush_2, clush_1.clone()],
+            ..PackRecord::default()
+        };
+        let removed = PackRecord {
+            active: None,
+            ..live(vec![slurm.clone()])
+        };
+        // A record whose live release is not among its releases has nothing to show.
+        let dangling = PackRecord {
+            active: Some(ActiveRelease {
+                id: slurm.id.clone(),
+                since: at(2),
+            }),
+            ..PackRecord::default()
+        };
+        let records = BTreeMap::from([
+            (pack("clush"), clush),
+            (pack("slurm"), removed),
+            (pack("nagios"), dangling),
+        ]);
+        let installed = installed(&records);
+        assert_eq!(
+            installed,
+            BTreeMap::from([(
+                pack("clush"),
+                InstalledPack {
+                    name: pack("clush"),
+                    revision: clush_1.revision,
+                    env_inputs: Some(clush_1.env_inputs),
+                }
+            )])
+        );
+    }
+
+    #[test]
+    fn every_changing_action_has_its_operation() {
+        for action in Action::ALL {
+            match Operation::of(action) {
+                Some(operation) => assert_eq!(operation.as_str(), action.as_str()),
+                None => assert!(!action.changes_host(), "{action} changes the host"),
+            }
+        }
+        assert_eq!(Operation::of(Action::Orphan), None);
+        assert_eq!(Operation::of(Action::Unchanged), None);
+    }
+
+    #[test]
+    fn names_are_their_serde_names() {
+        let operations = [
+            Operation::Install,
+            Operation::Upgrade,
+            Operation::Downgrade,
+            Operation::Rebuild,
+            Operation::Reconfigure,
+            Operation::Remove,
+            Operation::Rollback,
+            Operation::Repair,
+        ];
+        for operation in operations {
+            assert_eq!(json!(operation), json!(operation.as_str()));
+            assert_eq!(operation.to_string(), operation.as_str());
+        }
+        for outcome in [Outcome::Applied, Outcome::Failed, Outcome::RolledBack] {
+            assert_eq!(json!(outcome), json!(outcome.as_str()));
+        }
+    }
+
+    /// Users read `state.json` and `history.jsonl`: the field names are part of the interface.
+    #[test]
+    fn records_keep_their_json_shape() {
+        let old = release("clush", "1.0.0", "1.16.0", at(0));
+        let new = release("clush", "1.1.0", "1.17.0", at(30));
+        let record = PackRecord {
+            active: Some(ActiveRelease {
+                id: new.id.clone(),
+                since: at(31),
+            }),
+            releases: vec![new.clone(), old.clone()],
+            last_failure: Some(Failure {
+                at: at(15),
+                operation: Operation::Upgrade,
+                revision: Some(new.revision.clone()),
+                error: "The test gate of pack `clush` failed".to_string(),
+            }),
+            adopted: vec![Adoption {
+                from: PathBuf::from("/opt/stackstorm/packs/clush"),
+                to: PathBuf::from("/var/lib/packsync/adopted/clush-20250602T093000Z"),
+            }],
+        };
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            value["active"],
+            json!({"id": new.id, "since": "2025-06-02T10:01:00Z"})
+        );
+        assert_eq!(
+            value["releases"][0],
+            json!({
+                "id": new.id,
+                "revision": {
+                    "commit": new.revision.commit,
+                    "version": "1.1.0",
+                    "ref": "v1.1.0",
+                    "tree": new.revision.tree,
+                    "env": new.revision.env,
+                    "config": new.revision.config,
+                },
+                "env_inputs": {
+                    "python": "cpython-3.11.7-x86_64-linux-gnu /opt/stackstorm/st2/bin/python3",
+                    "settings": [
+                        "system-site-packages",
+                        "st2-pth /opt/stackstorm/st2/lib/python3.11/site-packages",
+                    ],
+                    "requirements": ["six>=1.9.0,<2.0"],
+                    "pins": [{
+                        "name": "six",
+                        "version": "1.17.0",
+                        "file": "six-1.17.0-py2.py3-none-any.whl",
+                        "sha256": new.env_inputs.pins[0].sha256,
+                    }],
+                },
+                "built_at": "2025-06-02T10:00:00Z",
+            })
+        );
+        assert_eq!(
+            value["last_failure"],
+            json!({
+                "at": "2025-06-02T09:45:00Z",
+                "operation": "upgrade",
+                "revision": value["releases"][0]["revision"],
+                "error": "The test gate of pack `clush` failed",
+            })
+        );
+        assert_eq!(
+            value["adopted"],
+            json!([{
+                "from": "/opt/stackstorm/packs/clush",
+                "to": "/var/lib/packsync/adopted/clush-20250602T093000Z",
+            }])
+        );
+        assert_eq!(serde_json::from_value::<PackRecord>(value).unwrap(), record);
+
+        // What is empty is left out.
+        let removed = PackRecord {
+            releases: vec![old],
+            ..PackRecord::default()
+        };
+        let value = serde_json::to_value(&removed).unwrap();
+        assert_eq!(
+            value.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["releases"]
+        );
+        assert_eq!(
+            serde_json::from_value::<PackRecord>(value).unwrap(),
+            removed
+        );
+        assert_eq!(
+            serde_json::from_value::<PackRecord>(json!({})).unwrap(),
+            PackRecord::default()
+        );
+    }
+
+    #[test]
+    fn history_entries_keep_their_json_shape() {
+        let old = release("clush", "1.0.0", "1.16.0", at(0));
+        let new = release("clush", "1.1.0", "1.17.0", at(30));
+        let entry = HistoryEntry {
+            outcome: Outcome::RolledBack,
+            error: Some("Registering pack `clush` failed".to_string()),
+            ..applied("clush", Operation::Upgrade, Some(&old), &new)
+        };
+        let value = serde_json::to_value(&entry).unwrap();
+        // serde_json's maps are sorted: the keys come in name order.
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "at",
+                "duration_ms",
+                "error",
+                "from",
+                "host",
+                "operation",
+                "outcome",
+                "pack",
+                "release",
+                "run",
+                "to",
+            ]
+        );
+        assert_eq!(value["at"], "2025-06-02T10:00:00Z");
+        assert_eq!(value["pack"], "clush");
+        assert_eq!(value["operation"], "upgrade");
+        assert_eq!(value["from"]["version"], "1.0.0");
+        assert_eq!(value["release"], new.id.as_str());
+        assert_eq!(value["outcome"], "rolled_back");
+        assert_eq!(
+            serde_json::from_value::<HistoryEntry>(value).unwrap(),
+            entry
+        );
+    }
+}

@@ -56,7 +56,7 @@ fn an_unknown_key_of_the_site_config_is_shown_where_it_is() {
     [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
 
     ----- stderr -----
-    error: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`
+    error: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`, `keep_releases`, `concurrency`
       --> [TEMP]/packsync.toml:3:1
       |
     3 | prnue = true
@@ -127,7 +127,7 @@ fn every_pack_problem_is_reported_in_one_run() {
     1 | ref: other_name
       | ^^^
 
-    hint: StackStorm keys a pack by its ref: set `name = "other_name"` in the site config (at [TEMP]/packsync.toml:18:8)
+    hint: StackStorm keys a pack by its ref: set `name = "other_name"` in the site config (at [TEMP]/packsync.toml:20:8)
     error: [no_such_ref] Ref `v9.9.9` matches no branch, tag or commit of `[TEMP]/repos/no_such_ref`; the repo has no version tags
 
     hint: set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches
@@ -142,9 +142,9 @@ fn every_pack_problem_is_reported_in_one_run() {
 
     hint: packsync installs offline from the wheel mirror only: put the distribution in the mirror and require it by name, e.g. `clustershell==1.9.2`
     error: [clush] Pack config `fanout`: must be integer, not a string `"many"`
-      --> [TEMP]/packsync.toml:38:1
+      --> [TEMP]/packsync.toml:40:1
        |
-    38 | fanout = "many"
+    40 | fanout = "many"
        | ^^^^^^
     "#);
 }
@@ -163,9 +163,9 @@ fn a_remote_source_is_refused() {
 
     ----- stderr -----
     error: Source `https://github.com/example/clush.git` is a remote URL
-      --> [TEMP]/packsync.toml:15:10
+      --> [TEMP]/packsync.toml:17:10
        |
-    15 | source = 'https://github.com/example/clush.git'
+    17 | source = 'https://github.com/example/clush.git'
        |          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 
     hint: packsync works offline from local repos: clone the repo onto this host (e.g. `git clone --mirror <url> /srv/git/<pack>`) and point `source` at it
@@ -216,7 +216,7 @@ fn json_output_lists_every_problem() {
           "message": "Pack has no `config.schema.yaml`: its config values are not checked",
           "location": {
             "file": "[TEMP]/packsync.toml",
-            "line": 14,
+            "line": 16,
             "column": 8
           }
         },

@@ -3,9 +3,7 @@
 use git2::Repository;
 
 use crate::common::git::GitRepo;
-use crate::common::site::{
-    EnvInputsRecord, PackEntry, TestSite, pack_yaml, packsync_snapshot, write_pack,
-};
+use crate::common::site::{PackEntry, TestSite, pack_yaml, packsync_snapshot, write_pack};
 
 /// Moves (or creates) the lightweight tag `name` to `commit`, as `git tag -f`.
 fn force_tag(repo: &GitRepo, name: &str, commit: &str) {
@@ -118,7 +116,7 @@ fn json_output_has_changes_and_a_summary() {
 #[test]
 fn nothing_changes_when_the_installed_state_is_the_desired_one() {
     let site = three_packs();
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
     exit_code: 0
     ----- stdout -----
@@ -139,7 +137,7 @@ fn a_commit_outside_the_pack_subdir_changes_nothing() {
     write_pack(&mono, "packs/slurm", "slurm", "1.0.0");
     mono.commit("Two packs");
     site.add_pack(PackEntry::new("clush", mono.path()).key("subdir", "\"packs/clush\""));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     mono.write("packs/slurm/actions/run.py", "print('slurm')\n")
         .write("README.md", "Our packs\n");
     mono.commit("slurm prints");
@@ -159,7 +157,7 @@ fn a_version_bump_is_an_upgrade() {
     let mut site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     write_pack(&clush, "", "clush", "1.1.0");
     clush.commit("clush 1.1.0");
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
@@ -182,7 +180,7 @@ fn a_tag_moved_back_is_a_downgrade() {
     clush.commit("clush 2.0.0");
     clush.tag("release");
     site.add_pack(PackEntry::new("clush", clush.path()).key("ref", "\"release\""));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     force_tag(&clush, "release", &first);
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
@@ -196,21 +194,21 @@ fn a_tag_moved_back_is_a_downgrade() {
 }
 
 /// `clush` needs `six`; it is recorded installed with six 1.16.0, then 1.17.0 lands in the mirror.
-fn six_installed_then_a_newer_wheel(record: EnvInputsRecord) -> TestSite {
+fn six_installed_then_a_newer_wheel() -> TestSite {
     let mut site = TestSite::new();
     site.wheel("six", "1.16.0", &[]);
     let clush = site.pack_repo("clush", "1.0.0");
     clush.write("requirements.txt", "six>=1.9\n");
     clush.commit("Needs six");
     site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(record);
+    site.record_installed();
     site.wheel("six", "1.17.0", &[]);
     site
 }
 
 #[test]
 fn a_new_wheel_in_the_mirror_is_a_rebuild() {
-    let site = six_installed_then_a_newer_wheel(EnvInputsRecord::Kept);
+    let site = six_installed_then_a_newer_wheel();
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
     ----- stdout -----
@@ -222,16 +220,23 @@ fn a_new_wheel_in_the_mirror_is_a_rebuild() {
     ");
 }
 
-/// Records written before packsync kept the virtualenv inputs: the plan cannot say which
-/// input changed.
+/// The virtualenv settings of `[stackstorm]` are inputs of every pack's virtualenv.
 #[test]
-fn a_rebuild_without_recorded_env_inputs_gives_a_generic_reason() {
-    let site = six_installed_then_a_newer_wheel(EnvInputsRecord::Missing);
+fn new_virtualenv_settings_rebuild_the_packs() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed();
+    site.stackstorm_line("system_site_packages = true")
+        .stackstorm_line(r#"base_requirements = ["six>=1.9.0,<2.0"]"#);
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
     ----- stdout -----
     rebuild     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
-        virtualenv inputs changed
+        virtualenv settings [] -> [system-site-packages]
+        requirement added: six>=1.9.0,<2.0
+        six 1.17.0 added (mirror)
     Plan: 1 to rebuild
 
     ----- stderr -----
@@ -248,7 +253,7 @@ fn a_new_requirement_upgrades_the_pack_and_says_why() {
     clush.write("requirements.txt", "six>=1.9\n");
     clush.commit("Needs six");
     site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     clush.write("requirements.txt", "six>=1.9\nattrs\n");
     clush.commit("Needs attrs");
     packsync_snapshot!(site, site.cmd(["plan"]), @"
@@ -269,7 +274,7 @@ fn a_config_value_change_is_a_reconfigure() {
     let mut site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", clush.path()).config("fanout", "16"));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     site.add_pack(PackEntry::new("clush", clush.path()).config("fanout", "32"));
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @r#"
     exit_code: 2
@@ -280,9 +285,9 @@ fn a_config_value_change_is_a_reconfigure() {
 
     ----- stderr -----
     warning: [clush] Pack has no `config.schema.yaml`: its config values are not checked
-      --> [TEMP]/packsync.toml:14:8
+      --> [TEMP]/packsync.toml:16:8
        |
-    14 | name = "clush"
+    16 | name = "clush"
        |        ^^^^^^^
     "#);
 }
@@ -290,7 +295,7 @@ fn a_config_value_change_is_a_reconfigure() {
 #[test]
 fn a_pack_that_left_the_config_is_an_orphan_unless_prune_is_on() {
     let mut site = three_packs();
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     site.remove_pack("mid");
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
     exit_code: 0
@@ -322,7 +327,7 @@ fn a_disabled_pack_is_left_as_installed() {
     let mut site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", clush.path()));
-    site.record_installed(EnvInputsRecord::Kept);
+    site.record_installed();
     write_pack(&clush, "", "clush", "1.1.0");
     clush.commit("clush 1.1.0");
     site.add_pack(PackEntry::new("clush", clush.path()).key("enabled", "false"));
@@ -484,9 +489,9 @@ fn an_invalid_site_config_plans_nothing() {
 
     ----- stderr -----
     error: `ref` is empty
-      --> [TEMP]/packsync.toml:20:7
+      --> [TEMP]/packsync.toml:22:7
        |
-    20 | ref = ""
+    22 | ref = ""
        |       ^^
 
     hint: remove `ref` to follow the repo's HEAD

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use packsync::desired::{self, WorkTrees};
-use packsync::model::InstalledPack;
+use packsync::model::ReleaseId;
+use packsync::state::{ActiveRelease, FileStore, PackRecord, ReleaseRecord, StateStore as _};
+use packsync::store::{Layout, ReleaseManifest};
 use tempfile::TempDir;
 
 use super::git::GitRepo;
@@ -48,14 +50,6 @@ pub(crate) use packsync_snapshot;
 
 /// The site config file, in the site's root.
 const CONFIG_FILE: &str = "packsync.toml";
-
-/// Whether a recorded installed pack keeps the virtualenv inputs it was built from, as packsync
-/// records them, or lacks them, as records that predate them do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EnvInputsRecord {
-    Kept,
-    Missing,
-}
 
 /// One `[[pack]]` entry of the site config.
 #[derive(Debug, Clone)]
@@ -100,6 +94,8 @@ pub(crate) struct TestSite {
     root: PathBuf,
     /// Extra lines of `[agent]`, as written.
     agent_lines: Vec<String>,
+    /// `key = value` lines of `[stackstorm]` after the paths, as written.
+    stackstorm_lines: Vec<String>,
     packs: Vec<PackEntry>,
 }
 
@@ -113,6 +109,12 @@ impl TestSite {
             _temp: temp,
             root,
             agent_lines: Vec::new(),
+            // Virtualenvs with nothing but the pack's requirements: a mirror needs no `six`
+            // and what the host's interpreter has installed does not matter.
+            stackstorm_lines: vec![
+                "system_site_packages = false".to_owned(),
+                "base_requirements = []".to_owned(),
+            ],
             packs: Vec::new(),
         }
     }
@@ -156,6 +158,14 @@ impl TestSite {
         self
     }
 
+    /// Sets a key of `[stackstorm]`, as written: `base_requirements = ["six"]`.
+    pub(crate) fn stackstorm_line(&mut self, line: &str) -> &mut Self {
+        let key = |line: &str| line.split('=').next().unwrap_or_default().trim().to_owned();
+        self.stackstorm_lines.retain(|l| key(l) != key(line));
+        self.stackstorm_lines.push(line.to_owned());
+        self
+    }
+
     /// Adds a `[[pack]]` entry, or replaces the one of the same name in place.
     pub(crate) fn add_pack(&mut self, entry: PackEntry) -> &mut Self {
         match self.packs.iter_mut().find(|p| p.name == entry.name) {
@@ -181,12 +191,15 @@ impl TestSite {
         let _ = write!(
             text,
             "\n[stackstorm]\npacks_dir = {}\nvirtualenvs_dir = {}\nconfigs_dir = {}\n\
-             python = \"python3\"\n\n[mirror]\npath = {}\n",
+             python = \"python3\"\n",
             dir("stackstorm/packs"),
             dir("stackstorm/virtualenvs"),
             dir("stackstorm/configs"),
-            dir("mirror"),
         );
+        for line in &self.stackstorm_lines {
+            let _ = writeln!(text, "{line}");
+        }
+        let _ = write!(text, "\n[mirror]\npath = {}\n", dir("mirror"));
         for pack in &self.packs {
             let _ = write!(text, "\n[[pack]]\nname = \"{}\"\n", pack.name);
             for (key, value) in &pack.keys {
@@ -216,8 +229,9 @@ impl TestSite {
     }
 
     /// Records every pack of the site config as installed at the revision it resolves to now,
-    /// in `state_dir/state.json`, as packsync writes it after an apply.
-    pub(crate) fn record_installed(&self, env_inputs: EnvInputsRecord) {
+    /// as an apply leaves it: what is live is read from disk, so the release's `release.json`
+    /// and the `current/<pack>` link to it, and the store's record agrees.
+    pub(crate) fn record_installed(&self) {
         fs_err::write(self.config_path(), self.config_text()).unwrap();
         let config = packsync::config::load(&self.config_path())
             .unwrap_or_else(|errors| panic!("the site config is valid: {errors}"));
@@ -227,29 +241,46 @@ impl TestSite {
             "every pack resolves: {:#?}",
             resolution.problems
         );
-        let packs: serde_json::Map<String, serde_json::Value> = resolution
-            .desired
-            .packs
-            .into_iter()
-            .map(|pack| {
-                let installed = InstalledPack {
-                    name: pack.name.clone(),
+        let layout = Layout::new(&config);
+        let store = FileStore::new(&layout.state_dir);
+        let built_at = jiff::Timestamp::now();
+        for pack in resolution.desired.packs {
+            let id = ReleaseId::of(&pack.revision);
+            let release = layout.release(&pack.name, &id);
+            fs_err::create_dir_all(&release.dir).unwrap();
+            let manifest = ReleaseManifest {
+                pack: pack.name.clone(),
+                id: id.clone(),
+                revision: pack.revision.clone(),
+                env_inputs: pack.env_inputs.clone(),
+                built_at,
+            };
+            fs_err::write(
+                &release.manifest,
+                serde_json::to_vec_pretty(&manifest).unwrap(),
+            )
+            .unwrap();
+            let current = layout.current(&pack.name);
+            fs_err::create_dir_all(current.parent().unwrap()).unwrap();
+            let target = Path::new("../releases")
+                .join(pack.name.as_str())
+                .join(id.as_str());
+            packsync::fsx::replace_symlink(&target, &current).unwrap();
+            let record = PackRecord {
+                active: Some(ActiveRelease {
+                    id: id.clone(),
+                    since: built_at,
+                }),
+                releases: vec![ReleaseRecord {
+                    id,
                     revision: pack.revision,
-                    env_inputs: (env_inputs == EnvInputsRecord::Kept).then_some(pack.env_inputs),
-                };
-                (
-                    pack.name.to_string(),
-                    serde_json::json!({ "active": installed }),
-                )
-            })
-            .collect();
-        let state = serde_json::json!({ "version": 1, "packs": packs });
-        fs_err::create_dir_all(self.root.join("state")).unwrap();
-        fs_err::write(
-            self.root.join("state/state.json"),
-            serde_json::to_string_pretty(&state).unwrap(),
-        )
-        .unwrap();
+                    env_inputs: pack.env_inputs,
+                    built_at,
+                }],
+                ..PackRecord::default()
+            };
+            store.save(&pack.name, &record, None).unwrap();
+        }
     }
 
     /// Insta filters that hide what changes from run to run or machine to machine.
