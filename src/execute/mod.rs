@@ -71,7 +71,11 @@ impl Diagnose for ExecuteError {
                     "`packsync status --json` lists the kept releases of `{pack}`"
                 ))
             }
-            _ => None,
+            // Transparent: the wrapped error is the message, so it gives the hint too.
+            ExecuteError::Plan(err) => err.hint(),
+            ExecuteError::Store(err) => err.hint(),
+            ExecuteError::State(err) => err.hint(),
+            ExecuteError::UnknownPack { .. } | ExecuteError::NotInstalled { .. } => None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `packsync` binary: a [`TestSite`](crate::common::site::TestSite)
 //! with real Git repos and wheels, the binary run against it, its output snapshotted.
 
+mod apply;
 mod check;
 mod plan;
 

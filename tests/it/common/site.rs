@@ -112,6 +112,7 @@ impl TestSite {
             // Virtualenvs with nothing but the pack's requirements: a mirror needs no `six`
             // and what the host's interpreter has installed does not matter.
             stackstorm_lines: vec![
+                format!("python = {}", toml_path(python())),
                 "system_site_packages = false".to_owned(),
                 "base_requirements = []".to_owned(),
             ],
@@ -131,6 +132,62 @@ impl TestSite {
     /// `stackstorm.packs_dir`, where `st2 pack install` would have put packs.
     pub(crate) fn packs_dir(&self) -> PathBuf {
         self.root.join("stackstorm/packs")
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// `stackstorm.virtualenvs_dir`.
+    pub(crate) fn venvs_dir(&self) -> PathBuf {
+        self.root.join("stackstorm/virtualenvs")
+    }
+
+    /// `stackstorm.configs_dir`.
+    pub(crate) fn configs_dir(&self) -> PathBuf {
+        self.root.join("stackstorm/configs")
+    }
+
+    /// The interpreter the site's virtualenvs are built with.
+    pub(crate) fn python(&self) -> &'static Path {
+        python()
+    }
+
+    /// Writes the executable `bin/<name>`: a `sh` script running `body`, with `$ROOT` the site
+    /// and `$LOG` a file the engine scripts append to (read with [`Self::engine_log`]).
+    pub(crate) fn engine_script(&self, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.root.join("bin").join(name);
+        fs_err::create_dir_all(self.root.join("bin")).unwrap();
+        fs_err::write(
+            &path,
+            format!(
+                "#!/bin/sh
+ROOT='{root}'
+LOG='{root}/engine.log'
+{body}",
+                root = self.root.display()
+            ),
+        )
+        .unwrap();
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// What the engine scripts wrote to `$LOG`.
+    pub(crate) fn engine_log(&self) -> String {
+        fs_err::read_to_string(self.root.join("engine.log")).unwrap_or_default()
+    }
+
+    /// Runs `command`, which must succeed and print one JSON document.
+    pub(crate) fn json(&self, mut command: Command) -> serde_json::Value {
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
     }
 
     pub(crate) fn config_path(&self) -> PathBuf {
@@ -190,8 +247,7 @@ impl TestSite {
         }
         let _ = write!(
             text,
-            "\n[stackstorm]\npacks_dir = {}\nvirtualenvs_dir = {}\nconfigs_dir = {}\n\
-             python = \"python3\"\n",
+            "\n[stackstorm]\npacks_dir = {}\nvirtualenvs_dir = {}\nconfigs_dir = {}\n",
             dir("stackstorm/packs"),
             dir("stackstorm/virtualenvs"),
             dir("stackstorm/configs"),
@@ -294,6 +350,13 @@ impl TestSite {
             (r"git:[0-9a-f]{40}".into(), "[DIGEST]".into()),
             (r"\b[0-9a-f]{40}\b".into(), "[COMMIT]".into()),
             (r"\b[0-9a-f]{7}\b".into(), "[SHORT]".into()),
+            // The input hash at the end of a release id: `1.0.0-[SHORT]-[INPUTS]`.
+            (r"-[0-9a-f]{8}\b".into(), "-[INPUTS]".into()),
+            (r"\(\d+\.\ds\)".into(), "([DURATION])".into()),
+            (
+                r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\dZ)?".into(),
+                "[TIME]".into(),
+            ),
         ]
     }
 }
@@ -359,6 +422,19 @@ pub(crate) fn write_pack(repo: &GitRepo, dir: &str, name: &str, version: &str) {
             "from st2common.runners.base_action import Action\n\n\n\
              class Run(Action):\n    def run(self):\n        return True\n",
         );
+}
+
+/// The real interpreter behind `python3`, resolved once: launchers such as pyenv's shim cost
+/// 60 to 150 ms a call, and every virtualenv build calls it.
+fn python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let output = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap();
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    })
 }
 
 /// A path as a TOML literal string (paths of the temp dir hold no `'`).
