@@ -20,7 +20,6 @@
 //! # Ok(()) }
 //! ```
 
-mod export_stub;
 mod location;
 mod repo;
 mod tree;
