@@ -65,7 +65,11 @@ impl Diagnose for EngineError {}
 
 /// Runs `template` for the pack in `values`; its output is logged at debug level and, when it
 /// fails, kept in the error.
-pub fn run(hook: Hook, template: &CommandTemplate, values: &Placeholders) -> Result<(), EngineError> {
+pub fn run(
+    hook: Hook,
+    template: &CommandTemplate,
+    values: &Placeholders,
+) -> Result<(), EngineError> {
     let _ = (hook, template, values);
     todo!()
 }

@@ -83,7 +83,11 @@ fn set_write(path: &Path, writable: bool) -> io::Result<()> {
             set_write(&entry?.path(), writable)?;
         }
     }
-    let new_mode = if writable { mode | 0o200 } else { mode & !0o222 };
+    let new_mode = if writable {
+        mode | 0o200
+    } else {
+        mode & !0o222
+    };
     if new_mode != mode || (writable && meta.is_dir()) {
         fs_err::set_permissions(path, std::fs::Permissions::from_mode(new_mode))?;
     }

@@ -28,9 +28,9 @@ pub enum LockError {
 impl Diagnose for LockError {
     fn hint(&self) -> Option<String> {
         match self {
-            LockError::Held { .. } => Some(
-                "wait for it to finish, or pass `--wait-for-lock SECONDS` to wait".to_string(),
-            ),
+            LockError::Held { .. } => {
+                Some("wait for it to finish, or pass `--wait-for-lock SECONDS` to wait".to_string())
+            }
             LockError::Io { .. } => None,
         }
     }

@@ -91,7 +91,9 @@ impl Digest {
 
     /// The hex digits without the algorithm.
     pub fn hex(&self) -> &str {
-        self.0.split_once(':').map_or(self.0.as_str(), |(_, hex)| hex)
+        self.0
+            .split_once(':')
+            .map_or(self.0.as_str(), |(_, hex)| hex)
     }
 
     /// The first 12 hex digits, for humans.

@@ -483,7 +483,10 @@ impl Validator<'_> {
                 ),
                 Err(err) => self.error(
                     line.span(),
-                    format!("Base requirement `{}` is not PEP 508: {err}", line.get_ref()),
+                    format!(
+                        "Base requirement `{}` is not PEP 508: {err}",
+                        line.get_ref()
+                    ),
                     Some("write it as in requirements.txt, e.g. `six>=1.9.0,<2.0`".into()),
                 ),
             }

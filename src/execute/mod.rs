@@ -60,7 +60,10 @@ pub fn plan(
                 });
             }
         }
-        observed.installed.packs.retain(|name, _| only.contains(name));
+        observed
+            .installed
+            .packs
+            .retain(|name, _| only.contains(name));
     }
     let resolution = desired::resolve(config, only, WorkTrees::Ignore);
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;

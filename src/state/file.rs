@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{StateError, StateStore};
 use super::{HistoryEntry, PackRecord};
+use super::{StateError, StateStore};
 use crate::model::PackName;
 
 pub(super) const FORMAT_VERSION: u32 = 1;

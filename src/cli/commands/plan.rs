@@ -9,8 +9,8 @@ use super::config_problems;
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
 use crate::config;
 use crate::diagnostics::Problem;
-use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
 use crate::execute::{self, Planned};
+use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
 use crate::state::FileStore;
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
