@@ -166,9 +166,11 @@ impl ReleaseId {
         ))
     }
 
-    /// A release id as a user typed it (`rollback --to`); an unknown one is simply not found.
-    pub fn parse(id: &str) -> Self {
-        Self(id.to_string())
+    /// The id a release folder is named by, read back from disk: `None` for a name no release
+    /// folder has (empty, hidden, or not one path component).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0']);
+        plain.then(|| Self(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -567,6 +569,15 @@ mod tests {
         let mut other_ref = revision.clone();
         other_ref.git_ref = "main".into();
         assert_eq!(ReleaseId::of(&other_ref), id);
+        assert_eq!(ReleaseId::from_name(id.as_str()), Some(id));
+    }
+
+    #[test]
+    fn release_ids_from_folder_names_are_one_plain_component() {
+        assert!(ReleaseId::from_name("1.8.1-3f2a9c1-e4b1c2d8").is_some());
+        for name in ["", ".", "..", ".clush.link", "a/b"] {
+            assert_eq!(ReleaseId::from_name(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -142,6 +142,26 @@ pub enum SourceError {
     #[error("Pack file `{file}` is a {kind}, not a regular file")]
     NotAFile { file: String, kind: EntryKind },
 
+    #[error("Pack symlink `{file}` points at `{}`, outside the pack folder", target.display())]
+    LinkOutside { file: String, target: PathBuf },
+
+    #[error("Pack entry `{file}` is a submodule, which packsync cannot deploy")]
+    ExportSubmodule { file: String },
+
+    #[error("Pack entry `{file}` has the Git file mode `{mode:o}`, which packsync cannot deploy")]
+    ExportMode { file: String, mode: i32 },
+
+    #[error("Pack entry `{file}` has a name that is not a single path component")]
+    ExportName { file: String },
+
+    #[error("Failed to {action} `{}`", path.display())]
+    Export {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("Cannot read {what} of `{}`", repo.display())]
     Git {
         repo: PathBuf,
@@ -243,6 +263,17 @@ impl Diagnose for SourceError {
                 kind: EntryKind::Submodule,
                 ..
             } => "packsync does not read submodules: commit the files into the pack repo".into(),
+            SourceError::LinkOutside { .. } => "a release holds the pack folder only: commit the \
+                file itself, or a relative symlink to a file inside the pack folder"
+                .into(),
+            SourceError::ExportSubmodule { .. } => {
+                "packsync does not deploy submodules: commit the files into the pack repo".into()
+            }
+            SourceError::ExportMode { .. } | SourceError::ExportName { .. } => {
+                "the commit holds a tree entry plain Git does not create: rewrite it with `git` \
+                 and commit again"
+                    .into()
+            }
             _ => return None,
         };
         Some(hint)

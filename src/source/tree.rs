@@ -1,9 +1,13 @@
 //! A pack folder at a commit, read from Git objects.
 
+use std::ffi::OsStr;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::io::{self, Write as _};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Component, Path, PathBuf};
 
-use git2::ErrorCode;
+use git2::{ErrorCode, FileMode};
 
 use super::{EntryKind, Repo, SourceError, inner_path};
 use crate::model::short_commit;
@@ -77,6 +81,183 @@ impl<'repo> PackTree<'repo> {
         Ok(Some(blob.content().to_vec()))
     }
 
+    /// Writes the pack folder into `dest`, which must not exist yet or be an empty folder.
+    ///
+    /// Files get mode `0o755` when Git records them executable and `0o644` otherwise, folders
+    /// `0o755`, whatever the umask. Symlinks are kept only when they resolve inside the pack
+    /// folder (relative, following the pack's own links on the way as the kernel would): the
+    /// release is all StackStorm may read, so a link out of it would reach files packsync does
+    /// not deploy. Submodules and entries of any other kind are refused.
+    pub fn export(&self, dest: &Path) -> Result<(), SourceError> {
+        let io_error = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SourceError::Export {
+                action,
+                path,
+                source,
+            }
+        };
+        fs_err::create_dir_all(dest).map_err(io_error("create", dest))?;
+        let mut entries = fs_err::read_dir(dest).map_err(io_error("read", dest))?;
+        if entries.next().is_some() {
+            return Err(io_error("export into", dest)(io::Error::from(
+                io::ErrorKind::DirectoryNotEmpty,
+            )));
+        }
+        set_mode(dest, DIR_MODE).map_err(io_error("set the mode of", dest))?;
+        self.export_tree(&self.tree, Path::new(""), dest)
+    }
+
+    /// Writes the entries of `tree` (at `rel` in the pack folder) into the folder `dir`.
+    fn export_tree(
+        &self,
+        tree: &git2::Tree<'repo>,
+        rel: &Path,
+        dir: &Path,
+    ) -> Result<(), SourceError> {
+        for entry in tree {
+            let name = OsStr::from_bytes(entry.name_bytes());
+            let entry_rel = rel.join(name);
+            let label = || self.file_label(&entry_rel.to_string_lossy());
+            if !is_plain_name(name) {
+                return Err(SourceError::ExportName { file: label() });
+            }
+            let path = dir.join(name);
+            let io_error = |action| {
+                let path = path.clone();
+                move |source| SourceError::Export {
+                    action,
+                    path,
+                    source,
+                }
+            };
+            match entry.filemode() {
+                mode if mode == i32::from(FileMode::Tree) => {
+                    let subtree = self
+                        .repo
+                        .git()
+                        .find_tree(entry.id())
+                        .map_err(|source| self.repo.git_error("a tree", source))?;
+                    fs_err::create_dir(&path).map_err(io_error("create"))?;
+                    set_mode(&path, DIR_MODE).map_err(io_error("set the mode of"))?;
+                    self.export_tree(&subtree, &entry_rel, &path)?;
+                }
+                mode if mode == i32::from(FileMode::Blob)
+                    || mode == i32::from(FileMode::BlobGroupWritable)
+                    || mode == i32::from(FileMode::BlobExecutable) =>
+                {
+                    let blob = self
+                        .repo
+                        .git()
+                        .find_blob(entry.id())
+                        .map_err(|source| self.repo.git_error("a file", source))?;
+                    let file_mode = if mode == i32::from(FileMode::BlobExecutable) {
+                        EXEC_MODE
+                    } else {
+                        FILE_MODE
+                    };
+                    write_new(&path, blob.content(), file_mode).map_err(io_error("write"))?;
+                }
+                mode if mode == i32::from(FileMode::Link) => {
+                    let target =
+                        PathBuf::from(OsStr::from_bytes(self.link_target(&entry)?.as_slice()));
+                    if !self.resolves_inside(&entry_rel, &target)? {
+                        return Err(SourceError::LinkOutside {
+                            file: label(),
+                            target,
+                        });
+                    }
+                    fs_err::os::unix::fs::symlink(&target, &path).map_err(io_error("create"))?;
+                }
+                mode if mode == i32::from(FileMode::Commit) => {
+                    return Err(SourceError::ExportSubmodule { file: label() });
+                }
+                mode => {
+                    return Err(SourceError::ExportMode {
+                        file: label(),
+                        mode,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The target a Git symlink entry holds (its blob's content).
+    fn link_target(&self, entry: &git2::TreeEntry<'_>) -> Result<Vec<u8>, SourceError> {
+        let blob = self
+            .repo
+            .git()
+            .find_blob(entry.id())
+            .map_err(|source| self.repo.git_error("a symlink", source))?;
+        Ok(blob.content().to_vec())
+    }
+
+    /// Whether the symlink at `link` (relative to the pack folder) pointing at `target` resolves
+    /// inside the pack folder. Resolution is lexical from the link's folder, except that a
+    /// component which is itself a symlink of the pack is replaced by its target, as the kernel
+    /// does: `a -> b/../..` is outside when `b -> ..`, though it looks inside. Absolute targets,
+    /// and chains longer than the kernel follows, are outside.
+    fn resolves_inside(&self, link: &Path, target: &Path) -> Result<bool, SourceError> {
+        /// One step of a path still to resolve.
+        enum Step {
+            Up,
+            Name(PathBuf),
+        }
+        /// Pushes `target`'s steps so that its first is popped next; `false` when absolute.
+        fn push_target(pending: &mut Vec<Step>, target: &Path) -> bool {
+            let mut steps = Vec::new();
+            for component in target.components() {
+                match component {
+                    Component::CurDir => {}
+                    Component::ParentDir => steps.push(Step::Up),
+                    Component::Normal(name) => steps.push(Step::Name(PathBuf::from(name))),
+                    Component::RootDir | Component::Prefix(_) => return false,
+                }
+            }
+            pending.extend(steps.into_iter().rev());
+            true
+        }
+
+        let mut at = link.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut pending = Vec::new();
+        if !push_target(&mut pending, target) {
+            return Ok(false);
+        }
+        let mut hops = 1;
+        while let Some(step) = pending.pop() {
+            match step {
+                Step::Up => {
+                    if !at.pop() {
+                        return Ok(false);
+                    }
+                }
+                Step::Name(name) => {
+                    at.push(name);
+                    let entry = match self.tree.get_path(&at) {
+                        Ok(entry) => entry,
+                        // A missing path can still be climbed out of lexically; keep checking.
+                        Err(err) if err.code() == ErrorCode::NotFound => continue,
+                        Err(source) => return Err(self.repo.git_error("a tree entry", source)),
+                    };
+                    if entry.filemode() != i32::from(FileMode::Link) {
+                        continue;
+                    }
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Ok(false);
+                    }
+                    let inner = PathBuf::from(OsStr::from_bytes(&self.link_target(&entry)?));
+                    at.pop();
+                    if !push_target(&mut pending, &inner) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// How messages name the file at `rel`: `<repo>@<short commit>:<path in the repo>`, e.g.
     /// `/srv/git/clush@3f2a9c1:packs/clush/pack.yaml`.
     pub fn file_label(&self, rel: &str) -> String {
@@ -91,5 +272,320 @@ impl<'repo> PackTree<'repo> {
             self.repo.path().display(),
             short_commit(&self.commit)
         )
+    }
+}
+
+/// Modes of exported entries, as Git checks them out with the usual umask.
+const DIR_MODE: u32 = 0o755;
+const FILE_MODE: u32 = 0o644;
+const EXEC_MODE: u32 = 0o755;
+
+/// How many symlinks one path may go through, as Linux's `MAXSYMLINKS`.
+const MAX_LINK_HOPS: usize = 40;
+
+/// A tree entry name that is one path component: Git refuses others, but a crafted tree object
+/// may still hold `..` or a slash.
+fn is_plain_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/')
+}
+
+/// Creates the file `path` (which must not exist) with `content` and exactly `mode`.
+fn write_new(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(content)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+}
+
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use git2::{Oid, Repository, Signature};
+
+    use super::*;
+    use crate::diagnostics::Diagnose as _;
+
+    /// A repo whose one commit holds `entries` (`path`, mode, content); a submodule's content
+    /// is ignored. Built from tree objects, so entries a work tree cannot hold are possible.
+    fn repo_with(dir: &Path, entries: &[(&str, FileMode, &str)]) -> (Repo, String) {
+        let git = Repository::init_bare(dir).unwrap();
+        let owned: Vec<Entry> = entries
+            .iter()
+            .map(|(path, mode, content)| ((*path).to_owned(), *mode, content.as_bytes().to_vec()))
+            .collect();
+        let tree = write_tree(&git, &owned);
+        let tree = git.find_tree(tree).unwrap();
+        let signature = Signature::now("Test", "test@example.com").unwrap();
+        let commit = git
+            .commit(Some("HEAD"), &signature, &signature, "pack", &tree, &[])
+            .unwrap();
+        (Repo::open(dir).unwrap(), commit.to_string())
+    }
+
+    /// A path, its mode and its content.
+    type Entry = (String, FileMode, Vec<u8>);
+
+    fn write_tree(git: &Repository, entries: &[Entry]) -> Oid {
+        let mut builder = git.treebuilder(None).unwrap();
+        let mut folders: BTreeMap<&str, Vec<Entry>> = BTreeMap::new();
+        for (path, mode, content) in entries {
+            if let Some((folder, rest)) = path.split_once('/') {
+                folders
+                    .entry(folder)
+                    .or_default()
+                    .push((rest.to_owned(), *mode, content.clone()));
+            } else {
+                let id = if *mode == FileMode::Commit {
+                    Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap()
+                } else {
+                    git.blob(content).unwrap()
+                };
+                builder.insert(path, id, i32::from(*mode)).unwrap();
+            }
+        }
+        for (folder, entries) in folders {
+            let id = write_tree(git, &entries);
+            builder
+                .insert(folder, id, i32::from(FileMode::Tree))
+                .unwrap();
+        }
+        builder.write().unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs_err::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn export_error(entries: &[(&str, FileMode, &str)]) -> SourceError {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(&dir.path().join("repo"), entries);
+        let tree = repo.pack_tree(&commit, None).unwrap();
+        tree.export(&dir.path().join("out")).unwrap_err()
+    }
+
+    #[test]
+    fn export_keeps_the_exec_bit_and_nested_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[
+                ("pack.yaml", FileMode::Blob, "name: clush\n"),
+                ("actions/run.sh", FileMode::BlobExecutable, "#!/bin/sh\n"),
+                ("actions/lib/util.py", FileMode::Blob, "X = 1\n"),
+            ],
+        );
+        let out = dir.path().join("release/pack/clush");
+        repo.pack_tree(&commit, None).unwrap().export(&out).unwrap();
+
+        assert_eq!(
+            fs_err::read_to_string(out.join("pack.yaml")).unwrap(),
+            "name: clush\n"
+        );
+        assert_eq!(
+            fs_err::read_to_string(out.join("actions/lib/util.py")).unwrap(),
+            "X = 1\n"
+        );
+        assert_eq!(mode(&out), 0o755);
+        assert_eq!(mode(&out.join("actions")), 0o755);
+        assert_eq!(mode(&out.join("actions/lib")), 0o755);
+        assert_eq!(mode(&out.join("pack.yaml")), 0o644);
+        assert_eq!(mode(&out.join("actions/run.sh")), 0o755);
+        assert_eq!(mode(&out.join("actions/lib/util.py")), 0o644);
+    }
+
+    #[test]
+    fn export_fills_an_empty_folder_but_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[("pack.yaml", FileMode::Blob, "name: clush\n")],
+        );
+        let tree = repo.pack_tree(&commit, None).unwrap();
+        let out = dir.path().join("out");
+        fs_err::create_dir(&out).unwrap();
+        tree.export(&out).unwrap();
+        assert!(out.join("pack.yaml").is_file());
+
+        let err = tree.export(&out).unwrap_err();
+        assert!(
+            matches!(&err, SourceError::Export { action: "export into", path, .. } if *path == out),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn export_keeps_symlinks_inside_the_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[
+                ("pack.yaml", FileMode::Blob, "name: clush\n"),
+                ("actions/lib/util.py", FileMode::Blob, "X = 1\n"),
+                ("actions/shared", FileMode::Link, "lib"),
+                ("actions/meta.yaml", FileMode::Link, "../pack.yaml"),
+                ("top", FileMode::Link, "./actions/../actions/shared/util.py"),
+                ("root", FileMode::Link, "."),
+                ("dangling", FileMode::Link, "not/there"),
+            ],
+        );
+        let out = dir.path().join("out");
+        repo.pack_tree(&commit, None).unwrap().export(&out).unwrap();
+
+        assert_eq!(
+            fs_err::read_link(out.join("actions/shared")).unwrap(),
+            Path::new("lib")
+        );
+        assert_eq!(
+            fs_err::read_to_string(out.join("actions/meta.yaml")).unwrap(),
+            "name: clush\n"
+        );
+        assert_eq!(fs_err::read_to_string(out.join("top")).unwrap(), "X = 1\n");
+        assert!(out.join("root/pack.yaml").is_file());
+        assert_eq!(
+            fs_err::read_link(out.join("dangling")).unwrap(),
+            Path::new("not/there")
+        );
+    }
+
+    #[test]
+    fn export_refuses_symlinks_out_of_the_pack() {
+        for (link, target) in [
+            ("up", "../outside"),
+            ("actions/up", "../../outside"),
+            ("abs", "/etc/passwd"),
+            ("missing", "nothing/../../outside"),
+        ] {
+            let err = export_error(&[
+                ("pack.yaml", FileMode::Blob, "name: clush\n"),
+                (link, FileMode::Link, target),
+            ]);
+            match &err {
+                SourceError::LinkOutside { file, target: got } => {
+                    assert!(file.ends_with(&format!(":{link}")), "{file}");
+                    assert_eq!(got, Path::new(target));
+                }
+                other => panic!("{link} -> {target}: {other:?}"),
+            }
+            assert!(err.hint().unwrap().contains("relative symlink"));
+        }
+    }
+
+    #[test]
+    fn export_follows_pack_symlinks_when_checking_a_target() {
+        // `sub/back -> ..` is the pack folder, so `sub/back/..` is its parent, though
+        // `sub/back/..` reads as `sub`.
+        let err = export_error(&[
+            ("sub/back", FileMode::Link, ".."),
+            ("escape", FileMode::Link, "sub/back/.."),
+        ]);
+        assert!(
+            matches!(&err, SourceError::LinkOutside { file, .. } if file.ends_with(":escape")),
+            "{err:?}"
+        );
+
+        let err = export_error(&[("a", FileMode::Link, "b"), ("b", FileMode::Link, "a")]);
+        assert!(matches!(err, SourceError::LinkOutside { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn export_of_a_subdir_writes_only_the_subdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[
+                ("README.md", FileMode::Blob, "mono repo\n"),
+                ("lib/common.py", FileMode::Blob, "Y = 2\n"),
+                ("packs/clush/pack.yaml", FileMode::Blob, "name: clush\n"),
+                (
+                    "packs/clush/actions/run.sh",
+                    FileMode::BlobExecutable,
+                    "#!/bin/sh\n",
+                ),
+                ("packs/other/pack.yaml", FileMode::Blob, "name: other\n"),
+            ],
+        );
+        let out = dir.path().join("out");
+        let tree = repo
+            .pack_tree(&commit, Some(Path::new("packs/clush")))
+            .unwrap();
+        tree.export(&out).unwrap();
+        let mut names: Vec<String> = fs_err::read_dir(&out)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["actions", "pack.yaml"]);
+        assert_eq!(mode(&out.join("actions/run.sh")), 0o755);
+
+        // A link to the rest of the repo leaves the pack folder.
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo2"),
+            &[
+                ("lib/common.py", FileMode::Blob, "Y = 2\n"),
+                (
+                    "packs/clush/common.py",
+                    FileMode::Link,
+                    "../../lib/common.py",
+                ),
+            ],
+        );
+        let tree = repo
+            .pack_tree(&commit, Some(Path::new("packs/clush")))
+            .unwrap();
+        let err = tree.export(&dir.path().join("out2")).unwrap_err();
+        match err {
+            SourceError::LinkOutside { file, .. } => {
+                assert!(file.ends_with(":packs/clush/common.py"), "{file}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_refuses_submodules() {
+        let err = export_error(&[
+            ("pack.yaml", FileMode::Blob, "name: clush\n"),
+            ("vendor/lib", FileMode::Commit, ""),
+        ]);
+        match &err {
+            SourceError::ExportSubmodule { file } => assert!(file.ends_with(":vendor/lib")),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.hint().unwrap().contains("submodules"));
+    }
+
+    #[test]
+    fn export_refuses_entry_names_that_climb() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = Repository::init_bare(dir.path().join("repo")).unwrap();
+        let blob = git.blob(b"x").unwrap();
+        // A tree object as `git mktree` would refuse to write it.
+        let mut raw = b"100644 ..\0".to_vec();
+        raw.extend_from_slice(blob.as_bytes());
+        let tree = git
+            .odb()
+            .unwrap()
+            .write(git2::ObjectType::Tree, &raw)
+            .unwrap();
+        let tree = git.find_tree(tree).unwrap();
+        let signature = Signature::now("Test", "test@example.com").unwrap();
+        let commit = git
+            .commit(None, &signature, &signature, "crafted", &tree, &[])
+            .unwrap();
+        let repo = Repo::open(&dir.path().join("repo")).unwrap();
+        let err = repo
+            .pack_tree(&commit.to_string(), None)
+            .unwrap()
+            .export(&dir.path().join("out/pack"))
+            .unwrap_err();
+        assert!(matches!(err, SourceError::ExportName { .. }), "{err:?}");
     }
 }

@@ -18,12 +18,16 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::SiteConfig;
 use crate::diagnostics::Diagnose;
+use crate::fsx;
 use crate::model::{Digest, EnvInputs, PackName, ReleaseId, Revision};
 
 /// Marks a virtualenv folder that is not finished; such a folder is garbage after a crash.
@@ -153,6 +157,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Cannot write the pack config `{}` as YAML", path.display())]
+    ConfigYaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
     #[error("The release manifest `{}` is not valid", path.display())]
     Manifest {
         path: PathBuf,
@@ -166,14 +176,46 @@ impl Diagnose for StoreError {}
 /// Creates the store's folders and removes what an interrupted run left: the staging area,
 /// virtualenvs still marked as building, temp links in `current/`. Run under the run lock.
 pub fn prepare(layout: &Layout) -> Result<Recovered, StoreError> {
-    let _ = layout;
-    todo!()
+    for dir in [
+        layout.staging(),
+        releases_root(layout),
+        envs_root(layout),
+        current_root(layout),
+        layout.adopted(),
+    ] {
+        fs_err::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+    }
+    let mut recovered = Recovered::default();
+    for path in entries(&layout.staging())? {
+        tracing::warn!(path = %path.display(), "removing a staged release an interrupted run left");
+        fsx::remove_tree(&path).map_err(io_error("remove", &path))?;
+        recovered.staging.push(path);
+    }
+    for path in entries(&envs_root(layout))? {
+        if exists(&path.join(BUILDING_MARKER)).map_err(io_error("inspect", &path))? {
+            tracing::warn!(path = %path.display(), "removing a virtualenv an interrupted run left unfinished");
+            remove_aside(layout, &path, &format!(".env-{}", lossy_name(&path)))?;
+            recovered.envs.push(path);
+        }
+    }
+    for path in entries(&current_root(layout))? {
+        if lossy_name(&path).starts_with('.') {
+            tracing::warn!(path = %path.display(), "removing a temp link an interrupted switch left");
+            fsx::remove_tree(&path).map_err(io_error("remove", &path))?;
+        }
+    }
+    Ok(recovered)
 }
 
 /// A fresh, empty staging folder for release `id` of `pack` (a leftover one is removed).
 pub fn stage(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Result<ReleasePaths, StoreError> {
-    let _ = (layout, pack, id);
-    todo!()
+    let dir = layout.staging().join(format!("{pack}-{id}"));
+    fsx::remove_tree(&dir).map_err(io_error("remove", &dir))?;
+    let staged = ReleasePaths::at(dir, pack);
+    // The caller exports the pack tree into `pack/<pack>`, which must not exist yet.
+    let parent = staged.dir.join("pack");
+    fs_err::create_dir_all(&parent).map_err(io_error("create", &parent))?;
+    Ok(staged)
 }
 
 /// Writes the pack config as YAML to `config.yaml` of a staged release.
@@ -181,53 +223,537 @@ pub fn write_config(
     staged: &ReleasePaths,
     values: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), StoreError> {
-    let _ = (staged, values);
-    todo!()
+    let yaml = serde_yaml::to_string(values).map_err(|source| StoreError::ConfigYaml {
+        path: staged.config.clone(),
+        source,
+    })?;
+    // A plain write: the staged tree is not live, and `seal` syncs it before it can be.
+    fs_err::write(&staged.config, yaml).map_err(io_error("write", &staged.config))
 }
 
 /// Points the staged release's `venv` at the virtualenv folder `env_dir` (absolute).
 pub fn link_env(staged: &ReleasePaths, env_dir: &Path) -> Result<(), StoreError> {
-    let _ = (staged, env_dir);
-    todo!()
+    fs_err::os::unix::fs::symlink(env_dir, &staged.venv).map_err(io_error("create", &staged.venv))
 }
 
 /// Seals a staged release: writes `release.json`, makes the tree read-only and renames it to
 /// `releases/<pack>/<id>`. When that release already exists (same inputs), the staged copy is
 /// discarded and the existing one returned.
+///
+/// The staged files are synced to disk before `release.json` is written, so a release that has
+/// its manifest is complete after a crash too. The release folder itself is made read-only
+/// only after the rename: moving a folder to another parent rewrites its `..` entry, which
+/// needs write permission on the folder.
 pub fn seal(
     layout: &Layout,
     staged: ReleasePaths,
     manifest: &ReleaseManifest,
 ) -> Result<ReleasePaths, StoreError> {
-    let _ = (layout, staged, manifest);
-    todo!()
+    let sealed = layout.release(&manifest.pack, &manifest.id);
+    if find(layout, &manifest.pack, &manifest.id).is_some() {
+        tracing::debug!(release = %sealed.dir.display(), "release exists already; dropping the staged copy");
+        discard(&staged)?;
+        return Ok(sealed);
+    }
+    if exists(&sealed.dir).map_err(io_error("inspect", &sealed.dir))? {
+        tracing::warn!(release = %sealed.dir.display(), "removing an incomplete release folder");
+        fsx::remove_tree(&sealed.dir).map_err(io_error("remove", &sealed.dir))?;
+    }
+
+    // The staged paths are spent: the folder moves.
+    let ReleasePaths {
+        dir: staged_dir,
+        manifest: staged_manifest,
+        ..
+    } = staged;
+    let dir = fs_err::File::open(&staged_dir).map_err(io_error("open", &staged_dir))?;
+    rustix::fs::syncfs(&dir).map_err(|errno| io_error("sync", &staged_dir)(errno.into()))?;
+    drop(dir);
+    let mut json = serde_json::to_vec_pretty(manifest).expect("a manifest serialises to JSON");
+    json.push(b'\n');
+    fsx::write_atomic(&staged_manifest, &json).map_err(io_error("write", &staged_manifest))?;
+
+    fsx::make_read_only(&staged_dir).map_err(io_error("make read-only", &staged_dir))?;
+    set_owner_write(&staged_dir, true)?;
+    let releases = layout.releases(&manifest.pack);
+    fs_err::create_dir_all(&releases).map_err(io_error("create", &releases))?;
+    let root = releases_root(layout);
+    fsx::fsync_dir(&root).map_err(io_error("sync", &root))?;
+    fs_err::rename(&staged_dir, &sealed.dir).map_err(io_error("rename", &staged_dir))?;
+    fsx::fsync_dir(&releases).map_err(io_error("sync", &releases))?;
+    set_owner_write(&sealed.dir, false)?;
+    Ok(sealed)
 }
 
 /// Removes a staged release (e.g. its test gate failed).
 pub fn discard(staged: &ReleasePaths) -> Result<(), StoreError> {
-    let _ = staged;
-    todo!()
+    fsx::remove_tree(&staged.dir).map_err(io_error("remove", &staged.dir))
 }
 
 /// The sealed release `id` of `pack`, when it exists complete (it has its `release.json`).
 pub fn find(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Option<ReleasePaths> {
-    let _ = (layout, pack, id);
-    todo!()
+    let release = layout.release(pack, id);
+    release.manifest.is_file().then_some(release)
 }
 
 /// Reads `release.json` of a release folder.
 pub fn read_manifest(release_dir: &Path) -> Result<ReleaseManifest, StoreError> {
-    let _ = release_dir;
-    todo!()
+    let path = release_dir.join("release.json");
+    let bytes = fs_err::read(&path).map_err(io_error("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|source| StoreError::Manifest { path, source })
 }
 
 /// Removes every sealed release not in `keep` (packs missing from `keep` lose all of theirs),
 /// then every virtualenv no remaining release links to. A release a `current/` link points at
 /// is never removed, whatever `keep` says.
+///
+/// Virtualenvs linked from a staged release, or still marked as building, are left alone: they
+/// belong to a run in progress, and [`prepare`] removes them when that run was interrupted.
+/// Each folder is first moved into `staging/` and removed there, so that a crash in the middle
+/// leaves no partial release or virtualenv that a later run would take as complete.
 pub fn collect_garbage(
     layout: &Layout,
     keep: &BTreeMap<PackName, BTreeSet<ReleaseId>>,
 ) -> Result<Collected, StoreError> {
-    let _ = (layout, keep);
-    todo!()
+    let staging = layout.staging();
+    fs_err::create_dir_all(&staging).map_err(io_error("create", &staging))?;
+    let live = live_releases(layout)?;
+    let mut collected = Collected::default();
+    let mut linked_envs = BTreeSet::new();
+    for pack_dir in entries(&releases_root(layout))? {
+        let pack = lossy_name(&pack_dir);
+        let kept = keep
+            .iter()
+            .find(|(name, _)| name.as_str() == pack)
+            .map(|(_, ids)| ids);
+        let mut left = 0_usize;
+        for release in entries(&pack_dir)? {
+            let id = lossy_name(&release);
+            let wanted = kept.is_some_and(|ids| ids.iter().any(|kept| kept.as_str() == id));
+            if wanted || live.contains(&canonical(&release)?) {
+                linked_envs.extend(env_name(&release.join("venv"))?);
+                left += 1;
+                continue;
+            }
+            tracing::info!(release = %release.display(), "removing a release");
+            remove_aside(layout, &release, &format!(".release-{pack}-{id}"))?;
+            collected.releases.push(release);
+        }
+        if left == 0 {
+            fs_err::remove_dir(&pack_dir).map_err(io_error("remove", &pack_dir))?;
+        }
+    }
+    for staged in entries(&staging)? {
+        linked_envs.extend(env_name(&staged.join("venv"))?);
+    }
+    for env in entries(&envs_root(layout))? {
+        let linked = env
+            .file_name()
+            .is_some_and(|name| linked_envs.contains(name));
+        if linked || exists(&env.join(BUILDING_MARKER)).map_err(io_error("inspect", &env))? {
+            continue;
+        }
+        tracing::info!(env = %env.display(), "removing a virtualenv no release uses");
+        remove_aside(layout, &env, &format!(".env-{}", lossy_name(&env)))?;
+        collected.envs.push(env);
+    }
+    Ok(collected)
+}
+
+fn releases_root(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("releases")
+}
+
+fn envs_root(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("envs")
+}
+
+fn current_root(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("current")
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The entries of the folder `dir`, sorted; none when it does not exist.
+fn entries(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let read = match fs_err::read_dir(dir) {
+        Ok(read) => read,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_error("list", dir)(err)),
+    };
+    let mut paths = read
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_error("list", dir))?;
+    paths.sort();
+    Ok(paths)
+}
+
+fn exists(path: &Path) -> io::Result<bool> {
+    match fs_err::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+fn lossy_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Adds or takes away the owner's write permission on `dir` itself (not its entries).
+fn set_owner_write(dir: &Path, writable: bool) -> Result<(), StoreError> {
+    let mode = fs_err::symlink_metadata(dir)
+        .map_err(io_error("inspect", dir))?
+        .permissions()
+        .mode();
+    let mode = if writable {
+        mode | 0o200
+    } else {
+        mode & !0o222
+    };
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(io_error("set the mode of", dir))
+}
+
+/// Moves the folder `path` to `staging/<name>`, then removes it there: a crash in the middle
+/// of the removal leaves a partial tree in staging, which [`prepare`] wipes, never a partial
+/// release or virtualenv where a later run would take it as complete.
+fn remove_aside(layout: &Layout, path: &Path, name: &str) -> Result<(), StoreError> {
+    let trash = layout.staging().join(name);
+    fsx::remove_tree(&trash).map_err(io_error("remove", &trash))?;
+    // Moving a folder to another parent rewrites its `..`: it must be writable.
+    set_owner_write(path, true)?;
+    fs_err::rename(path, &trash).map_err(io_error("rename", path))?;
+    if let Some(parent) = path.parent() {
+        fsx::fsync_dir(parent).map_err(io_error("sync", parent))?;
+    }
+    fsx::remove_tree(&trash).map_err(io_error("remove", &trash))
+}
+
+/// The release folders the links in `current/` point at, canonical.
+fn live_releases(layout: &Layout) -> Result<BTreeSet<PathBuf>, StoreError> {
+    let mut live = BTreeSet::new();
+    for link in entries(&current_root(layout))? {
+        if fsx::link_target(&link)
+            .map_err(io_error("read", &link))?
+            .is_none()
+        {
+            continue;
+        }
+        match fs_err::canonicalize(&link) {
+            Ok(release) => {
+                live.insert(release);
+            }
+            // A dangling link protects nothing.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error("resolve", &link)(err)),
+        }
+    }
+    Ok(live)
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, StoreError> {
+    fs_err::canonicalize(path).map_err(io_error("resolve", path))
+}
+
+/// The folder name of the virtualenv the link `venv` points at (`envs/<d>`), if it is a link.
+fn env_name(venv: &Path) -> Result<Option<OsString>, StoreError> {
+    let target = fsx::link_target(venv).map_err(io_error("read", venv))?;
+    Ok(target.and_then(|target| target.file_name().map(ToOwned::to_owned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Pin;
+
+    fn layout(root: &Path) -> Layout {
+        Layout {
+            state_dir: root.join("state"),
+            packs_dir: root.join("packs"),
+            virtualenvs_dir: root.join("virtualenvs"),
+            configs_dir: root.join("configs"),
+        }
+    }
+
+    fn pack(name: &str) -> PackName {
+        PackName::new(name).unwrap()
+    }
+
+    fn id(name: &str) -> ReleaseId {
+        ReleaseId::from_name(name).unwrap()
+    }
+
+    fn manifest(pack_name: &str, release: &str) -> ReleaseManifest {
+        ReleaseManifest {
+            pack: pack(pack_name),
+            id: id(release),
+            revision: Revision {
+                commit: "3f2a9c1d00000000000000000000000000000000".into(),
+                version: semver::Version::new(1, 8, 1),
+                git_ref: "v1.8.1".into(),
+                tree: Digest::git_tree("aa"),
+                env: Digest::sha256(b"env"),
+                config: Digest::sha256(b"config"),
+            },
+            env_inputs: EnvInputs {
+                python: "cpython-3.11.7-x86_64-linux-gnu /usr/bin/python3".into(),
+                settings: vec!["system-site-packages".into()],
+                requirements: vec!["requests==2.31.0".into()],
+                pins: vec![Pin {
+                    name: "requests".into(),
+                    version: "2.31.0".into(),
+                    file: "requests-2.31.0-py3-none-any.whl".into(),
+                    sha256: "ab".repeat(32),
+                }],
+            },
+            built_at: "2026-11-25T10:15:00Z".parse().unwrap(),
+        }
+    }
+
+    /// Stages a release of `pack` with one pack file holding `content`, linked to `env`, and
+    /// seals it.
+    fn release(
+        layout: &Layout,
+        name: &str,
+        release: &str,
+        content: &str,
+        env: &Path,
+    ) -> ReleasePaths {
+        let staged = stage(layout, &pack(name), &id(release)).unwrap();
+        fs_err::create_dir_all(staged.pack.join("actions")).unwrap();
+        fs_err::write(staged.pack.join("pack.yaml"), content).unwrap();
+        link_env(&staged, env).unwrap();
+        seal(layout, staged, &manifest(name, release)).unwrap()
+    }
+
+    fn env(layout: &Layout, name: &str) -> PathBuf {
+        let dir = envs_root(layout).join(name);
+        fs_err::create_dir_all(dir.join("bin")).unwrap();
+        fs_err::write(dir.join("bin/python"), "").unwrap();
+        fsx::make_read_only(&dir).unwrap();
+        dir
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs_err::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        entries(dir)
+            .unwrap()
+            .iter()
+            .map(|p| lossy_name(p))
+            .collect()
+    }
+
+    #[test]
+    fn prepare_creates_the_layout_and_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        let recovered = prepare(&layout).unwrap();
+        assert_eq!(recovered, Recovered::default());
+        assert_eq!(
+            names(&layout.state_dir),
+            ["adopted", "current", "envs", "releases", "staging"]
+        );
+
+        let leftover = layout.staging().join("clush-1.0.0-abc");
+        fs_err::create_dir_all(leftover.join("pack/clush")).unwrap();
+        fs_err::write(leftover.join("pack/clush/pack.yaml"), "x").unwrap();
+        fsx::make_read_only(&leftover).unwrap();
+        let unfinished = env(&layout, "aaaa");
+        fsx::remove_tree(&unfinished).unwrap();
+        fs_err::create_dir_all(unfinished.join("bin")).unwrap();
+        fs_err::write(unfinished.join(BUILDING_MARKER), "").unwrap();
+        let finished = env(&layout, "bbbb");
+        let current = current_root(&layout);
+        fs_err::os::unix::fs::symlink("../releases/clush/1", current.join(".clush.link")).unwrap();
+        fs_err::os::unix::fs::symlink("../releases/clush/0", current.join("clush")).unwrap();
+
+        let recovered = prepare(&layout).unwrap();
+        assert_eq!(
+            recovered,
+            Recovered {
+                staging: vec![leftover],
+                envs: vec![unfinished],
+            }
+        );
+        assert!(names(&layout.staging()).is_empty());
+        assert_eq!(names(&envs_root(&layout)), ["bbbb"]);
+        assert!(finished.join("bin/python").exists());
+        assert_eq!(names(&current), ["clush"]);
+    }
+
+    #[test]
+    fn stage_gives_a_fresh_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        prepare(&layout).unwrap();
+        let staged = stage(&layout, &pack("clush"), &id("1.0.0-abc")).unwrap();
+        assert_eq!(staged.dir, layout.staging().join("clush-1.0.0-abc"));
+        assert_eq!(staged.pack, staged.dir.join("pack/clush"));
+        assert!(staged.pack.parent().unwrap().is_dir());
+        assert!(!staged.pack.exists());
+        fs_err::create_dir(&staged.pack).unwrap();
+        fs_err::write(staged.pack.join("junk"), "").unwrap();
+        fsx::make_read_only(&staged.dir).unwrap();
+
+        let again = stage(&layout, &pack("clush"), &id("1.0.0-abc")).unwrap();
+        assert_eq!(again, staged);
+        assert_eq!(names(&again.dir), ["pack"]);
+        assert!(!again.pack.exists());
+    }
+
+    #[test]
+    fn seal_moves_a_complete_read_only_release_in_place() {
+        // Run as a user without CAP_DAC_OVERRIDE, this also checks that a read-only tree can
+        // be moved between folders (root may move anything).
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        prepare(&layout).unwrap();
+        let env_dir = env(&layout, "eeee");
+        let staged = stage(&layout, &pack("clush"), &id("1.8.1-abc")).unwrap();
+        fs_err::create_dir_all(staged.pack.join("actions")).unwrap();
+        fs_err::write(staged.pack.join("actions/run.sh"), "#!/bin/sh\n").unwrap();
+        let mut values = serde_json::Map::new();
+        values.insert("hosts".into(), serde_json::json!(["a", "b"]));
+        values.insert("timeout".into(), serde_json::json!(30));
+        write_config(&staged, &values).unwrap();
+        link_env(&staged, &env_dir).unwrap();
+        let staged_dir = staged.dir.clone();
+
+        let written = manifest("clush", "1.8.1-abc");
+        let sealed = seal(&layout, staged, &written).unwrap();
+        assert_eq!(sealed, layout.release(&pack("clush"), &id("1.8.1-abc")));
+        assert!(!staged_dir.exists());
+        assert_eq!(read_manifest(&sealed.dir).unwrap(), written);
+        assert_eq!(
+            find(&layout, &pack("clush"), &id("1.8.1-abc")),
+            Some(sealed.clone())
+        );
+        let config: serde_json::Map<String, serde_json::Value> =
+            serde_yaml::from_str(&fs_err::read_to_string(&sealed.config).unwrap()).unwrap();
+        assert_eq!(config, values);
+        assert_eq!(fs_err::read_link(&sealed.venv).unwrap(), env_dir);
+        for path in [
+            &sealed.dir,
+            &sealed.pack,
+            &sealed.pack.join("actions"),
+            &sealed.pack.join("actions/run.sh"),
+            &sealed.config,
+            &sealed.manifest,
+        ] {
+            assert_eq!(mode(path) & 0o222, 0, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn seal_keeps_an_existing_release_and_replaces_an_incomplete_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        prepare(&layout).unwrap();
+        let env_dir = env(&layout, "eeee");
+
+        // A folder without `release.json` is not a release: it is replaced.
+        let incomplete = layout.release(&pack("clush"), &id("1.8.1-abc"));
+        fs_err::create_dir_all(&incomplete.pack).unwrap();
+        fs_err::write(incomplete.pack.join("junk"), "").unwrap();
+        assert_eq!(find(&layout, &pack("clush"), &id("1.8.1-abc")), None);
+        let first = release(&layout, "clush", "1.8.1-abc", "first", &env_dir);
+        assert!(!first.pack.join("junk").exists());
+
+        // Same id means same inputs: the release is found again, never rewritten.
+        let second = release(&layout, "clush", "1.8.1-abc", "second", &env_dir);
+        assert_eq!(second, first);
+        assert_eq!(
+            fs_err::read_to_string(first.pack.join("pack.yaml")).unwrap(),
+            "first"
+        );
+        assert!(names(&layout.staging()).is_empty());
+    }
+
+    #[test]
+    fn discard_removes_a_read_only_staged_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        let staged = stage(&layout, &pack("clush"), &id("1.8.1-abc")).unwrap();
+        fs_err::create_dir_all(&staged.pack).unwrap();
+        fs_err::write(staged.pack.join("pack.yaml"), "").unwrap();
+        fsx::make_read_only(&staged.dir).unwrap();
+        discard(&staged).unwrap();
+        assert!(!staged.dir.exists());
+        discard(&staged).unwrap();
+    }
+
+    #[test]
+    fn bad_manifests_name_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let release = dir.path().join("release");
+        fs_err::create_dir_all(&release).unwrap();
+        let err = read_manifest(&release).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io { action: "read", .. }),
+            "{err:?}"
+        );
+        fs_err::write(release.join("release.json"), "{}").unwrap();
+        let err = read_manifest(&release).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Manifest { path, .. } if *path == release.join("release.json")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_collection_keeps_wanted_live_and_linked_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        prepare(&layout).unwrap();
+        let [e1, e2, e3, e4, e5, e6] =
+            ["e1", "e2", "e3", "e4", "e5", "e6"].map(|name| env(&layout, name));
+        let live = release(&layout, "clush", "1", "live", &e1);
+        let old = release(&layout, "clush", "2", "old", &e2);
+        let wanted = release(&layout, "clush", "3", "wanted", &e3);
+        let dropped = release(&layout, "gone", "1", "gone", &e3);
+        let gone_env = release(&layout, "gone", "2", "gone", &e4);
+        fs_err::os::unix::fs::symlink("../releases/clush/1", layout.current(&pack("clush")))
+            .unwrap();
+        // e5 is being built and e6 belongs to a staged release: a run is in progress.
+        fsx::remove_tree(&e5).unwrap();
+        fs_err::create_dir_all(&e5).unwrap();
+        fs_err::write(e5.join(BUILDING_MARKER), "").unwrap();
+        let staged = stage(&layout, &pack("other"), &id("1")).unwrap();
+        link_env(&staged, &e6).unwrap();
+        let keep = BTreeMap::from([(pack("clush"), BTreeSet::from([id("3")]))]);
+
+        let collected = collect_garbage(&layout, &keep).unwrap();
+        assert_eq!(
+            collected,
+            Collected {
+                releases: vec![old.dir, dropped.dir, gone_env.dir],
+                envs: vec![e2, e4],
+            }
+        );
+        assert!(live.manifest.is_file());
+        assert!(wanted.manifest.is_file());
+        assert_eq!(names(&releases_root(&layout)), ["clush"]);
+        assert_eq!(names(&envs_root(&layout)), ["e1", "e3", "e5", "e6"]);
+        assert_eq!(names(&layout.staging()), ["other-1"]);
+
+        // Nothing more to collect.
+        assert_eq!(
+            collect_garbage(&layout, &keep).unwrap(),
+            Collected::default()
+        );
+    }
 }

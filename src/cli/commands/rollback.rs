@@ -24,7 +24,12 @@ pub(crate) fn rollback(
         Err(status) => return Ok(status),
     };
     let store = FileStore::new(&config.agent.state_dir);
-    let to = args.to.as_deref().map(ReleaseId::parse);
+    let to = match args.to.as_deref() {
+        Some(name) => Some(ReleaseId::from_name(name).ok_or_else(|| {
+            anyhow::anyhow!("`{name}` is not a release id (e.g. `1.8.1-3f2a9c1-e4b1c2d8`)")
+        })?),
+        None => None,
+    };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
     let step = execute::rollback(
         &config,
