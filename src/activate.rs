@@ -295,7 +295,7 @@ impl<'a> Adopter<'a> {
             n += 1;
         }
         move_across(old, &to)?;
-        tracing::warn!(
+        tracing::info!(
             from = %from.display(),
             to = %to.display(),
             "moved what was in the way of a packsync link aside"

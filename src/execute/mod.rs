@@ -24,10 +24,7 @@ use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
 use crate::model::{Action, PackName, Plan, ReleaseId, Revision};
 use crate::plan::PlanError;
-use crate::state::{
-    self, ActiveRelease, Drift, HistoryEntry, Observed, Operation, Outcome, PackRecord,
-    ReleaseRecord, StateError, StateStore,
-};
+use crate::state::{self, Observed, Operation, Outcome, PackRecord, StateError, StateStore};
 use crate::store::{self, Collected, Layout, Recovered, StoreError};
 
 /// The desired state, what is live, and the plan between them.
@@ -63,7 +60,8 @@ impl Diagnose for ExecuteError {
     fn hint(&self) -> Option<String> {
         match self {
             ExecuteError::WouldRemoveAll { .. } => Some(
-                "check that the site config lists the packs (a config emptied by mistake looks                  the same); pass `--allow-empty` if removing them all is intended"
+                "check that the site config lists the packs (a config emptied by mistake looks \
+                 the same); pass `--allow-empty` if removing them all is intended"
                     .to_string(),
             ),
             ExecuteError::NoSuchRelease { pack, .. } | ExecuteError::NoEarlierRelease { pack } => {
@@ -180,9 +178,9 @@ pub struct Applied {
     pub planned: Planned,
     /// What an interrupted run had left and was removed.
     pub recovered: Recovered,
-    /// Packs whose record disagreed with disk, corrected.
-    pub repaired: Vec<Drift>,
-    /// One per change that touches the host, in plan order (empty with `--noop`).
+    /// The repairs of records that disagreed with disk (`planned.observed.drift`), then one
+    /// per change that touches the host, in plan order (none with
+    /// `--noop`).
     pub steps: Vec<StepReport>,
     /// Releases and virtualenvs beyond `keep_releases`, removed.
     pub collected: Collected,
@@ -276,7 +274,6 @@ pub fn apply(
     let mut applied = Applied {
         planned,
         recovered,
-        repaired: Vec::new(),
         steps: Vec::new(),
         collected: Collected::default(),
     };
@@ -290,85 +287,61 @@ pub fn apply(
         run,
         progress,
     );
-    applied.repaired = context.repair(&applied.planned)?;
-    applied.steps = context.carry_out(&applied.planned);
+    applied.steps = context.repair(&applied.planned)?;
+    applied.steps.extend(context.carry_out(&applied.planned));
     applied.collected = context.collect_garbage(None)?;
     Ok(applied)
 }
 
 impl Context<'_> {
-    /// Corrects every record that disagrees with disk, with a `repair` history entry; a pack
-    /// that went live without its record (a run killed after the switch) is registered again
-    /// unless the plan changes it anyway.
-    fn repair(&self, planned: &Planned) -> Result<Vec<Drift>, ExecuteError> {
+    /// Corrects every record that disagrees with disk, each a `repair` step; a pack that went
+    /// live without its record (a run killed after the switch) is registered again, unless the
+    /// plan changes it anyway.
+    fn repair(&self, planned: &Planned) -> Result<Vec<StepReport>, ExecuteError> {
+        let mut steps = Vec::new();
         for drift in &planned.observed.drift {
-            tracing::warn!(pack = %drift.pack, recorded = ?drift.recorded.as_ref().map(ReleaseId::as_str), live = ?drift.live.as_ref().map(ReleaseId::as_str), "the record disagrees with disk; disk wins");
-            let mut record = planned
+            tracing::info!(pack = %drift.pack, recorded = ?drift.recorded.as_ref().map(ReleaseId::as_str), live = ?drift.live.as_ref().map(ReleaseId::as_str), "the record disagrees with disk; disk wins");
+            let from = planned
                 .records
                 .get(&drift.pack)
-                .cloned()
-                .unwrap_or_default();
-            let from = record.active_release().map(|r| r.revision.clone());
-            let mut to = None;
-            record.active = match &drift.live {
-                Some(live) => {
-                    let manifest =
-                        store::read_manifest(&self.layout.release(&drift.pack, live).dir)?;
-                    to = Some(manifest.revision.clone());
-                    if record.release(live).is_none() {
-                        record.releases.insert(
-                            0,
-                            ReleaseRecord {
-                                id: live.clone(),
-                                revision: manifest.revision,
-                                env_inputs: manifest.env_inputs,
-                                built_at: manifest.built_at,
-                            },
-                        );
-                    }
-                    Some(ActiveRelease {
-                        id: live.clone(),
-                        since: jiff::Timestamp::now(),
-                    })
-                }
+                .and_then(PackRecord::active_release)
+                .map(|r| r.revision.clone());
+            let manifest = match &drift.live {
+                Some(live) => Some(store::read_manifest(
+                    &self.layout.release(&drift.pack, live).dir,
+                )?),
                 None => None,
             };
+            let mut step = StepReport {
+                pack: drift.pack.clone(),
+                operation: Operation::Repair,
+                outcome: Outcome::Applied,
+                from,
+                to: manifest.as_ref().map(|m| m.revision.clone()),
+                release: drift.live.clone(),
+                env: None,
+                adopted: Vec::new(),
+                error: None,
+                duration_ms: 0,
+            };
+            let (revision, env_inputs) = manifest.map(|m| (m.revision, m.env_inputs)).unzip();
+            self.record(&step, revision.as_ref(), env_inputs.as_ref());
             let unchanged = planned
                 .plan
                 .changes
                 .iter()
                 .any(|c| c.pack == drift.pack && !c.action.changes_host());
-            let mut error = None;
             if drift.live.is_some()
                 && unchanged
                 && let Err(err) = self.register(&drift.pack)
             {
-                error = Some(Report::new(&err).one_line());
+                step.outcome = Outcome::Failed;
+                step.error = Some(Report::new(&err));
+                self.record(&step, revision.as_ref(), env_inputs.as_ref());
             }
-            let entry = HistoryEntry {
-                at: jiff::Timestamp::now(),
-                run: self.run.id.clone(),
-                host: self.run.host.clone(),
-                pack: drift.pack.clone(),
-                operation: Operation::Repair,
-                from,
-                to,
-                release: drift.live.clone(),
-                outcome: if error.is_some() {
-                    Outcome::Failed
-                } else {
-                    Outcome::Applied
-                },
-                error,
-                duration_ms: 0,
-            };
-            self.store.save(&drift.pack, &record, Some(&entry))?;
-            self.records
-                .lock()
-                .expect("no step panics while holding the records")
-                .insert(drift.pack.clone(), record);
+            steps.push(step);
         }
-        Ok(planned.observed.drift.clone())
+        Ok(steps)
     }
 
     /// Runs every change that touches the host, dependencies first, independent packs at

@@ -197,7 +197,7 @@ impl Context<'_> {
             report.outcome = Outcome::Applied;
             return Ok(());
         };
-        tracing::warn!(%pack, release = %id, error = %register, "registration failed; switching back");
+        tracing::info!(%pack, release = %id, error = %register, "registration failed; switching back");
         let undo = self.switch_back(pack, &previous, &report.adopted);
         report.outcome = Outcome::RolledBack;
         match undo {

@@ -22,10 +22,16 @@ fn help() {
     Usage: packsync [OPTIONS] <COMMAND>
 
     Commands:
-      check  Validate the site config, pack sources, pack.yaml files, pack configs and requirements
-             against the mirror; print every problem. Exit 0 when valid, 1 when not
-      plan   Show what `apply` would change, and why, without changing anything
-      help   Print this message or the help of the given subcommand(s)
+      check     Validate the site config, pack sources, pack.yaml files, pack configs and requirements
+                against the mirror; print every problem. Exit 0 when valid, 1 when not
+      plan      Show what `apply` would change, and why, without changing anything
+      apply     Build, test, switch and register every change of the plan, one atomic switch per pack
+      status    Show per pack the desired ref, the live release and its state (ok, failed, drifted,
+                pending)
+      history   Show what packsync changed on this host, newest first
+      rollback  Make an earlier kept release of a pack live again
+      gc        Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+      help      Print this message or the help of the given subcommand(s)
 
     Options:
           --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
@@ -35,6 +41,142 @@ fn help() {
       -q, --quiet          Print only errors on stderr
       -h, --help           Print help
       -V, --version        Print version
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn apply_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["apply", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Build, test, switch and register every change of the plan, one atomic switch per pack
+
+    Usage: packsync apply [OPTIONS]
+
+    Options:
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --noop                     Plan and report, change nothing; exits 2 when changes are pending
+                                     (with `--detailed-exitcodes`)
+          --json                     Print one JSON document on stdout instead of text
+          --pack <NAME>              Apply only this pack (repeat for more)
+          --detailed-exitcodes       Puppet's exit codes: 0 nothing changed, 2 changes applied, 4
+                                     failures, 6 changes and failures (1 stays a fatal error, 75 a held
+                                     lock)
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
+                                     exiting 75 at once
+          --allow-empty              Allow a plan that removes every pack of this host
+      -h, --help                     Print help
+      -V, --version                  Print version
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn status_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["status", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Show per pack the desired ref, the live release and its state (ok, failed, drifted, pending)
+
+    Usage: packsync status [OPTIONS]
+
+    Options:
+          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
+                           /etc/packsync/packsync.toml]
+          --json           Print one JSON document on stdout instead of text
+      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet          Print only errors on stderr
+      -h, --help           Print help
+      -V, --version        Print version
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn history_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["history", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Show what packsync changed on this host, newest first
+
+    Usage: packsync history [OPTIONS]
+
+    Options:
+          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
+                           /etc/packsync/packsync.toml]
+          --pack <NAME>    Only this pack
+          --json           Print one JSON document on stdout instead of text
+          --limit <N>      At most this many entries [default: 20]
+      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet          Print only errors on stderr
+      -h, --help           Print help
+      -V, --version        Print version
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn rollback_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["rollback", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Make an earlier kept release of a pack live again
+
+    Usage: packsync rollback [OPTIONS] <PACK>
+
+    Arguments:
+      <PACK>  The pack to roll back
+
+    Options:
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --to <RELEASE>             The kept release to go to (default: the one before the live one)
+          --json                     Print one JSON document on stdout instead of text
+          --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
+                                     exiting 75 at once
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+      -h, --help                     Print help
+      -V, --version                  Print version
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn gc_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["gc", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+
+    Usage: packsync gc [OPTIONS]
+
+    Options:
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --keep <N>                 Releases to keep per live pack, the live one included (default:
+                                     `[agent] keep_releases`)
+          --json                     Print one JSON document on stdout instead of text
+          --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
+                                     exiting 75 at once
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");

@@ -86,7 +86,9 @@ pub(crate) fn apply(
         changes: &plan.changes,
         steps: &applied.steps,
         repaired: applied
-            .repaired
+            .planned
+            .observed
+            .drift
             .iter()
             .map(|d| Repaired {
                 pack: &d.pack,
@@ -128,15 +130,29 @@ pub(crate) fn apply(
 }
 
 fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
-    for drift in &applied.repaired {
+    for drift in &applied.planned.observed.drift {
         printer.note(format_args!(
-            "repaired the record of `{}`: disk has {}, the record said {}",
+            "note: the record of `{}` said {}, disk has {}: disk wins",
             drift.pack,
-            drift.live.as_ref().map_or("nothing live", |id| id.as_str()),
-            drift.recorded.as_ref().map_or("nothing", |id| id.as_str()),
+            drift
+                .recorded
+                .as_ref()
+                .map_or("nothing live", ReleaseId::as_str),
+            drift
+                .live
+                .as_ref()
+                .map_or("nothing live", ReleaseId::as_str),
         ));
     }
     for step in &applied.steps {
+        for adoption in &step.adopted {
+            printer.note(format_args!(
+                "note: [{}] moved `{}` aside to `{}`: it was installed outside packsync",
+                step.pack,
+                adoption.from.display(),
+                adoption.to.display()
+            ));
+        }
         if let Some(error) = &step.error {
             let mut error = error.clone();
             error.pack = Some(step.pack.clone());

@@ -2,11 +2,16 @@
 //! virtualenvs and real pip on a wheel folder the tests build, with engine commands that are
 //! small shell scripts recording their argv.
 
+// Helpers panic on failure like the tests they serve.
+#![allow(clippy::unwrap_used, reason = "test helpers panic on failure")]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::site::{PackEntry, TestSite, pack_yaml, packsync_snapshot, run};
+use crate::common::site::{
+    PackEntry, TestSite, pack_yaml, packsync_snapshot, python, run, run_json,
+};
 
 /// `<dir>/bin/python -c <code>`, its stdout trimmed.
 fn python_in(venv: &Path, code: &str) -> String {
@@ -22,16 +27,13 @@ fn python_in(venv: &Path, code: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-fn exit_code(command: Command) -> i32 {
+/// Runs `command` and checks its exit code, showing its output when it differs.
+fn assert_exit(command: Command, code: i32) {
     let output = run(command);
-    let code = output
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("exit_code: "))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(-1);
-    eprintln!("{output}");
-    code
+    assert!(
+        output.starts_with(&format!("exit_code: {code}\n")),
+        "expected exit code {code}:\n{output}"
+    );
 }
 
 /// A site with `alpha` (depends on `zulu`), `zulu` and `mid`, no requirements.
@@ -54,7 +56,21 @@ fn three_packs() -> TestSite {
 #[test]
 fn apply_installs_every_pack_and_a_second_run_changes_nothing() {
     let site = three_packs();
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @r#"
+    exit_code: 2
+    ----- stdout -----
+    installed    mid    2.0.0 (HEAD @ [SHORT])  release 2.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    installed    zulu   0.3.0 (HEAD @ [SHORT])  release 0.3.0-[SHORT]-[INPUTS]  ([DURATION])
+    installed    alpha  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 3 applied
+
+    ----- stderr -----
+    warning: [alpha] Pack has no `config.schema.yaml`: its config values are not checked
+      --> [TEMP]/packsync.toml:16:8
+       |
+    16 | name = "alpha"
+       |        ^^^^^^^
+    "#);
     for pack in ["alpha", "mid", "zulu"] {
         let live = site.packs_dir().join(pack);
         assert!(live.is_symlink(), "{pack} is a link");
@@ -72,9 +88,34 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing() {
     );
     assert!(!site.configs_dir().join("mid.yaml").exists());
     // No requirements anywhere: the three packs share one virtualenv.
-    assert_eq!(fs_err::read_dir(site.state_dir().join("envs")).unwrap().count(), 1);
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
-    packsync_snapshot!(site, site.cmd(["status"]), @"");
+    assert_eq!(
+        fs_err::read_dir(site.state_dir().join("envs"))
+            .unwrap()
+            .count(),
+        1
+    );
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @r#"
+    exit_code: 0
+    ----- stdout -----
+    Apply: nothing to change (3 unchanged)
+
+    ----- stderr -----
+    warning: [alpha] Pack has no `config.schema.yaml`: its config values are not checked
+      --> [TEMP]/packsync.toml:16:8
+       |
+    16 | name = "alpha"
+       |        ^^^^^^^
+    "#);
+    packsync_snapshot!(site, site.cmd(["status"]), @"
+    exit_code: 0
+    ----- stdout -----
+    PACK   STATE  DESIRED  ACTIVE                                   LAST CHANGE
+    alpha  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
+    mid    ok     HEAD     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
+    zulu   ok     HEAD     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
+
+    ----- stderr -----
+    ");
 }
 
 #[test]
@@ -83,16 +124,33 @@ fn upgrade_then_downgrade_keeps_the_previous_release() {
     let repo = site.pack_repo("clush", "1.0.0");
     repo.tag("v1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    assert_exit(site.cmd(["apply"]), 0);
     let v1 = fs_err::canonicalize(site.packs_dir().join("clush")).unwrap();
     repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
     repo.commit("clush 1.1.0");
-    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"
+    exit_code: 0
+    ----- stdout -----
+    upgraded     clush  1.1.0 (HEAD @ [SHORT])  release 1.1.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied
+
+    ----- stderr -----
+    ");
     let v2 = fs_err::canonicalize(site.packs_dir().join("clush")).unwrap();
     assert_ne!(v1, v2);
-    assert!(v1.join("pack.yaml").is_file(), "the previous release is kept");
+    assert!(
+        v1.join("pack.yaml").is_file(),
+        "the previous release is kept"
+    );
     site.add_pack(PackEntry::new("clush", repo.path()).key("ref", "\"v1.0.0\""));
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    downgraded   clush  1.0.0 (v1.0.0 @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied
+
+    ----- stderr -----
+    ");
     assert_eq!(
         fs_err::canonicalize(site.packs_dir().join("clush")).unwrap(),
         v1,
@@ -112,13 +170,14 @@ fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact() {
     twin.commit("needs fxdep too");
     site.add_pack(PackEntry::new("clush", repo.path()))
         .add_pack(PackEntry::new("twin", twin.path()));
-    let first = site.json(site.cmd(["apply", "--json"]));
-    let envs: Vec<&str> = first["steps"]
+    let first = run_json(site.cmd(["apply", "--json"]));
+    let mut envs: Vec<&str> = first["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["env"].as_str().unwrap())
         .collect();
+    envs.sort_unstable();
     assert_eq!(envs, ["built", "reused"], "the second pack runs no pip");
     let venv = site.venvs_dir().join("clush");
     let import = "import fxdep; print(fxdep.__version__)";
@@ -127,11 +186,23 @@ fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact() {
     let before = tree_listing(&old_env);
 
     site.wheel("fxdep", "1.1", &[]);
-    packsync_snapshot!(site, site.cmd(["plan", "--pack", "clush"]), @"");
-    assert_eq!(exit_code(site.cmd(["apply", "--detailed-exitcodes"])), 2);
+    packsync_snapshot!(site, site.cmd(["plan", "--pack", "clush"]), @"
+    exit_code: 0
+    ----- stdout -----
+    rebuild     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        fxdep 1.0 -> 1.1 (mirror)
+    Plan: 1 to rebuild
+
+    ----- stderr -----
+    ");
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
     assert_eq!(python_in(&venv, import), "1.1");
     assert_ne!(fs_err::canonicalize(&venv).unwrap(), old_env);
-    assert_eq!(tree_listing(&old_env), before, "a built virtualenv never changes");
+    assert_eq!(
+        tree_listing(&old_env),
+        before,
+        "a built virtualenv never changes"
+    );
 }
 
 #[test]
@@ -139,10 +210,22 @@ fn a_config_change_is_a_new_release_with_the_new_config() {
     let mut site = TestSite::new();
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()).config("fanout", "16"));
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    assert_exit(site.cmd(["apply"]), 0);
     let old = fs_err::canonicalize(site.configs_dir().join("clush.yaml")).unwrap();
     site.add_pack(PackEntry::new("clush", repo.path()).config("fanout", "64"));
-    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply"]), @r#"
+    exit_code: 0
+    ----- stdout -----
+    reconfigured clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied
+
+    ----- stderr -----
+    warning: [clush] Pack has no `config.schema.yaml`: its config values are not checked
+      --> [TEMP]/packsync.toml:16:8
+       |
+    16 | name = "clush"
+       |        ^^^^^^^
+    "#);
     assert_eq!(
         fs_err::read_to_string(site.configs_dir().join("clush.yaml")).unwrap(),
         "fanout: 64\n"
@@ -162,14 +245,23 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
     site.stackstorm_line(&format!("test = ['{}', '{{release_dir}}']", gate.display()));
     site.add_pack(PackEntry::new("good", good.path()))
         .add_pack(PackEntry::new("bad", bad.path()));
-    assert_eq!(exit_code(site.cmd(["apply", "--detailed-exitcodes"])), 2);
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
     let live_bad = fs_err::canonicalize(site.packs_dir().join("bad")).unwrap();
 
     bad.write("pack.yaml", pack_yaml("bad", "2.0.0", ""));
     bad.commit("bad 2.0.0 breaks its tests");
     good.write("pack.yaml", pack_yaml("good", "1.1.0", ""));
     good.commit("good 1.1.0");
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"
+    exit_code: 6
+    ----- stdout -----
+    failed       bad   2.0.0 (HEAD @ [SHORT])  ([DURATION])
+    upgraded     good  1.1.0 (HEAD @ [SHORT])  release 1.1.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied, 1 failed
+
+    ----- stderr -----
+    error: [bad] The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/staging/bad-2.0.0-[SHORT]-[INPUTS]/pack/bad
+    ");
     assert_eq!(
         fs_err::canonicalize(site.packs_dir().join("bad")).unwrap(),
         live_bad
@@ -180,10 +272,20 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
             .contains("1.1.0")
     );
     assert_eq!(
-        fs_err::read_dir(site.state_dir().join("staging")).unwrap().count(),
+        fs_err::read_dir(site.state_dir().join("staging"))
+            .unwrap()
+            .count(),
         0
     );
-    packsync_snapshot!(site, site.cmd(["history", "--pack", "bad"]), @"");
+    packsync_snapshot!(site, site.cmd(["history", "--pack", "bad"]), @"
+    exit_code: 0
+    ----- stdout -----
+    [TIME]  bad  upgrade     failed       1.0.0 (HEAD @ [SHORT]) -> 2.0.0 (HEAD @ [SHORT])
+        The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/staging/bad-2.0.0-[SHORT]-[INPUTS]/pack/bad
+    [TIME]  bad  install     applied      1.0.0 (HEAD @ [SHORT])
+
+    ----- stderr -----
+    ");
 }
 
 #[test]
@@ -195,12 +297,23 @@ fn a_failing_registration_switches_back_and_registers_the_previous_release() {
         "echo \"register $(grep version: \"$1/pack.yaml\")\" >> \"$LOG\"\n\
          if grep -q 'version: 2' \"$1/pack.yaml\"; then echo 'st2 says no' >&2; exit 3; fi\n",
     );
-    site.stackstorm_line(&format!("register = ['{}', '{{pack_dir}}']", register.display()));
+    site.stackstorm_line(&format!(
+        "register = ['{}', '{{pack_dir}}']",
+        register.display()
+    ));
     site.add_pack(PackEntry::new("clush", repo.path()));
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    assert_exit(site.cmd(["apply"]), 0);
     repo.write("pack.yaml", pack_yaml("clush", "2.0.0", ""));
     repo.commit("clush 2.0.0");
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"
+    exit_code: 4
+    ----- stdout -----
+    reverted     clush  2.0.0 (HEAD @ [SHORT])  ([DURATION])
+    Apply: 1 failed
+
+    ----- stderr -----
+    error: [clush] The `register` command for pack `clush` failed (exit status: 3): [TEMP]/bin/register [TEMP]/stackstorm/packs/clush
+    ");
     assert!(
         fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
             .unwrap()
@@ -217,25 +330,29 @@ fn rollback_goes_back_to_a_kept_release() {
     let mut site = TestSite::new();
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    assert_exit(site.cmd(["apply"]), 0);
     repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
     repo.commit("clush 1.1.0");
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
-    packsync_snapshot!(site, site.cmd(["rollback", "clush"]), @"");
+    assert_exit(site.cmd(["apply"]), 0);
+    packsync_snapshot!(site, site.cmd(["rollback", "clush"]), @"
+    exit_code: 0
+    ----- stdout -----
+    rolled back  clush  1.0.0 (HEAD @ [SHORT])
+
+    ----- stderr -----
+    note: the site config still asks for what was live before; the next `apply` goes back to it unless the config changes
+    ");
     assert!(
         fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
             .unwrap()
             .contains("1.0.0")
     );
-    let status = site.json(site.cmd(["status", "--json"]));
+    let status = run_json(site.cmd(["status", "--json"]));
     let clush = &status["packs"][0];
     assert_eq!(clush["state"], "pending");
     let newest = clush["releases"][1].as_str().unwrap().to_string();
-    assert_eq!(
-        exit_code(site.cmd(["rollback", "clush", "--to", &newest])),
-        0
-    );
-    assert_eq!(exit_code(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"])), 1);
+    assert_exit(site.cmd(["rollback", "clush", "--to", &newest]), 0);
+    assert_exit(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"]), 1);
 }
 
 #[test]
@@ -249,7 +366,16 @@ fn a_pack_installed_by_st2_is_moved_aside_not_deleted() {
     let old_venv = site.venvs_dir().join("clush");
     fs_err::create_dir_all(old_venv.join("bin")).unwrap();
     fs_err::write(old_venv.join("bin/marker"), "st2's venv").unwrap();
-    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"
+    exit_code: 0
+    ----- stdout -----
+    installed    clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied
+
+    ----- stderr -----
+    note: [clush] moved `[TEMP]/stackstorm/virtualenvs/clush` aside to `[TEMP]/state/adopted/clush-[TIME]/venv`: it was installed outside packsync
+    note: [clush] moved `[TEMP]/stackstorm/packs/clush` aside to `[TEMP]/state/adopted/clush-[TIME]/pack`: it was installed outside packsync
+    ");
     assert!(old_pack.is_symlink() && old_venv.is_symlink());
     let adopted: Vec<_> = fs_err::read_dir(site.state_dir().join("adopted"))
         .unwrap()
@@ -272,17 +398,40 @@ fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise() 
     let mut site = three_packs();
     site.agent_line("prune = true");
     let unregister = site.engine_script("unregister", "echo \"unregister $1\" >> \"$LOG\"\n");
-    site.stackstorm_line(&format!("unregister = ['{}', '{{pack}}']", unregister.display()));
-    assert_eq!(exit_code(site.cmd(["apply"])), 0);
+    site.stackstorm_line(&format!(
+        "unregister = ['{}', '{{pack}}']",
+        unregister.display()
+    ));
+    assert_exit(site.cmd(["apply"]), 0);
     site.remove_pack("mid");
-    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @r#"
+    exit_code: 2
+    ----- stdout -----
+    removed      mid  2.0.0 (HEAD @ [SHORT])  ([DURATION])
+    Apply: 1 applied, 2 unchanged
+
+    ----- stderr -----
+    warning: [alpha] Pack has no `config.schema.yaml`: its config values are not checked
+      --> [TEMP]/packsync.toml:18:8
+       |
+    18 | name = "alpha"
+       |        ^^^^^^^
+    "#);
     assert!(!site.packs_dir().join("mid").exists());
     assert!(!site.venvs_dir().join("mid").exists());
     assert_eq!(site.engine_log(), "unregister mid\n");
     site.remove_pack("alpha").remove_pack("zulu");
-    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"
+    exit_code: 1
+    ----- stdout -----
+
+    ----- stderr -----
+    error: The plan removes every pack of this host (2)
+
+    hint: check that the site config lists the packs (a config emptied by mistake looks the same); pass `--allow-empty` if removing them all is intended
+    ");
     assert!(site.packs_dir().join("alpha").exists());
-    assert_eq!(exit_code(site.cmd(["apply", "--allow-empty"])), 0);
+    assert_exit(site.cmd(["apply", "--allow-empty"]), 0);
     assert!(!site.packs_dir().join("alpha").exists());
 }
 
@@ -292,13 +441,21 @@ fn a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it() {
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
     let lock = packsync::lock::acquire(&site.state_dir(), None).unwrap();
-    packsync_snapshot!(site, site.cmd(["apply"]), @"");
+    packsync_snapshot!(site, site.cmd(["apply"]), @"
+    exit_code: 75
+    ----- stdout -----
+
+    ----- stderr -----
+    error: Another packsync run holds `[TEMP]/state/lock` (PID [PID])
+
+    hint: wait for it to finish, or pass `--wait-for-lock SECONDS` to wait
+    ");
     let command = site.cmd(["apply", "--wait-for-lock", "10"]);
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         drop(lock);
     });
-    assert_eq!(exit_code(command), 0);
+    assert_exit(command, 0);
     release.join().unwrap();
 }
 
@@ -313,22 +470,21 @@ fn a_run_killed_at_any_step_converges_on_the_next() {
         let repo = site.pack_repo("clush", "1.0.0");
         site.add_pack(PackEntry::new("clush", repo.path()));
         // Kills packsync (its parent) the first time it runs, then behaves.
-        let crash = format!(
-            "if [ ! -e \"$ROOT/crashed\" ]; then touch \"$ROOT/crashed\"; kill -9 $PPID; sleep 5; fi\n"
-        );
+        let crash = "if [ ! -e \"$ROOT/crashed\" ]; then touch \"$ROOT/crashed\"; kill -9 $PPID; sleep 5; fi\n";
         match hook {
             "python" => {
                 let python = site.engine_script(
                     "python",
                     &format!(
                         "case \"$*\" in *venv*) {crash} ;; esac\nexec '{}' \"$@\"\n",
-                        site.python().display()
+                        python().display()
                     ),
                 );
                 site.stackstorm_line(&format!("python = '{}'", python.display()));
             }
             hook => {
-                let script = site.engine_script(hook, &format!("{crash}echo \"{hook}\" >> \"$LOG\"\n"));
+                let script =
+                    site.engine_script(hook, &format!("{crash}echo \"{hook}\" >> \"$LOG\"\n"));
                 site.stackstorm_line(&format!("{hook} = ['{}', '{{pack}}']", script.display()));
             }
         }
@@ -339,7 +495,9 @@ fn a_run_killed_at_any_step_converges_on_the_next() {
         assert!(site.packs_dir().join("clush/pack.yaml").is_file(), "{step}");
         assert!(site.venvs_dir().join("clush/bin/python").exists(), "{step}");
         assert_eq!(
-            fs_err::read_dir(site.state_dir().join("staging")).unwrap().count(),
+            fs_err::read_dir(site.state_dir().join("staging"))
+                .unwrap()
+                .count(),
             0,
             "{step}"
         );
@@ -367,7 +525,12 @@ fn tree_listing(root: &Path) -> Vec<(String, u64)> {
                 stack.push(entry.path());
             }
             out.push((
-                entry.path().strip_prefix(root).unwrap().display().to_string(),
+                entry
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .display()
+                    .to_string(),
                 meta.len(),
             ));
         }

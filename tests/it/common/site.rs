@@ -148,11 +148,6 @@ impl TestSite {
         self.root.join("stackstorm/configs")
     }
 
-    /// The interpreter the site's virtualenvs are built with.
-    pub(crate) fn python(&self) -> &'static Path {
-        python()
-    }
-
     /// Writes the executable `bin/<name>`: a `sh` script running `body`, with `$ROOT` the site
     /// and `$LOG` a file the engine scripts append to (read with [`Self::engine_log`]).
     pub(crate) fn engine_script(&self, name: &str, body: &str) -> PathBuf {
@@ -177,17 +172,6 @@ LOG='{root}/engine.log'
     /// What the engine scripts wrote to `$LOG`.
     pub(crate) fn engine_log(&self) -> String {
         fs_err::read_to_string(self.root.join("engine.log")).unwrap_or_default()
-    }
-
-    /// Runs `command`, which must succeed and print one JSON document.
-    pub(crate) fn json(&self, mut command: Command) -> serde_json::Value {
-        let output = command.output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
     }
 
     pub(crate) fn config_path(&self) -> PathBuf {
@@ -353,6 +337,11 @@ LOG='{root}/engine.log'
             // The input hash at the end of a release id: `1.0.0-[SHORT]-[INPUTS]`.
             (r"-[0-9a-f]{8}\b".into(), "-[INPUTS]".into()),
             (r"\(\d+\.\ds\)".into(), "([DURATION])".into()),
+            (r"PID \d+".into(), "PID [PID]".into()),
+            (
+                r"adopted/(\w+)-\d{8}T\d{6}Z".into(),
+                "adopted/$1-[TIME]".into(),
+            ),
             (
                 r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\dZ)?".into(),
                 "[TIME]".into(),
@@ -424,9 +413,20 @@ pub(crate) fn write_pack(repo: &GitRepo, dir: &str, name: &str, version: &str) {
         );
 }
 
+/// Runs `command`, which must succeed and print one JSON document.
+pub(crate) fn run_json(mut command: Command) -> serde_json::Value {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The real interpreter behind `python3`, resolved once: launchers such as pyenv's shim cost
 /// 60 to 150 ms a call, and every virtualenv build calls it.
-fn python() -> &'static Path {
+pub(crate) fn python() -> &'static Path {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PYTHON.get_or_init(|| {
         let output = Command::new("python3")
