@@ -160,7 +160,10 @@ impl fmt::Display for ConfigErrors {
 }
 
 /// Reads and validates the site config at `path`.
+/// Every path of the config comes out absolute: they end up in links StackStorm follows from
+/// its own working directory.
 pub fn load(path: &Path) -> Result<SiteConfig, ConfigErrors> {
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let text = fs_err::read_to_string(path).map_err(|source| {
         ConfigErrors(vec![ConfigError::Read {
             path: path.to_path_buf(),

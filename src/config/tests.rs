@@ -179,3 +179,13 @@ fn unsupported_version_is_refused() {
     let errors = errors("version = 2\n[mirror]\npath = \"/w\"\n");
     assert!(errors[0].contains("Unsupported site config `version = 2`"));
 }
+
+#[test]
+fn a_relative_config_path_gives_absolute_paths() {
+    // StackStorm follows packsync's links from its own working directory.
+    let config = load(Path::new("examples/quickstart/packsync.toml")).unwrap();
+    assert!(config.path.is_absolute());
+    assert!(config.agent.state_dir.is_absolute());
+    assert!(config.stackstorm.packs_dir.is_absolute());
+    assert!(config.mirror.path.is_absolute());
+}
