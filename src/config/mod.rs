@@ -163,14 +163,14 @@ impl fmt::Display for ConfigErrors {
 /// Every path of the config comes out absolute: they end up in links StackStorm follows from
 /// its own working directory.
 pub fn load(path: &Path) -> Result<SiteConfig, ConfigErrors> {
-    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let text = fs_err::read_to_string(path).map_err(|source| {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = fs_err::read_to_string(&path).map_err(|source| {
         ConfigErrors(vec![ConfigError::Read {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         }])
     })?;
-    parse(path, &text)
+    parse(&path, &text)
 }
 
 /// Validates `text` as the site config read from `path`.
