@@ -102,7 +102,7 @@ pub fn active(layout: &Layout, pack: &PackName) -> Result<Option<ReleaseId>, Act
 /// rename and the folder fsynced.
 pub fn switch(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Result<(), ActivateError> {
     let link = layout.current(pack);
-    let dir = parent(&link);
+    let dir = fsx::parent(&link);
     fs_err::create_dir_all(dir).map_err(io_error("create", dir))?;
     let target = Path::new("..")
         .join("releases")
@@ -212,9 +212,9 @@ pub fn restore(adoptions: &[Adoption]) -> Result<(), ActivateError> {
             Err(err) if err.kind() == io::ErrorKind::NotFound => false,
             Err(err) => return Err(io_error("inspect", from)(err)),
         };
-        let dir = parent(from);
+        let dir = fsx::parent(from);
         fs_err::create_dir_all(dir).map_err(io_error("create", dir))?;
-        let swap = temp_name(from, "swap");
+        let swap = fsx::sibling(from, "swap");
         fsx::remove_if_exists(&swap).map_err(io_error("remove", &swap))?;
         move_across(to, &swap)?;
         if is_link && exchange(&swap, from)? {
@@ -229,7 +229,7 @@ pub fn restore(adoptions: &[Adoption]) -> Result<(), ActivateError> {
         fsx::fsync_dir(dir).map_err(io_error("sync", dir))?;
         tracing::warn!(from = %to.display(), to = %from.display(), "restored an adopted folder");
         // The adoption folder goes once its last entry is back.
-        let folder = parent(to);
+        let folder = fsx::parent(to);
         match fs_err::remove_dir(folder) {
             Err(err)
                 if !matches!(
@@ -342,11 +342,11 @@ fn ensure_link(
     slot: &str,
     adopter: &mut Adopter<'_>,
 ) -> Result<(), ActivateError> {
-    let dir = parent(path);
+    let dir = fsx::parent(path);
     fs_err::create_dir_all(dir).map_err(io_error("create", dir))?;
     // An adoption cut short by a crash left the old folder at a temp name: finish it.
     for suffix in ["swap", "old"] {
-        let leftover = temp_name(path, suffix);
+        let leftover = fsx::sibling(path, suffix);
         match fs_err::symlink_metadata(&leftover) {
             Ok(meta) if meta.file_type().is_symlink() => remove_link(&leftover)?,
             Ok(_) => adopter.take(path, &leftover, slot)?,
@@ -372,7 +372,7 @@ fn ensure_link(
             Ok(())
         }
         Ok(_) => {
-            let swap = temp_name(path, "swap");
+            let swap = fsx::sibling(path, "swap");
             fs_err::os::unix::fs::symlink(target, &swap).map_err(io_error("create", &swap))?;
             let old = if exchange(&swap, path)? {
                 fsx::fsync_dir(dir).map_err(io_error("sync", dir))?;
@@ -392,10 +392,10 @@ fn ensure_link(
 /// Moves `path` to a temp name, then the link `swap` to `path`; returns the temp name. The
 /// fallback of an exchange: `path` is missing for an instant.
 fn move_then_link(path: &Path, swap: &Path) -> Result<PathBuf, ActivateError> {
-    let old = temp_name(path, "old");
+    let old = fsx::sibling(path, "old");
     fs_err::rename(path, &old).map_err(io_error("rename", path))?;
     fs_err::rename(swap, path).map_err(io_error("rename", swap))?;
-    let dir = parent(path);
+    let dir = fsx::parent(path);
     fsx::fsync_dir(dir).map_err(io_error("sync", dir))?;
     Ok(old)
 }
@@ -420,7 +420,7 @@ fn move_across(from: &Path, to: &Path) -> Result<(), ActivateError> {
         }
         Err(err) => return Err(io_error("move", from)(err)),
     }
-    for dir in [parent(from), parent(to)] {
+    for dir in [fsx::parent(from), fsx::parent(to)] {
         fsx::fsync_dir(dir).map_err(io_error("sync", dir))?;
     }
     Ok(())
@@ -467,22 +467,8 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
 /// Removes the symlink `path` and makes that durable.
 fn remove_link(path: &Path) -> Result<(), ActivateError> {
     fsx::remove_if_exists(path).map_err(io_error("remove", path))?;
-    let dir = parent(path);
+    let dir = fsx::parent(path);
     fsx::fsync_dir(dir).map_err(io_error("sync", dir))
-}
-
-/// `dir/.<name>.<suffix>`: a temp name beside `path`, on the same filesystem.
-fn temp_name(path: &Path, suffix: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "entry".into(), |n| n.to_string_lossy());
-    parent(path).join(format!(".{name}.{suffix}"))
-}
-
-fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 fn exists(path: &Path) -> Result<bool, ActivateError> {
@@ -841,7 +827,7 @@ mod tests {
         let layout = layout(dir.path());
         fs_err::create_dir_all(&layout.packs_dir).unwrap();
         // Killed after the exchange: the link is in place, the old folder at the temp name.
-        let swap = temp_name(&layout.pack_link(&clush()), "swap");
+        let swap = fsx::sibling(&layout.pack_link(&clush()), "swap");
         fs_err::create_dir(&swap).unwrap();
         fs_err::write(swap.join("pack.yaml"), "st2 installed").unwrap();
         fs_err::os::unix::fs::symlink(
@@ -851,7 +837,7 @@ mod tests {
         .unwrap();
         // Killed before the exchange of the venv: only the new link exists.
         fs_err::create_dir_all(&layout.virtualenvs_dir).unwrap();
-        let venv_swap = temp_name(&layout.venv_link(&clush()), "swap");
+        let venv_swap = fsx::sibling(&layout.venv_link(&clush()), "swap");
         fs_err::os::unix::fs::symlink("/nowhere", &venv_swap).unwrap();
 
         let adoptions = link(&layout, &clush(), false).unwrap();
@@ -921,7 +907,7 @@ mod tests {
         let path = dir.path().join("clush");
         fs_err::create_dir(&path).unwrap();
         fs_err::write(path.join("pack.yaml"), "st2 installed").unwrap();
-        let swap = temp_name(&path, "swap");
+        let swap = fsx::sibling(&path, "swap");
         fs_err::os::unix::fs::symlink("/state/current/clush/pack/clush", &swap).unwrap();
 
         let old = move_then_link(&path, &swap).unwrap();

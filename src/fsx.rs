@@ -95,14 +95,15 @@ fn set_write(path: &Path, writable: bool) -> io::Result<()> {
 }
 
 /// `dir/.name.<suffix>`: a temp name in the same folder, so a rename onto `path` is atomic.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "entry".into(), |n| n.to_string_lossy());
     parent(path).join(format!(".{name}.{suffix}"))
 }
 
-fn parent(path: &Path) -> &Path {
+/// The folder of `path` (`.` for a bare name).
+pub fn parent(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))

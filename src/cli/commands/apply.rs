@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::plan::{render, revision, summary};
-use super::{host, load_config, take_lock};
+use super::{Site, host, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
 use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, StepReport};
 use crate::model::{Change, PackName, ReleaseId};
-use crate::state::{FileStore, Operation, Outcome};
+use crate::state::{Operation, Outcome};
 
 #[derive(Serialize)]
 struct ApplyReport<'a> {
@@ -49,19 +49,16 @@ pub(crate) fn apply(
     args: &ApplyArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
-    };
     // `--noop` changes nothing, so it neither waits for nor blocks a run.
-    let _lock = if args.noop {
-        None
-    } else {
-        match take_lock(&config, &args.lock, printer)? {
-            Ok(lock) => Some(lock),
-            Err(status) => return Ok(status),
-        }
+    let lock = (!args.noop).then_some(&args.lock);
+    let Site {
+        config,
+        store,
+        _lock,
+    } = match open_site(global, lock, printer)? {
+        Ok(site) => site,
+        Err(status) => return Ok(status),
     };
-    let store = FileStore::new(&config.agent.state_dir);
     let options = ApplyOptions {
         mode: if args.noop {
             DryRun::Noop

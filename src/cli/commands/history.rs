@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::load_config;
 use super::plan::revision;
+use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
-use crate::state::{FileStore, HistoryEntry, StateStore as _};
+use crate::state::{HistoryEntry, StateStore as _};
 
 #[derive(Serialize)]
 struct HistoryReport<'a> {
@@ -21,10 +21,10 @@ pub(crate) fn history(
     args: &HistoryArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
+    let Site { store, .. } = match open_site(global, None, printer)? {
+        Ok(site) => site,
+        Err(status) => return Ok(status),
     };
-    let store = FileStore::new(&config.agent.state_dir);
     let entries = store.history(args.pack.as_ref(), Some(args.limit))?;
     if global.json {
         printer.json(&HistoryReport { entries: &entries });

@@ -20,6 +20,7 @@ use crate::cli::{ExitStatus, GlobalArgs, LockArgs, Printer};
 use crate::config::{self, ConfigErrors, SiteConfig};
 use crate::diagnostics::{Problem, Report, Severity};
 use crate::lock::{self, LockError, RunLock};
+use crate::state::FileStore;
 
 /// Every error of an invalid site config, as problems.
 fn config_problems(errors: &ConfigErrors) -> Vec<Problem> {
@@ -44,6 +45,38 @@ fn load_config(global: &GlobalArgs, printer: Printer) -> Option<SiteConfig> {
             None
         }
     }
+}
+
+/// What a command works on: the site config, its state store and, for a command that changes
+/// the host, the run lock (held until dropped).
+struct Site {
+    config: SiteConfig,
+    store: FileStore,
+    _lock: Option<RunLock>,
+}
+
+/// Loads the site config and, when `lock` is given, takes the run lock. `Err(status)`: the
+/// command stops with that status, its problems already printed.
+fn open_site(
+    global: &GlobalArgs,
+    lock: Option<&LockArgs>,
+    printer: Printer,
+) -> anyhow::Result<Result<Site, ExitStatus>> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(Err(ExitStatus::Failure));
+    };
+    let lock = match lock {
+        Some(args) => match take_lock(&config, args, printer)? {
+            Ok(lock) => Some(lock),
+            Err(status) => return Ok(Err(status)),
+        },
+        None => None,
+    };
+    Ok(Ok(Site {
+        store: FileStore::new(&config.agent.state_dir),
+        config,
+        _lock: lock,
+    }))
 }
 
 /// The run lock of the config's `state_dir`; when another run holds it, the problem is

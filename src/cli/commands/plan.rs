@@ -5,12 +5,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::load_config;
+use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
 use crate::diagnostics::Problem;
 use crate::execute::{self, Planned};
 use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
-use crate::state::FileStore;
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
@@ -35,12 +34,16 @@ pub(crate) fn plan(
     args: &PlanArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
+    let Site {
+        config,
+        store,
+        _lock,
+    } = match open_site(global, None, printer)? {
+        Ok(site) => site,
+        Err(status) => return Ok(status),
     };
     let only: Option<BTreeSet<PackName>> =
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
-    let store = FileStore::new(&config.agent.state_dir);
     let Planned {
         resolution, plan, ..
     } = execute::plan(&config, &store, only.as_ref())?;

@@ -3,12 +3,12 @@
 use serde::Serialize;
 
 use super::plan::revision;
-use super::{host, load_config, take_lock};
+use super::{Site, host, open_site};
 use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
 use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, RunInfo};
 use crate::model::{PackName, ReleaseId};
-use crate::state::{FileStore, Outcome};
+use crate::state::Outcome;
 use crate::store::Collected;
 
 pub(crate) fn rollback(
@@ -16,14 +16,14 @@ pub(crate) fn rollback(
     args: &RollbackArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
-    };
-    let _lock = match take_lock(&config, &args.lock, printer)? {
-        Ok(lock) => lock,
+    let Site {
+        config,
+        store,
+        _lock,
+    } = match open_site(global, Some(&args.lock), printer)? {
+        Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let store = FileStore::new(&config.agent.state_dir);
     let to = match args.to.as_deref() {
         Some(name) => Some(ReleaseId::from_name(name).ok_or_else(|| {
             anyhow::anyhow!("`{name}` is not a release id (e.g. `1.8.1-3f2a9c1-e4b1c2d8`)")
@@ -83,14 +83,14 @@ pub(crate) fn gc(
     args: &GcArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
-    };
-    let _lock = match take_lock(&config, &args.lock, printer)? {
-        Ok(lock) => lock,
+    let Site {
+        config,
+        store,
+        _lock,
+    } = match open_site(global, Some(&args.lock), printer)? {
+        Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let store = FileStore::new(&config.agent.state_dir);
     let keep = args.keep.map_or(config.agent.keep_releases, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
     });

@@ -6,10 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{host, load_config};
+use super::{Site, host, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::execute::{self, PackState, PackStatus};
-use crate::state::FileStore;
 
 #[derive(Serialize)]
 struct StatusReport<'a> {
@@ -18,10 +17,14 @@ struct StatusReport<'a> {
 }
 
 pub(crate) fn status(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let Some(config) = load_config(global, printer) else {
-        return Ok(ExitStatus::Failure);
+    let Site {
+        config,
+        store,
+        _lock,
+    } = match open_site(global, None, printer)? {
+        Ok(site) => site,
+        Err(status) => return Ok(status),
     };
-    let store = FileStore::new(&config.agent.state_dir);
     let packs = execute::status(&config, &store)?;
     if global.json {
         printer.json(&StatusReport {

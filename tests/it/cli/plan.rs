@@ -3,7 +3,9 @@
 use git2::Repository;
 
 use crate::common::git::GitRepo;
-use crate::common::site::{PackEntry, TestSite, pack_yaml, packsync_snapshot, write_pack};
+use crate::common::site::{
+    PackEntry, TestSite, pack_yaml, packsync_snapshot, three_packs, write_pack,
+};
 
 /// Moves (or creates) the lightweight tag `name` to `commit`, as `git tag -f`.
 fn force_tag(repo: &GitRepo, name: &str, commit: &str) {
@@ -14,23 +16,6 @@ fn force_tag(repo: &GitRepo, name: &str, commit: &str) {
         .expect("the commit is in the repo");
     git.tag_lightweight(name, &target, true)
         .expect("the tag can be moved");
-}
-
-/// A site with the packs `alpha` (which depends on `zulu`), `zulu`, and `mid`.
-fn three_packs() -> TestSite {
-    let mut site = TestSite::new();
-    let alpha = site.pack_repo("alpha", "1.0.0");
-    alpha.write(
-        "pack.yaml",
-        pack_yaml("alpha", "1.0.0", "dependencies:\n  - zulu\n"),
-    );
-    alpha.commit("alpha depends on zulu");
-    let mid = site.pack_repo("mid", "2.0.0");
-    let zulu = site.pack_repo("zulu", "0.3.0");
-    site.add_pack(PackEntry::new("alpha", alpha.path()))
-        .add_pack(PackEntry::new("mid", mid.path()))
-        .add_pack(PackEntry::new("zulu", zulu.path()));
-    site
 }
 
 #[test]

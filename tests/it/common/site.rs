@@ -350,6 +350,23 @@ LOG='{root}/engine.log'
     }
 }
 
+/// A site with the packs `alpha` (which depends on `zulu`), `zulu`, and `mid`.
+pub(crate) fn three_packs() -> TestSite {
+    let mut site = TestSite::new();
+    let alpha = site.pack_repo("alpha", "1.0.0");
+    alpha.write(
+        "pack.yaml",
+        pack_yaml("alpha", "1.0.0", "dependencies:\n  - zulu\n"),
+    );
+    alpha.commit("alpha depends on zulu");
+    let mid = site.pack_repo("mid", "2.0.0");
+    let zulu = site.pack_repo("zulu", "0.3.0");
+    site.add_pack(PackEntry::new("alpha", alpha.path()))
+        .add_pack(PackEntry::new("mid", mid.path()))
+        .add_pack(PackEntry::new("zulu", zulu.path()));
+    site
+}
+
 /// `packsync <args>` with a clean environment: no config from the environment, no colour, no
 /// log filter, no terminal size.
 pub(crate) fn packsync<I, S>(args: I) -> Command
