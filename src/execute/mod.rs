@@ -289,7 +289,7 @@ pub fn apply(
     );
     applied.steps = context.repair(&applied.planned)?;
     applied.steps.extend(context.carry_out(&applied.planned));
-    applied.collected = context.collect_garbage(None)?;
+    applied.collected = context.collect_garbage()?;
     Ok(applied)
 }
 
@@ -390,36 +390,43 @@ impl Context<'_> {
         })
     }
 
-    /// Removes releases beyond `keep` per pack (default `[agent] keep_releases`, as recorded)
-    /// and the virtualenvs no release uses. With an explicit `keep`, packs that are not live
-    /// lose all their releases.
-    fn collect_garbage(&self, keep: Option<usize>) -> Result<Collected, ExecuteError> {
+    /// Removes the releases the records no longer keep (`[agent] keep_releases` per pack) and
+    /// the virtualenvs no release uses.
+    fn collect_garbage(&self) -> Result<Collected, ExecuteError> {
         let records = self
             .records
             .lock()
             .expect("no step panics while holding the records");
-        let kept = records
-            .iter()
-            .map(|(pack, record)| {
-                let ids = match keep {
-                    None => record.releases.iter().map(|r| r.id.clone()).collect(),
-                    Some(_) if record.active.is_none() => BTreeSet::new(),
-                    Some(n) => {
-                        let mut ids: BTreeSet<ReleaseId> = record
-                            .releases
-                            .iter()
-                            .take(n)
-                            .map(|r| r.id.clone())
-                            .collect();
-                        ids.extend(record.active.iter().map(|a| a.id.clone()));
-                        ids
-                    }
-                };
-                (pack.clone(), ids)
-            })
-            .collect();
-        Ok(store::collect_garbage(&self.layout, &kept)?)
+        Ok(store::collect_garbage(
+            &self.layout,
+            &kept_releases(&records, None),
+        )?)
     }
+}
+
+/// The releases to keep per pack: those the records keep, or with `keep`, the `keep` newest
+/// of each live pack (the active one always) and none of the others.
+fn kept_releases(
+    records: &BTreeMap<PackName, PackRecord>,
+    keep: Option<usize>,
+) -> BTreeMap<PackName, BTreeSet<ReleaseId>> {
+    records
+        .iter()
+        .map(|(pack, record)| {
+            let ids = match keep {
+                None => record.releases.iter().map(|r| r.id.clone()).collect(),
+                Some(_) if record.active.is_none() => BTreeSet::new(),
+                Some(n) => record
+                    .releases
+                    .iter()
+                    .take(n)
+                    .map(|r| r.id.clone())
+                    .chain(record.active.iter().map(|a| a.id.clone()))
+                    .collect(),
+            };
+            (pack.clone(), ids)
+        })
+        .collect()
 }
 
 /// Makes an earlier kept release of `pack` live again (default: the one before the active
@@ -489,13 +496,6 @@ pub fn collect_garbage(
     store: &dyn StateStore,
     keep: usize,
 ) -> Result<Collected, ExecuteError> {
-    let records = store.load()?;
-    let context = Context::new(
-        config,
-        store,
-        records,
-        RunInfo::new(String::new()),
-        &|_, _| {},
-    );
-    context.collect_garbage(Some(keep))
+    let kept = kept_releases(&store.load()?, Some(keep));
+    Ok(store::collect_garbage(&Layout::new(config), &kept)?)
 }

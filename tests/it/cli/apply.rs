@@ -518,3 +518,34 @@ fn tree_listing(root: &Path) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+#[test]
+fn old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    site.agent_line("keep_releases = 2");
+    assert_exit(site.cmd(["apply"]), 0);
+    for version in ["1.1.0", "1.2.0"] {
+        repo.write("pack.yaml", pack_yaml("clush", version, ""));
+        repo.commit(version);
+        assert_exit(site.cmd(["apply"]), 0);
+    }
+    let releases = || {
+        fs_err::read_dir(site.state_dir().join("releases/clush"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(releases(), 2, "apply keeps `keep_releases`");
+    let gc = run_json(site.cmd(["gc", "--keep", "1", "--json"]));
+    assert_eq!(gc["releases"].as_array().unwrap().len(), 1);
+    assert_eq!(releases(), 1);
+    assert!(
+        fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
+            .unwrap()
+            .contains("1.2.0"),
+        "the live release stays"
+    );
+    // Every release shares the one empty virtualenv, which stays in use.
+    assert_eq!(gc["envs"].as_array().unwrap().len(), 0);
+}
