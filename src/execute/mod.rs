@@ -172,6 +172,35 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
+impl StepReport {
+    /// A step about to run: failed until it says otherwise, nothing built, no error yet.
+    fn new(
+        pack: PackName,
+        operation: Operation,
+        from: Option<Revision>,
+        to: Option<Revision>,
+        release: Option<ReleaseId>,
+    ) -> Self {
+        Self {
+            pack,
+            operation,
+            outcome: Outcome::Failed,
+            from,
+            to,
+            release,
+            env: None,
+            adopted: Vec::new(),
+            error: None,
+            duration_ms: 0,
+        }
+    }
+}
+
+/// Milliseconds since `started`, for step reports.
+fn elapsed_ms(started: std::time::Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// What `apply` did.
 #[derive(Debug)]
 pub struct Applied {
@@ -287,7 +316,7 @@ pub fn apply(
         run,
         progress,
     );
-    applied.steps = context.repair(&applied.planned)?;
+    applied.steps = context.repair(&applied.planned);
     applied.steps.extend(context.carry_out(&applied.planned));
     applied.collected = context.collect_garbage()?;
     Ok(applied)
@@ -297,7 +326,7 @@ impl Context<'_> {
     /// Corrects every record that disagrees with disk, each a `repair` step; a pack that went
     /// live without its record (a run killed after the switch) is registered again, unless the
     /// plan changes it anyway.
-    fn repair(&self, planned: &Planned) -> Result<Vec<StepReport>, ExecuteError> {
+    fn repair(&self, planned: &Planned) -> Vec<StepReport> {
         let mut steps = Vec::new();
         for drift in &planned.observed.drift {
             tracing::info!(pack = %drift.pack, recorded = ?drift.recorded.as_ref().map(ReleaseId::as_str), live = ?drift.live.as_ref().map(ReleaseId::as_str), "the record disagrees with disk; disk wins");
@@ -306,26 +335,19 @@ impl Context<'_> {
                 .get(&drift.pack)
                 .and_then(PackRecord::active_release)
                 .map(|r| r.revision.clone());
-            let manifest = match &drift.live {
-                Some(live) => Some(store::read_manifest(
-                    &self.layout.release(&drift.pack, live).dir,
-                )?),
-                None => None,
-            };
-            let mut step = StepReport {
-                pack: drift.pack.clone(),
-                operation: Operation::Repair,
-                outcome: Outcome::Applied,
+            // What `read_installed` read from the live release's `release.json`.
+            let live = planned.observed.installed.packs.get(&drift.pack);
+            let revision = live.map(|l| &l.revision);
+            let env_inputs = live.and_then(|l| l.env_inputs.as_ref());
+            let mut step = StepReport::new(
+                drift.pack.clone(),
+                Operation::Repair,
                 from,
-                to: manifest.as_ref().map(|m| m.revision.clone()),
-                release: drift.live.clone(),
-                env: None,
-                adopted: Vec::new(),
-                error: None,
-                duration_ms: 0,
-            };
-            let (revision, env_inputs) = manifest.map(|m| (m.revision, m.env_inputs)).unzip();
-            self.record(&step, revision.as_ref(), env_inputs.as_ref());
+                revision.cloned(),
+                drift.live.clone(),
+            );
+            step.outcome = Outcome::Applied;
+            self.record(&step, revision, env_inputs);
             let unchanged = planned
                 .plan
                 .changes
@@ -337,11 +359,11 @@ impl Context<'_> {
             {
                 step.outcome = Outcome::Failed;
                 step.error = Some(Report::new(&err));
-                self.record(&step, revision.as_ref(), env_inputs.as_ref());
+                self.record(&step, revision, env_inputs);
             }
             steps.push(step);
         }
-        Ok(steps)
+        steps
     }
 
     /// Runs every change that touches the host, dependencies first, independent packs at
@@ -461,18 +483,14 @@ pub fn rollback(
     .clone();
     let context = Context::new(config, store, records.clone(), run, progress);
     let started = std::time::Instant::now();
-    let mut report = StepReport {
-        pack: pack.clone(),
-        operation: Operation::Rollback,
-        outcome: Outcome::Failed,
-        from: record.active_release().map(|r| r.revision.clone()),
-        to: Some(target.revision.clone()),
-        release: Some(target.id.clone()),
-        env: Some(EnvReport::ReleaseReused),
-        adopted: Vec::new(),
-        error: None,
-        duration_ms: 0,
-    };
+    let mut report = StepReport::new(
+        pack.clone(),
+        Operation::Rollback,
+        record.active_release().map(|r| r.revision.clone()),
+        Some(target.revision.clone()),
+        Some(target.id.clone()),
+    );
+    report.env = Some(EnvReport::ReleaseReused);
     let result = if store::find(&context.layout, pack, &target.id).is_some() {
         context.go_live(pack, &target.id, &mut report)
     } else {
@@ -484,7 +502,7 @@ pub fn rollback(
     if let Err(err) = result {
         report.error = Some(Report::new(&err));
     }
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.duration_ms = elapsed_ms(started);
     context.record(&report, Some(&target.revision), Some(&target.env_inputs));
     Ok(report)
 }

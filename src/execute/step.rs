@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Context, StepReport};
+use super::{Context, StepReport, elapsed_ms};
 use crate::activate::{self, Adoption};
 use crate::config::PackConfig;
 use crate::diagnostics::Report;
@@ -78,18 +78,13 @@ impl Context<'_> {
     ) -> StepReport {
         let started = Instant::now();
         let id = ReleaseId::of(&desired.revision);
-        let mut report = StepReport {
-            pack: pack.name.clone(),
+        let mut report = StepReport::new(
+            pack.name.clone(),
             operation,
-            outcome: Outcome::Failed,
-            from: from.cloned(),
-            to: Some(desired.revision.clone()),
-            release: Some(id.clone()),
-            env: None,
-            adopted: Vec::new(),
-            error: None,
-            duration_ms: 0,
-        };
+            from.cloned(),
+            Some(desired.revision.clone()),
+            Some(id.clone()),
+        );
         let result = self
             .release(pack, desired, &id, &mut report)
             .and_then(|_| self.go_live(&pack.name, &id, &mut report));
@@ -263,18 +258,8 @@ impl Context<'_> {
     /// Takes `pack` offline: `[stackstorm] unregister`, then its links. Releases stay until gc.
     pub(super) fn remove(&self, pack: &PackName, from: Option<&Revision>) -> StepReport {
         let started = Instant::now();
-        let mut report = StepReport {
-            pack: pack.clone(),
-            operation: Operation::Remove,
-            outcome: Outcome::Failed,
-            from: from.cloned(),
-            to: None,
-            release: None,
-            env: None,
-            adopted: Vec::new(),
-            error: None,
-            duration_ms: 0,
-        };
+        let mut report =
+            StepReport::new(pack.clone(), Operation::Remove, from.cloned(), None, None);
         let result = self.unregister(pack).and_then(|()| {
             activate::unlink(&self.layout, pack)?;
             Ok(())
@@ -385,8 +370,4 @@ impl Context<'_> {
             .expect("no step panics while holding the records")
             .insert(report.pack.clone(), record);
     }
-}
-
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
