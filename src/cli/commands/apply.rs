@@ -78,6 +78,11 @@ pub(crate) fn apply(
     )?;
     let plan = &applied.planned.plan;
     let failed = applied.failures();
+    let planned = plan
+        .changes
+        .iter()
+        .filter(|c| c.action.changes_host())
+        .count();
     let report = ApplyReport {
         noop: args.noop,
         changes: &plan.changes,
@@ -96,17 +101,8 @@ pub(crate) fn apply(
         summary: ApplySummary {
             applied: applied.changes(),
             failed,
-            planned: plan
-                .changes
-                .iter()
-                .filter(|c| c.action.changes_host())
-                .count(),
-            unchanged: plan.changes.len()
-                - plan
-                    .changes
-                    .iter()
-                    .filter(|c| c.action.changes_host())
-                    .count(),
+            planned,
+            unchanged: plan.changes.len() - planned,
         },
         problems: &applied.planned.resolution.problems,
     };

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::plan::revision;
+use super::plan::revision_change;
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
 use crate::state::{HistoryEntry, StateStore as _};
@@ -37,13 +37,7 @@ pub(crate) fn history(
         .unwrap_or(0);
     let mut out = String::new();
     for entry in &entries {
-        let change = match (&entry.from, &entry.to) {
-            (Some(from), Some(to)) if from == to => revision(to),
-            (Some(from), Some(to)) => format!("{} -> {}", revision(from), revision(to)),
-            (None, Some(to)) => revision(to),
-            (Some(from), None) => revision(from),
-            (None, None) => String::new(),
-        };
+        let change = revision_change(entry.from.as_ref(), entry.to.as_ref());
         let _ = writeln!(
             out,
             "{}  {:<width$}  {:<11} {:<11}  {change}",

@@ -97,13 +97,7 @@ pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
         .unwrap_or(0);
     let mut out = String::new();
     for change in &plan.changes {
-        let revisions = match (&change.from, &change.to) {
-            (Some(from), Some(to)) if from == to => revision(to),
-            (Some(from), Some(to)) => format!("{} -> {}", revision(from), revision(to)),
-            (None, Some(to)) => revision(to),
-            (Some(from), None) => revision(from),
-            (None, None) => "not installed".to_string(),
-        };
+        let revisions = revision_change(change.from.as_ref(), change.to.as_ref());
         let _ = writeln!(
             out,
             "{:<11} {:<width$}  {revisions}",
@@ -132,6 +126,17 @@ pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
         let _ = write!(out, "Plan: {}", counts.join(", "));
     }
     out
+}
+
+/// `1.8.0 (v1.8.0 @ 0c1d2e3) -> 1.8.1 (v1.8.1 @ 3f2a9c1)`, or the one revision there is.
+pub(super) fn revision_change(from: Option<&Revision>, to: Option<&Revision>) -> String {
+    match (from, to) {
+        (Some(from), Some(to)) if from != to => {
+            format!("{} -> {}", revision(from), revision(to))
+        }
+        (_, Some(one)) | (Some(one), None) => revision(one),
+        (None, None) => String::new(),
+    }
 }
 
 /// `1.8.1 (v1.8.1 @ 3f2a9c1)`
