@@ -109,6 +109,14 @@ impl fmt::Display for Digest {
     }
 }
 
+/// The current time to the millisecond: what every state backend keeps exactly (MongoDB's
+/// dates have no finer unit).
+pub fn now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .expect("the current time rounds within jiff's range")
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use fmt::Write as _;

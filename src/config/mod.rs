@@ -7,18 +7,22 @@
 //! here reads Git or the mirror; that is `desired`'s job.
 
 mod raw;
+mod secret;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr as _;
+use std::time::Duration;
 
 use toml::Spanned;
 
 use crate::diagnostics::{Diagnose, Location};
 use crate::model::{PackName, Prune};
 use crate::source::{self, RefSelector};
+
+pub use secret::SecretUrl;
 
 /// Where StackStorm keeps packs, venvs and configs unless told otherwise.
 const DEFAULT_PACKS_DIR: &str = "/opt/stackstorm/packs";
@@ -29,6 +33,10 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/packsync";
 /// StackStorm's `BASE_PACK_REQUIREMENTS`: installed into every pack virtualenv.
 const DEFAULT_BASE_REQUIREMENTS: [&str; 1] = ["six>=1.9.0,<2.0"];
 const DEFAULT_KEEP_RELEASES: usize = 3;
+/// StackStorm's own database: packsync's collections sit next to `pack_d_b`.
+const DEFAULT_DATABASE: &str = "st2";
+const DEFAULT_COLLECTION_PREFIX: &str = "packsync_";
+const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Placeholders an engine command may use.
 const PLACEHOLDERS: [&str; 5] = ["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
@@ -41,7 +49,27 @@ pub struct SiteConfig {
     pub agent: AgentConfig,
     pub stackstorm: StackStormConfig,
     pub mirror: MirrorConfig,
+    pub state: StateConfig,
     pub packs: Vec<PackConfig>,
+}
+
+/// Where the installed state is kept.
+#[derive(Debug, Clone)]
+pub enum StateConfig {
+    /// No `[state]` section: `state_dir/state.json` and `state_dir/history.jsonl`.
+    File,
+    MongoDb(MongoConfig),
+}
+
+/// `[state]`: a MongoDB database, usually StackStorm's own.
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    pub url: SecretUrl,
+    /// The database named in `database`, else in the URL, else `st2`.
+    pub database: String,
+    pub collection_prefix: String,
+    /// How long an operation waits for a reachable server before it fails.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -285,6 +313,9 @@ impl Validator<'_> {
                 path: PathBuf::new(),
             }
         };
+        let state = raw
+            .state
+            .map_or(StateConfig::File, |state| self.state(state));
         let mut packs: Vec<PackConfig> = Vec::with_capacity(raw.packs.len());
         for raw_pack in raw.packs {
             let Some(pack) = self.pack(raw_pack) else {
@@ -309,8 +340,89 @@ impl Validator<'_> {
             agent,
             stackstorm,
             mirror,
+            state,
             packs,
         }
+    }
+
+    fn state(&mut self, raw: raw::RawState) -> StateConfig {
+        let url = SecretUrl::new(raw.url.get_ref().clone());
+        let from_url = match mongodb::options::ConnectionString::parse(url.expose()) {
+            Ok(parsed) => parsed.default_database,
+            Err(err) => {
+                self.error(
+                    raw.url.span(),
+                    format!(
+                        "`url` is not a MongoDB connection string: {}",
+                        url.redact(&err.to_string())
+                    ),
+                    Some(
+                        "write it as `mongodb://user:password@host:27017/?authSource=admin` (or \
+                         `mongodb+srv://...`)"
+                            .to_string(),
+                    ),
+                );
+                None
+            }
+        };
+        let database = match raw.database {
+            Some(database) => {
+                self.name(&database, "database", "st2");
+                database.into_inner()
+            }
+            None => from_url.unwrap_or_else(|| DEFAULT_DATABASE.to_string()),
+        };
+        let collection_prefix = raw.collection_prefix.map_or_else(
+            || DEFAULT_COLLECTION_PREFIX.to_string(),
+            |prefix| {
+                self.name(&prefix, "collection_prefix", "packsync_");
+                prefix.into_inner()
+            },
+        );
+        let timeout = raw
+            .timeout
+            .and_then(|timeout| self.duration(&timeout, "timeout"))
+            .unwrap_or(DEFAULT_STATE_TIMEOUT);
+        StateConfig::MongoDb(MongoConfig {
+            url,
+            database,
+            collection_prefix,
+            timeout,
+        })
+    }
+
+    /// A database or collection name: letters, digits, `_` and `-`.
+    fn name(&mut self, raw: &Spanned<String>, key: &str, example: &str) {
+        let name = raw.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            self.error(
+                raw.span(),
+                format!("`{key}` `{name}` is not a valid name"),
+                Some(format!(
+                    "use letters, digits, `_` and `-`, e.g. `{key} = \"{example}\"`"
+                )),
+            );
+        }
+    }
+
+    /// A positive duration such as `"10s"` or `"1m 30s"`.
+    fn duration(&mut self, raw: &Spanned<String>, key: &str) -> Option<Duration> {
+        let parsed = jiff::SignedDuration::from_str(raw.get_ref())
+            .ok()
+            .and_then(|d| Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero());
+        if parsed.is_none() {
+            self.error(
+                raw.span(),
+                format!("`{key}` `{}` is not a positive duration", raw.get_ref()),
+                Some(format!("write it as `{key} = \"10s\"` or `\"1m 30s\"`")),
+            );
+        }
+        parsed
     }
 
     fn pack(&mut self, raw: raw::RawPack) -> Option<PackConfig> {

@@ -15,6 +15,7 @@ pub(super) struct RawSiteConfig {
     #[serde(default)]
     pub(super) stackstorm: RawStackStorm,
     pub(super) mirror: Option<RawMirror>,
+    pub(super) state: Option<RawState>,
     #[serde(default, rename = "pack")]
     pub(super) packs: Vec<RawPack>,
 }
@@ -48,6 +49,16 @@ pub(super) struct RawStackStorm {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMirror {
     pub(super) path: Spanned<String>,
+}
+
+/// `[state]`: where the installed state is kept; absent, the embedded file store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) url: Spanned<String>,
+    pub(super) database: Option<Spanned<String>>,
+    pub(super) collection_prefix: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,9 @@ use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
 use crate::model::{Action, PackName, Plan, ReleaseId, Revision};
 use crate::plan::PlanError;
-use crate::state::{self, Observed, Operation, Outcome, PackRecord, StateError, StateStore};
+use crate::state::{
+    self, Observed, Operation, Outcome, PackRecord, RunRecord, StateError, StateStore,
+};
 use crate::store::{self, Collected, Layout, Recovered, StoreError};
 
 /// The desired state, what is live, and the plan between them.
@@ -141,15 +143,17 @@ pub struct ApplyOptions {
 pub struct RunInfo {
     pub id: String,
     pub host: String,
+    pub started_at: jiff::Timestamp,
 }
 
 impl RunInfo {
     /// A new run on `host`: its id is the start time and the process id.
     pub fn new(host: String) -> Self {
-        let now = jiff::Timestamp::now();
+        let now = crate::model::now();
         Self {
             id: format!("{}-{}", now.strftime("%Y%m%dT%H%M%SZ"), std::process::id()),
             host,
+            started_at: now,
         }
     }
 }
@@ -229,6 +233,43 @@ impl Applied {
             .iter()
             .filter(|s| s.outcome == Outcome::Applied)
             .count()
+    }
+
+    /// Changes of the plan that touch the host (with `--noop`: pending).
+    pub fn planned(&self) -> usize {
+        self.planned
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action.changes_host())
+            .count()
+    }
+
+    /// The record of this run, ended now with Puppet's detailed `exit_code`.
+    pub fn run_record(&self, run: &RunInfo, noop: bool, exit_code: u8) -> RunRecord {
+        let mut applied = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        for step in &self.steps {
+            let counts = if step.outcome == Outcome::Applied {
+                &mut applied
+            } else {
+                &mut failed
+            };
+            *counts.entry(step.operation).or_insert(0) += 1;
+        }
+        let planned = self.planned();
+        RunRecord {
+            run: run.id.clone(),
+            host: run.host.clone(),
+            started_at: run.started_at,
+            finished_at: crate::model::now(),
+            noop,
+            exit_code,
+            applied,
+            failed,
+            planned: planned as u64,
+            unchanged: (self.planned.plan.changes.len() - planned) as u64,
+        }
     }
 }
 

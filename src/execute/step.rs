@@ -118,7 +118,7 @@ impl Context<'_> {
                     id: id.clone(),
                     revision: desired.revision.clone(),
                     env_inputs: desired.env_inputs.clone(),
-                    built_at: jiff::Timestamp::now(),
+                    built_at: crate::model::now(),
                 };
                 Ok(store::seal(&self.layout, staged, &manifest)?)
             }
@@ -294,7 +294,7 @@ impl Context<'_> {
         target: Option<&Revision>,
         env_inputs: Option<&crate::model::EnvInputs>,
     ) {
-        let now = jiff::Timestamp::now();
+        let now = crate::model::now();
         let mut record = self
             .records
             .lock()

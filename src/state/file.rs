@@ -1,8 +1,9 @@
 //! The embedded state store: `state_dir/state.json` holds the record of every pack,
-//! `state_dir/history.jsonl` the history, one JSON entry a line, only ever appended to.
+//! `state_dir/history.jsonl` the history and `state_dir/runs.jsonl` the runs, one JSON document
+//! a line, only ever appended to.
 //!
 //! `state.json` is replaced atomically (temp file, fsync, rename, fsync of the folder), so a
-//! reader sees the old document or the new one. History lines are appended with `O_APPEND` and
+//! reader sees the old document or the new one. Lines are appended with `O_APPEND` and
 //! fsynced; a crash during an append can only tear the last line, which readers skip and the
 //! next append cuts off.
 
@@ -12,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use fs_err::os::unix::fs::FileExt as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{HistoryEntry, PackRecord};
+use super::{HistoryEntry, PackRecord, RunRecord};
 use super::{StateError, StateStore};
 use crate::fsx;
 use crate::model::PackName;
@@ -22,9 +24,10 @@ use crate::model::PackName;
 pub(super) const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "state.json";
 const HISTORY_FILE_NAME: &str = "history.jsonl";
+const RUNS_FILE_NAME: &str = "runs.jsonl";
 
-/// `state_dir/state.json` and `state_dir/history.jsonl`; missing files are an empty record and
-/// an empty history.
+/// `state_dir/state.json`, `state_dir/history.jsonl` and `state_dir/runs.jsonl`; missing
+/// files are an empty record, history and list of runs.
 ///
 /// Clones share one lock, so saves through any of them never lose each other's update. Other
 /// processes are kept out by the run lock of `state_dir` (see [`crate::lock`]).
@@ -33,7 +36,8 @@ pub struct FileStore {
     dir: PathBuf,
     path: PathBuf,
     history: PathBuf,
-    /// Held across the read-modify-write of `state.json` and every history append or read.
+    runs: PathBuf,
+    /// Held across the read-modify-write of `state.json` and every append or journal read.
     lock: Arc<Mutex<()>>,
 }
 
@@ -52,6 +56,7 @@ impl FileStore {
             dir: state_dir.to_path_buf(),
             path: state_dir.join(FILE_NAME),
             history: state_dir.join(HISTORY_FILE_NAME),
+            runs: state_dir.join(RUNS_FILE_NAME),
             lock: Arc::new(Mutex::new(())),
         }
     }
@@ -102,18 +107,23 @@ impl FileStore {
         })
     }
 
-    /// Appends one line to the history and makes it durable before returning.
-    fn append(&self, entry: &HistoryEntry) -> Result<(), StateError> {
-        let mut line = serde_json::to_vec(entry).expect("a history entry has string keys only");
+    /// Appends one line to the journal at `path` and makes it durable before returning.
+    fn append<T: Serialize + DeserializeOwned>(
+        &self,
+        path: &Path,
+        document: &T,
+    ) -> Result<(), StateError> {
+        let mut line = serde_json::to_vec(document).expect("journal lines have string keys only");
         line.push(b'\n');
-        self.append_line(&line).map_err(|source| StateError::Write {
-            path: self.history.clone(),
-            source,
-        })
+        self.append_line::<T>(path, &line)
+            .map_err(|source| StateError::Write {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
-    fn append_line(&self, line: &[u8]) -> io::Result<()> {
-        let created = match fs_err::symlink_metadata(&self.history) {
+    fn append_line<T: DeserializeOwned>(&self, path: &Path, line: &[u8]) -> io::Result<()> {
+        let created = match fs_err::symlink_metadata(path) {
             Ok(_) => false,
             Err(err) if err.kind() == io::ErrorKind::NotFound => true,
             Err(err) => return Err(err),
@@ -122,8 +132,8 @@ impl FileStore {
             .read(true)
             .append(true)
             .create(true)
-            .open(&self.history)?;
-        self.end_with_whole_line(&mut file)?;
+            .open(path)?;
+        end_with_whole_line::<T>(path, &mut file)?;
         // One write of the whole line: with `O_APPEND` it lands at the end in one piece, or,
         // on a crash, as a torn last line.
         file.write_all(line)?;
@@ -133,86 +143,89 @@ impl FileStore {
         }
         Ok(())
     }
+}
 
-    /// Makes the history end with a whole line before an append, so that the new entry is not
-    /// glued to what an interrupted append left: a torn last line is cut off, an entry that
-    /// only lacks its newline gets it.
-    fn end_with_whole_line(&self, file: &mut fs_err::File) -> io::Result<()> {
-        let len = file.metadata()?.len();
-        if len == 0 {
-            return Ok(());
+/// Every document of the journal at `path`, newest first, that `keep` accepts, at most
+/// `limit`. Lines are parsed from the end, so a long journal costs only the lines returned.
+fn read_journal<T: DeserializeOwned>(
+    path: &Path,
+    keep: impl Fn(&T) -> bool,
+    limit: usize,
+) -> Result<Vec<T>, StateError> {
+    let bytes = match fs_err::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
         }
-        let mut last = [0];
-        file.read_exact_at(&mut last, len - 1)?;
-        if last == *b"\n" {
-            return Ok(());
+    };
+    let mut documents = Vec::new();
+    // `split` ends with the bytes after the last newline: empty when the file ends with a
+    // whole line, a torn line otherwise.
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let last = lines.len() - 1;
+    for (index, line) in lines.iter().enumerate().rev() {
+        if documents.len() == limit {
+            break;
         }
-        // Only after a crash: reading the whole file once is fine.
-        let bytes = fs_err::read(&self.history)?;
-        let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if serde_json::from_slice::<HistoryEntry>(&bytes[start..]).is_ok() {
-            return file.write_all(b"\n");
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
         }
-        tracing::warn!(
-            path = %self.history.display(),
-            line = line_number(&bytes, start),
-            "removing the torn last line of the history, left by an interrupted run"
-        );
-        file.set_len(start as u64)
-    }
-
-    /// Every entry of the history, newest first, that `keep` accepts, at most `limit`. Lines
-    /// are parsed from the end, so a long history costs only the lines returned.
-    fn read_history(
-        &self,
-        keep: impl Fn(&HistoryEntry) -> bool,
-        limit: usize,
-    ) -> Result<Vec<HistoryEntry>, StateError> {
-        let bytes = match fs_err::read(&self.history) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        match serde_json::from_slice::<T>(line) {
+            Ok(document) => {
+                if keep(&document) {
+                    documents.push(document);
+                }
+            }
+            Err(error) if index == last => tracing::warn!(
+                path = %path.display(),
+                line = index + 1,
+                %error,
+                "skipping the torn last line, left by an interrupted run"
+            ),
             Err(source) => {
-                return Err(StateError::Read {
-                    path: self.history.clone(),
+                return Err(StateError::Line {
+                    path: path.to_path_buf(),
+                    line: index + 1,
                     source,
                 });
             }
-        };
-        let mut entries = Vec::new();
-        // `split` ends with the bytes after the last newline: empty when the file ends with a
-        // whole line, a torn line otherwise.
-        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-        let last = lines.len() - 1;
-        for (index, line) in lines.iter().enumerate().rev() {
-            if entries.len() == limit {
-                break;
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<HistoryEntry>(line) {
-                Ok(entry) => {
-                    if keep(&entry) {
-                        entries.push(entry);
-                    }
-                }
-                Err(error) if index == last => tracing::warn!(
-                    path = %self.history.display(),
-                    line = index + 1,
-                    %error,
-                    "skipping the torn last line of the history, left by an interrupted run"
-                ),
-                Err(source) => {
-                    return Err(StateError::HistoryLine {
-                        path: self.history.clone(),
-                        line: index + 1,
-                        source,
-                    });
-                }
-            }
         }
-        Ok(entries)
     }
+    Ok(documents)
+}
+
+/// Makes the journal at `path` end with a whole line before an append, so that the new line
+/// is not glued to what an interrupted append left: a torn last line is cut off, a document
+/// that only lacks its newline gets it.
+fn end_with_whole_line<T: DeserializeOwned>(
+    path: &Path,
+    file: &mut fs_err::File,
+) -> io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0];
+    file.read_exact_at(&mut last, len - 1)?;
+    if last == *b"\n" {
+        return Ok(());
+    }
+    // Only after a crash: reading the whole file once is fine.
+    let bytes = fs_err::read(path)?;
+    let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if serde_json::from_slice::<T>(&bytes[start..]).is_ok() {
+        return file.write_all(b"\n");
+    }
+    tracing::warn!(
+        path = %path.display(),
+        line = line_number(&bytes, start),
+        "removing the torn last line, left by an interrupted run"
+    );
+    file.set_len(start as u64)
 }
 
 /// The 1-based number of the line that starts at byte `start`.
@@ -247,7 +260,7 @@ impl StateStore for FileStore {
         // from disk (the `current` links) and corrects the record to it, repairs the record.
         // The other order would lose the entry of a change that happened.
         if let Some(entry) = entry {
-            self.append(entry)?;
+            self.append(&self.history, entry)?;
         }
         document.packs.insert(pack.clone(), record.clone());
         self.write(&document)
@@ -260,10 +273,29 @@ impl StateStore for FileStore {
     ) -> Result<Vec<HistoryEntry>, StateError> {
         // Under the lock, so that an append in progress is not taken for a torn line.
         let _guard = self.lock();
-        self.read_history(
-            |entry| pack.is_none_or(|pack| &entry.pack == pack),
+        read_journal(
+            &self.history,
+            |entry: &HistoryEntry| pack.is_none_or(|pack| &entry.pack == pack),
             limit.unwrap_or(usize::MAX),
         )
+    }
+
+    fn record_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        let _guard = self.lock();
+        fs_err::create_dir_all(&self.dir).map_err(|source| StateError::Write {
+            path: self.dir.clone(),
+            source,
+        })?;
+        self.append(&self.runs, run)
+    }
+
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError> {
+        let _guard = self.lock();
+        read_journal(&self.runs, |_| true, limit.unwrap_or(usize::MAX))
+    }
+
+    fn describe(&self) -> String {
+        format!("`{}`", self.path.display())
     }
 }
 
@@ -426,7 +458,7 @@ mod tests {
         .unwrap();
         let err = store.history(None, None).unwrap_err();
         assert!(
-            matches!(&err, StateError::HistoryLine { path, line: 2, .. } if *path == dir.path().join("history.jsonl")),
+            matches!(&err, StateError::Line { path, line: 2, .. } if *path == dir.path().join("history.jsonl")),
             "{err:?}"
         );
         assert!(

@@ -1,13 +1,16 @@
 //! The installed-state store: packsync's record of what it installed.
 //!
-//! One trait, several backends; the embedded [`FileStore`] (`state_dir/state.json` and the
-//! append-only `state_dir/history.jsonl`) is the default. Disk (where the links point) is the ground truth for what is live; the store is the
-//! record ([`read_installed`] puts the two together).
+//! One trait, two backends: the embedded [`FileStore`] (`state_dir/state.json` and the
+//! append-only `state_dir/history.jsonl`), the default, and [`MongoStore`] (`[state] url`),
+//! where several hosts keep their state side by side, next to StackStorm's own. Disk (where
+//! the links point) is the ground truth for what is live; the store is the record
+//! ([`read_installed`] puts the two together).
 
 #[cfg(test)]
 mod contract;
 mod disk;
 mod file;
+mod mongo;
 mod record;
 
 use std::collections::BTreeMap;
@@ -15,12 +18,31 @@ use std::path::PathBuf;
 
 pub use disk::{Drift, Observed, read_installed};
 pub use file::FileStore;
+pub use mongo::{Imported, MongoStore};
 pub use record::{
-    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, ReleaseRecord, installed,
+    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, RegisteredPack,
+    ReleaseRecord, RunRecord, installed,
 };
 
+use crate::config::{SiteConfig, StateConfig};
 use crate::diagnostics::Diagnose;
 use crate::model::PackName;
+
+/// The records of every pack of one host.
+pub type HostRecords = BTreeMap<PackName, PackRecord>;
+
+/// The store the site config names, for `host`: the MongoDB client connects lazily, so an
+/// unreachable server shows at the first read, before anything changes.
+pub fn open(config: &SiteConfig, host: &str) -> Result<Box<dyn StateStore>, StateError> {
+    Ok(match &config.state {
+        StateConfig::File => Box::new(FileStore::new(&config.agent.state_dir)),
+        StateConfig::MongoDb(mongo) => Box::new(MongoStore::connect(
+            mongo,
+            host,
+            crate::store::Layout::new(config),
+        )?),
+    })
+}
 
 /// A backend of the installed state. Shared by the threads of one run.
 pub trait StateStore: Send + Sync {
@@ -44,6 +66,26 @@ pub trait StateStore: Send + Sync {
         pack: Option<&PackName>,
         limit: Option<usize>,
     ) -> Result<Vec<HistoryEntry>, StateError>;
+
+    /// Records a finished run.
+    fn record_run(&self, run: &RunRecord) -> Result<(), StateError>;
+
+    /// The runs, newest first, at most `limit`.
+    fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError>;
+
+    /// The records of the other hosts that share this store, by host.
+    fn other_hosts(&self) -> Result<BTreeMap<String, HostRecords>, StateError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// What StackStorm has registered, by pack, where this store can see its database;
+    /// `None` where it cannot.
+    fn registered_packs(&self) -> Result<Option<BTreeMap<PackName, RegisteredPack>>, StateError> {
+        Ok(None)
+    }
+
+    /// Where the state is, for messages (never with a password).
+    fn describe(&self) -> String;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +102,8 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("Line {line} of the history file `{}` is not valid", path.display())]
-    HistoryLine {
+    #[error("Line {line} of `{}` is not valid", path.display())]
+    Line {
         path: PathBuf,
         line: usize,
         #[source]
@@ -87,6 +129,24 @@ pub enum StateError {
     },
     #[error("The state file `{}` has format version {found}; this packsync reads version {}", path.display(), file::FORMAT_VERSION)]
     Version { path: PathBuf, found: u32 },
+    #[error("Failed to reach the MongoDB state store at {hosts}: {message}")]
+    Unreachable { hosts: String, message: String },
+    #[error("The MongoDB state store at {hosts} refused packsync's credentials: {message}")]
+    Auth { hosts: String, message: String },
+    #[error("The MongoDB state store at {hosts} failed to {operation}: {message}")]
+    Mongo {
+        hosts: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error(
+        "A document of `{collection}` in the MongoDB state store at {hosts} is not valid: {message}"
+    )]
+    Document {
+        hosts: String,
+        collection: String,
+        message: String,
+    },
 }
 
 impl Diagnose for StateError {
@@ -95,14 +155,29 @@ impl Diagnose for StateError {
             StateError::Read { .. }
             | StateError::Inspect { .. }
             | StateError::Disk { .. }
-            | StateError::Write { .. } => None,
+            | StateError::Write { .. }
+            | StateError::Mongo { .. } => None,
+            StateError::Unreachable { .. } => Some(
+                "check that MongoDB runs and that `[state] url` of the site config names it \
+                 (and `timeout`, for a slow network); nothing was changed"
+                    .to_string(),
+            ),
+            StateError::Auth { .. } => Some(
+                "check the user and password of `[state] url` and its `authSource` (the \
+                 database the user was created in, often `admin`)"
+                    .to_string(),
+            ),
+            StateError::Document { collection, .. } => Some(format!(
+                "packsync writes `{collection}` through its own types, so the document was \
+                 edited by hand or by a newer packsync: fix or delete it"
+            )),
             StateError::Corrupt { path, .. } => Some(format!(
                 "packsync writes this file atomically, so it was edited or damaged by hand: \
                  restore it from a backup, or move it away to start with an empty record \
                  (installed packs are then taken over again) `{}`",
                 path.display()
             )),
-            StateError::HistoryLine { path, line, .. } => Some(format!(
+            StateError::Line { path, line, .. } => Some(format!(
                 "packsync only appends whole lines to this file, so this one was edited or \
                  damaged by hand: fix or delete line {line} of `{}`",
                 path.display()

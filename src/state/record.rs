@@ -156,6 +156,37 @@ pub struct HistoryEntry {
     pub duration_ms: u64,
 }
 
+/// One `apply` (or `rollback`) on one host, for monitoring: when, whether it changed anything,
+/// how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run: String,
+    pub host: String,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    /// `apply --noop`: planned, changed nothing.
+    pub noop: bool,
+    /// Puppet's detailed exit code of the run (0, 2, 4 or 6), whatever flags it ran with.
+    pub exit_code: u8,
+    /// Changes that went live, per operation.
+    #[serde(default)]
+    pub applied: BTreeMap<Operation, u64>,
+    /// Changes that failed or were switched back, per operation.
+    #[serde(default)]
+    pub failed: BTreeMap<Operation, u64>,
+    /// Changes the plan had (with `noop`: pending).
+    pub planned: u64,
+    pub unchanged: u64,
+}
+
+/// What StackStorm has registered for a pack (its `pack_d_b` document).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisteredPack {
+    pub version: String,
+    /// The pack folder StackStorm read it from (the link path, as registered).
+    pub path: Option<String>,
+}
+
 /// The active release of every pack, as the plan reads it.
 pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName, InstalledPack> {
     records

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::plan::{render, revision, summary};
 use super::{Site, host, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
-use crate::diagnostics::{Problem, Severity};
+use crate::diagnostics::{Problem, Report, Severity};
 use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, StepReport};
 use crate::model::{Change, PackName, ReleaseId};
 use crate::state::{Operation, Outcome};
@@ -69,20 +69,11 @@ pub(crate) fn apply(
         allow_empty: args.allow_empty,
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
-    let applied = execute::apply(
-        &config,
-        &store,
-        &options,
-        RunInfo::new(host(&config)),
-        &progress,
-    )?;
+    let run = RunInfo::new(host(&config));
+    let applied = execute::apply(&config, store.as_ref(), &options, run.clone(), &progress)?;
     let plan = &applied.planned.plan;
     let failed = applied.failures();
-    let planned = plan
-        .changes
-        .iter()
-        .filter(|c| c.action.changes_host())
-        .count();
+    let planned = applied.planned();
     let report = ApplyReport {
         noop: args.noop,
         changes: &plan.changes,
@@ -119,7 +110,19 @@ pub(crate) fn apply(
             print_outcome(&applied, &report.summary, printer);
         }
     }
-    Ok(exit_status(args, &report.summary))
+    let detailed = exit_status(true, args.noop, &report.summary);
+    let record = applied.run_record(&run, args.noop, detailed.code());
+    if let Err(err) = store.record_run(&record) {
+        printer.problem(&Problem {
+            severity: Severity::Warning,
+            report: Report::new(&err),
+        });
+    }
+    Ok(exit_status(
+        args.detailed_exitcodes,
+        args.noop,
+        &report.summary,
+    ))
 }
 
 fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
@@ -225,14 +228,14 @@ fn outcome_word(operation: Operation, outcome: Outcome) -> &'static str {
     }
 }
 
-fn exit_status(args: &ApplyArgs, summary: &ApplySummary) -> ExitStatus {
-    let changed = if args.noop {
+fn exit_status(detailed_exitcodes: bool, noop: bool, summary: &ApplySummary) -> ExitStatus {
+    let changed = if noop {
         summary.planned > 0
     } else {
         summary.applied > 0
     };
     let failed = summary.failed > 0;
-    match (args.detailed_exitcodes, changed, failed) {
+    match (detailed_exitcodes, changed, failed) {
         (false, _, true) => ExitStatus::Failure,
         (false, _, false) | (true, false, false) => ExitStatus::Success,
         (true, true, false) => ExitStatus::Changes,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::plan::revision_change;
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
-use crate::state::{HistoryEntry, StateStore as _};
+use crate::state::HistoryEntry;
 
 #[derive(Serialize)]
 struct HistoryReport<'a> {

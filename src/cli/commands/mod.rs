@@ -20,7 +20,7 @@ use crate::cli::{ExitStatus, GlobalArgs, LockArgs, Printer};
 use crate::config::{self, ConfigErrors, SiteConfig};
 use crate::diagnostics::{Problem, Report, Severity};
 use crate::lock::{self, LockError, RunLock};
-use crate::state::FileStore;
+use crate::state::{self, StateStore};
 
 /// Every error of an invalid site config, as problems.
 fn config_problems(errors: &ConfigErrors) -> Vec<Problem> {
@@ -51,7 +51,7 @@ fn load_config(global: &GlobalArgs, printer: Printer) -> Option<SiteConfig> {
 /// the host, the run lock (held until dropped).
 struct Site {
     config: SiteConfig,
-    store: FileStore,
+    store: Box<dyn StateStore>,
     _lock: Option<RunLock>,
 }
 
@@ -72,8 +72,18 @@ fn open_site(
         },
         None => None,
     };
+    let store = match state::open(&config, &host(&config)) {
+        Ok(store) => store,
+        Err(err) => {
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: Report::new(&err),
+            });
+            return Ok(Err(ExitStatus::Failure));
+        }
+    };
     Ok(Ok(Site {
-        store: FileStore::new(&config.agent.state_dir),
+        store,
         config,
         _lock: lock,
     }))

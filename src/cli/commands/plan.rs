@@ -46,7 +46,7 @@ pub(crate) fn plan(
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
     let Planned {
         resolution, plan, ..
-    } = execute::plan(&config, &store, only.as_ref())?;
+    } = execute::plan(&config, store.as_ref(), only.as_ref())?;
     let summary = summary(&plan, resolution.desired.unresolved.len());
     if global.json {
         printer.json(&PlanReport {

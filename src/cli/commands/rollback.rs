@@ -33,7 +33,7 @@ pub(crate) fn rollback(
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
     let step = execute::rollback(
         &config,
-        &store,
+        store.as_ref(),
         &args.pack,
         to.as_ref(),
         RunInfo::new(host(&config)),
@@ -94,7 +94,7 @@ pub(crate) fn gc(
     let keep = args.keep.map_or(config.agent.keep_releases, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
     });
-    let collected = execute::collect_garbage(&config, &store, keep)?;
+    let collected = execute::collect_garbage(&config, store.as_ref(), keep)?;
     if global.json {
         printer.json(&GcReport {
             keep,

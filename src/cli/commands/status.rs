@@ -25,7 +25,7 @@ pub(crate) fn status(global: &GlobalArgs, printer: Printer) -> anyhow::Result<Ex
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let packs = execute::status(&config, &store)?;
+    let packs = execute::status(&config, store.as_ref())?;
     if global.json {
         printer.json(&StatusReport {
             host: host(&config),
