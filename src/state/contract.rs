@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{
-    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, ReleaseRecord,
+    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, ReleaseRecord, RunRecord,
     StateStore, installed,
 };
 use crate::activate::Adoption;
@@ -332,6 +332,35 @@ pub(crate) fn concurrent_saves_of_different_packs_are_kept(store: &dyn StateStor
     assert_eq!(store.history(None, None).unwrap().len(), PACKS * SAVES);
 }
 
+/// A run of `host` that started `minutes` after the first install and installed one pack.
+pub(super) fn run_record(host: &str, minutes: i64) -> RunRecord {
+    RunRecord {
+        run: format!("run-{minutes}"),
+        host: host.to_string(),
+        started_at: at(minutes),
+        finished_at: at(minutes + 1),
+        noop: false,
+        exit_code: 2,
+        applied: BTreeMap::from([(Operation::Install, 1)]),
+        failed: BTreeMap::from([(Operation::Upgrade, 1)]),
+        planned: 2,
+        unchanged: 5,
+    }
+}
+
+/// Runs are kept whole and read back newest first.
+pub(crate) fn runs_roundtrip_newest_first(store: &dyn StateStore) {
+    assert!(store.runs(None).unwrap().is_empty());
+    let runs: Vec<RunRecord> = (0..3).map(|i| run_record("st2-prod-1", i * 10)).collect();
+    for run in &runs {
+        store.record_run(run).unwrap();
+    }
+    let newest_first: Vec<RunRecord> = runs.iter().rev().cloned().collect();
+    assert_eq!(store.runs(None).unwrap(), newest_first);
+    assert_eq!(store.runs(Some(1)).unwrap(), newest_first[..1]);
+    assert!(store.runs(Some(0)).unwrap().is_empty());
+}
+
 /// Generates a `#[test]` for every contract test, each run by `$with_store`, a
 /// `fn(fn(&dyn StateStore))` that calls the test with a fresh, empty store of the backend.
 macro_rules! state_store_contract {
@@ -343,6 +372,7 @@ macro_rules! state_store_contract {
             a_removed_pack_keeps_its_releases,
             history_newest_first_and_filtered,
             concurrent_saves_of_different_packs_are_kept,
+            runs_roundtrip_newest_first,
         );
     };
     (@tests $with_store:path; $($test:ident,)*) => {

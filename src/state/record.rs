@@ -396,22 +396,22 @@ mod tests {
             ..applied("clush", Operation::Upgrade, Some(&old), &new)
         };
         let value = serde_json::to_value(&entry).unwrap();
-        // serde_json's maps are sorted: the keys come in name order.
+        // serde_json keeps the order of the fields (`preserve_order`, which bson turns on).
         let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
             [
                 "at",
-                "duration_ms",
-                "error",
-                "from",
-                "host",
-                "operation",
-                "outcome",
-                "pack",
-                "release",
                 "run",
+                "host",
+                "pack",
+                "operation",
+                "from",
                 "to",
+                "release",
+                "outcome",
+                "error",
+                "duration_ms",
             ]
         );
         assert_eq!(value["at"], "2025-06-02T10:00:00Z");
