@@ -55,13 +55,39 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show per pack the desired ref, the live release and its state (ok, failed, drifted,
     /// pending)
-    Status,
+    Status(StatusArgs),
     /// Show what packsync changed on this host, newest first
     History(HistoryArgs),
     /// Make an earlier kept release of a pack live again
     Rollback(RollbackArgs),
     /// Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
     Gc(GcArgs),
+    /// Manage the state store
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Also show what the other hosts sharing the MongoDB state store have recorded
+    #[arg(long)]
+    pub all_hosts: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Copy this host's embedded state (`state_dir/state.json`, history and runs) into the
+    /// MongoDB store of `[state]`; running it again adds nothing twice
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The `state_dir` to import from (default: `[agent] state_dir`)
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    #[command(flatten)]
+    pub lock: LockArgs,
 }
 
 #[derive(Debug, Args)]

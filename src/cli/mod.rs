@@ -8,7 +8,8 @@ mod exit;
 mod printer;
 
 pub use args::{
-    ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, LockArgs, PlanArgs, RollbackArgs,
+    ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, PlanArgs,
+    RollbackArgs, StateCommand, StatusArgs,
 };
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -20,9 +21,12 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Check => Ok(commands::check(&cli.global, printer)),
         Command::Plan(args) => commands::plan(&cli.global, args, printer),
         Command::Apply(args) => commands::apply(&cli.global, args, printer),
-        Command::Status => commands::status(&cli.global, printer),
+        Command::Status(args) => commands::status(&cli.global, args, printer),
         Command::History(args) => commands::history(&cli.global, args, printer),
         Command::Rollback(args) => commands::rollback(&cli.global, args, printer),
         Command::Gc(args) => commands::gc(&cli.global, args, printer),
+        Command::State(StateCommand::Import(args)) => {
+            commands::import_state(&cli.global, args, printer)
+        }
     }
 }

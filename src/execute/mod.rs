@@ -14,7 +14,10 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-pub use status::{ActiveStatus, PackState, PackStatus, status};
+pub use status::{
+    ActiveStatus, EngineStatus, PackState, PackStatus, RecordedState, RecordedStatus, other_hosts,
+    status,
+};
 pub use step::{EnvReport, StepError};
 
 use crate::activate::Adoption;

@@ -1,4 +1,6 @@
-//! `status`: per pack what the site config asks for, what is live, and how the two relate.
+//! `status`: per pack what the site config asks for, what is live, what StackStorm has
+//! registered (where the store can see it), and how they relate; and what the other hosts
+//! sharing the store have recorded.
 
 use serde::Serialize;
 
@@ -6,7 +8,7 @@ use super::{ExecuteError, plan};
 use crate::config::SiteConfig;
 use crate::model::{Action, PackName, ReleaseId, short_commit};
 use crate::source::RefSelector;
-use crate::state::{Failure, HistoryEntry, StateStore};
+use crate::state::{Failure, HistoryEntry, PackRecord, RegisteredPack, StateStore};
 
 /// How a pack stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -16,7 +18,8 @@ pub enum PackState {
     Ok,
     /// The last step failed, or its desired state cannot be read.
     Failed,
-    /// Disk disagrees with the record, or a folder packsync does not manage is in the way.
+    /// Disk disagrees with the record, a folder packsync does not manage is in the way, or
+    /// StackStorm has another version registered than the live one.
     Drifted,
     /// `apply` would change it.
     Pending,
@@ -39,6 +42,87 @@ pub struct PackStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
     pub last_change: Option<HistoryEntry>,
+    /// What StackStorm has registered, where the state store can see its database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineStatus>,
+}
+
+/// The pack as StackStorm's `pack_d_b` has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStatus {
+    /// `None`: not registered.
+    pub registered: Option<RegisteredPack>,
+    /// The registered version is not the live one (someone ran `st2 pack install`, or a
+    /// registration failed), or a pack packsync removed is still registered.
+    pub drift: bool,
+}
+
+/// How a pack of another host stands, from that host's record alone (its disk is out of
+/// reach).
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordedStatus {
+    pub pack: PackName,
+    pub state: RecordedState,
+    pub active: Option<ActiveStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordedState {
+    Ok,
+    Failed,
+    Removed,
+}
+
+/// The recorded status of every pack of each other host sharing the store.
+pub fn other_hosts(
+    store: &dyn StateStore,
+) -> Result<Vec<(String, Vec<RecordedStatus>)>, ExecuteError> {
+    Ok(store
+        .other_hosts()?
+        .into_iter()
+        .map(|(host, records)| {
+            let packs = records
+                .into_iter()
+                .map(|(pack, record)| RecordedStatus {
+                    state: if record.last_failure.is_some() {
+                        RecordedState::Failed
+                    } else if record.active.is_some() {
+                        RecordedState::Ok
+                    } else {
+                        RecordedState::Removed
+                    },
+                    active: active_status(&record),
+                    last_failure: record.last_failure,
+                    pack,
+                })
+                .collect();
+            (host, packs)
+        })
+        .collect())
+}
+
+fn active_status(record: &PackRecord) -> Option<ActiveStatus> {
+    let release = record.active_release()?;
+    Some(ActiveStatus::of(
+        &release.revision,
+        record.active.as_ref().map(|a| a.since),
+    ))
+}
+
+impl ActiveStatus {
+    fn of(revision: &crate::model::Revision, since: Option<jiff::Timestamp>) -> Self {
+        Self {
+            release: ReleaseId::of(revision),
+            version: revision.version.to_string(),
+            commit: short_commit(&revision.commit).to_string(),
+            git_ref: revision.git_ref.clone(),
+            env: revision.env.short().to_string(),
+            since,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -58,6 +142,7 @@ pub fn status(
 ) -> Result<Vec<PackStatus>, ExecuteError> {
     let planned = plan(config, store, None)?;
     let history = store.history(None, None)?;
+    let registered = store.registered_packs()?;
     let mut packs: Vec<PackName> = config.packs.iter().map(|p| p.name.clone()).collect();
     packs.extend(planned.records.keys().cloned());
     packs.extend(planned.observed.installed.packs.keys().cloned());
@@ -75,9 +160,22 @@ pub fn status(
                 || planned.observed.installed.unmanaged.contains_key(&pack);
             let last_failure = record.and_then(|r| r.last_failure.clone());
             let pending = change.map(|c| c.action).filter(|a| a.changes_host());
+            let engine = registered.as_ref().map(|registered| {
+                let registered = registered.get(&pack).cloned();
+                let drift = match (live, &registered) {
+                    (Some(live), Some(registered)) => {
+                        live.revision.version.to_string() != registered.version
+                    }
+                    (Some(_), None) => true,
+                    (None, Some(_)) => record.is_some(),
+                    (None, None) => false,
+                };
+                EngineStatus { registered, drift }
+            });
+            let engine_drift = engine.as_ref().is_some_and(|e| e.drift);
             let state = if last_failure.is_some() || unresolved {
                 PackState::Failed
-            } else if drifted {
+            } else if drifted || engine_drift {
                 PackState::Drifted
             } else if pending.is_some() {
                 PackState::Pending
@@ -85,15 +183,10 @@ pub fn status(
                 PackState::Ok
             };
             let active = live.map(|live| {
-                let revision = &live.revision;
-                ActiveStatus {
-                    release: ReleaseId::of(revision),
-                    version: revision.version.to_string(),
-                    commit: short_commit(&revision.commit).to_string(),
-                    git_ref: revision.git_ref.clone(),
-                    env: revision.env.short().to_string(),
-                    since: record.and_then(|r| r.active.as_ref()).map(|a| a.since),
-                }
+                ActiveStatus::of(
+                    &live.revision,
+                    record.and_then(|r| r.active.as_ref()).map(|a| a.since),
+                )
             });
             PackStatus {
                 desired: pack_config.map(|p| match &p.selector {
@@ -110,6 +203,7 @@ pub fn status(
                     .unwrap_or_default(),
                 last_failure,
                 last_change: history.iter().find(|e| e.pack == pack).cloned(),
+                engine,
                 pack,
             }
         })

@@ -5,6 +5,7 @@ mod check;
 mod history;
 mod plan;
 mod rollback;
+mod import;
 mod status;
 
 pub(super) use apply::apply;
@@ -12,6 +13,7 @@ pub(super) use check::check;
 pub(super) use history::history;
 pub(super) use plan::plan;
 pub(super) use rollback::{gc, rollback};
+pub(super) use import::import_state;
 pub(super) use status::status;
 
 use std::time::Duration;

@@ -1,22 +1,36 @@
-//! `packsync status`: per pack the desired ref, the live release, its state and last change.
+//! `packsync status`: per pack the desired ref, the live release, its state and last change;
+//! with `--all-hosts`, what the other hosts sharing the store have recorded.
 //!
-//! `--json` prints `{"host": ..., "packs": [...]}`.
+//! `--json` prints `{"host": ..., "packs": [...]}`, plus `"other_hosts": [{"host": ...,
+//! "packs": [...]}]` with `--all-hosts`.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::{Site, host, open_site};
-use crate::cli::{ExitStatus, GlobalArgs, Printer};
-use crate::execute::{self, PackState, PackStatus};
+use crate::cli::{ExitStatus, GlobalArgs, Printer, StatusArgs};
+use crate::execute::{self, ActiveStatus, PackState, PackStatus, RecordedStatus};
 
 #[derive(Serialize)]
 struct StatusReport<'a> {
     host: String,
     packs: &'a [PackStatus],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_hosts: Option<Vec<HostReport<'a>>>,
 }
 
-pub(crate) fn status(global: &GlobalArgs, printer: Printer) -> anyhow::Result<ExitStatus> {
+#[derive(Serialize)]
+struct HostReport<'a> {
+    host: &'a str,
+    packs: &'a [RecordedStatus],
+}
+
+pub(crate) fn status(
+    global: &GlobalArgs,
+    args: &StatusArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
     let Site {
         config,
         store,
@@ -26,15 +40,100 @@ pub(crate) fn status(global: &GlobalArgs, printer: Printer) -> anyhow::Result<Ex
         Err(status) => return Ok(status),
     };
     let packs = execute::status(&config, store.as_ref())?;
+    let others = if args.all_hosts {
+        execute::other_hosts(store.as_ref())?
+    } else {
+        Vec::new()
+    };
     if global.json {
         printer.json(&StatusReport {
             host: host(&config),
             packs: &packs,
+            other_hosts: args.all_hosts.then(|| {
+                others
+                    .iter()
+                    .map(|(host, packs)| HostReport { host, packs })
+                    .collect()
+            }),
         });
-    } else {
-        printer.data(render(&packs));
+        return Ok(ExitStatus::Success);
     }
+    let mut out = render(&packs);
+    if args.all_hosts {
+        let _ = write!(out, "\n\nHost {} (this host): {} packs", host(&config), packs.len());
+        if others.is_empty() {
+            let _ = write!(out, "\nNo other host records its state in {}", store.describe());
+        }
+        for (host, packs) in &others {
+            let _ = write!(out, "\n\nHost {host}\n{}", render_recorded(packs));
+        }
+    }
+    printer.data(out);
     Ok(ExitStatus::Success)
+}
+
+/// `1.8.1 (v1.8.1 @ 3f2a9c1) env 7a8a9fcae232`.
+fn active_cell(active: Option<&ActiveStatus>) -> String {
+    active.map_or_else(
+        || "-".to_string(),
+        |a| format!("{} ({} @ {}) env {}", a.version, a.git_ref, a.commit, a.env),
+    )
+}
+
+/// The rows under a header, each column as wide as its widest cell.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let header = header.map(String::from);
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            std::iter::once(&header)
+                .chain(rows)
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+fn render_recorded(packs: &[RecordedStatus]) -> String {
+    let rows: Vec<[String; 4]> = packs
+        .iter()
+        .map(|p| {
+            [
+                p.pack.to_string(),
+                json_word(p.state),
+                active_cell(p.active.as_ref()),
+                p.active
+                    .as_ref()
+                    .and_then(|a| a.since)
+                    .map_or_else(|| "-".to_string(), |t| t.strftime("%Y-%m-%d %H:%M").to_string()),
+            ]
+        })
+        .collect();
+    let mut out = table(["PACK", "STATE", "ACTIVE", "SINCE"], &rows);
+    for p in packs {
+        if let Some(f) = &p.last_failure {
+            let _ = writeln!(out, "{}: {} failed: {}", p.pack, f.operation, f.error);
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// A state as its JSON word (`ok`, `failed`, ...).
+fn json_word(state: impl Serialize) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn render(packs: &[PackStatus]) -> String {
@@ -43,20 +142,14 @@ fn render(packs: &[PackStatus]) -> String {
         .map(|p| {
             let state = match (p.state, p.pending) {
                 (PackState::Pending, Some(action)) => format!("pending ({action})"),
-                (state, _) => serde_json::to_value(state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                (state, _) => json_word(state),
             };
             let desired = match (&p.desired, p.enabled) {
                 (None, _) => "(not in config)".to_string(),
                 (Some(desired), true) => desired.clone(),
                 (Some(desired), false) => format!("{desired} (disabled)"),
             };
-            let active = p.active.as_ref().map_or_else(
-                || "-".to_string(),
-                |a| format!("{} ({} @ {}) env {}", a.version, a.git_ref, a.commit, a.env),
-            );
+            let active = active_cell(p.active.as_ref());
             let last = p.last_change.as_ref().map_or_else(
                 || "-".to_string(),
                 |e| {
@@ -71,25 +164,7 @@ fn render(packs: &[PackStatus]) -> String {
             [p.pack.to_string(), state, desired, active, last]
         })
         .collect();
-    let header = ["PACK", "STATE", "DESIRED", "ACTIVE", "LAST CHANGE"].map(String::from);
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&rows)
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out = table(["PACK", "STATE", "DESIRED", "ACTIVE", "LAST CHANGE"], &rows);
     let failures: Vec<String> = packs
         .iter()
         .filter_map(|p| {
@@ -100,6 +175,25 @@ fn render(packs: &[PackStatus]) -> String {
         .collect();
     for failure in failures {
         let _ = writeln!(out, "{failure}");
+    }
+    for p in packs {
+        let Some(engine) = p.engine.as_ref().filter(|e| e.drift) else {
+            continue;
+        };
+        let registered = engine
+            .registered
+            .as_ref()
+            .map_or_else(|| "nothing".to_string(), |r| r.version.clone());
+        let live = p
+            .active
+            .as_ref()
+            .map_or_else(|| "nothing".to_string(), |a| a.version.clone());
+        let _ = writeln!(
+            out,
+            "{}: engine drift: StackStorm has {registered} registered, {live} is live (was \
+             `st2 pack install` run by hand? run the `[stackstorm] register` command again)",
+            p.pack
+        );
     }
     out.trim_end().to_string()
 }

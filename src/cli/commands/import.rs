@@ -1,0 +1,80 @@
+//! `packsync state import`: copies this host's embedded store into the MongoDB store.
+//!
+//! `--json` prints `{"from": ..., "into": ..., "records": n, "history": n, "runs": n}`.
+
+use serde::Serialize;
+
+use super::{host, load_config, take_lock};
+use crate::cli::{ExitStatus, GlobalArgs, ImportArgs, Printer};
+use crate::config::StateConfig;
+use crate::diagnostics::{Problem, Report, Severity};
+use crate::state::{FileStore, Imported, MongoStore, StateStore as _};
+use crate::store::Layout;
+
+#[derive(Serialize)]
+struct ImportReport<'a> {
+    from: String,
+    into: String,
+    #[serde(flatten)]
+    imported: &'a Imported,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("The site config `{}` keeps the state in the embedded store: there is nothing to import into", config.display())]
+struct NoMongoStore {
+    config: std::path::PathBuf,
+}
+
+impl crate::diagnostics::Diagnose for NoMongoStore {
+    fn hint(&self) -> Option<String> {
+        Some(
+            "add a `[state]` section with the MongoDB `url` to the site config, then run \
+             `packsync state import` again"
+                .to_string(),
+        )
+    }
+}
+
+pub(crate) fn import_state(
+    global: &GlobalArgs,
+    args: &ImportArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(config) = load_config(global, printer) else {
+        return Ok(ExitStatus::Failure);
+    };
+    let StateConfig::MongoDb(mongo) = &config.state else {
+        printer.problem(&Problem {
+            severity: Severity::Error,
+            report: Report::new(&NoMongoStore {
+                config: config.path.clone(),
+            }),
+        });
+        return Ok(ExitStatus::Failure);
+    };
+    let _lock = match take_lock(&config, &args.lock, printer)? {
+        Ok(lock) => lock,
+        Err(status) => return Ok(status),
+    };
+    let from = FileStore::new(args.from.as_ref().unwrap_or(&config.agent.state_dir));
+    let into = MongoStore::connect(mongo, &host(&config), Layout::new(&config))?;
+    let imported = into.import(&from)?;
+    if global.json {
+        printer.json(&ImportReport {
+            from: from.describe(),
+            into: into.describe(),
+            imported: &imported,
+        });
+    } else {
+        printer.data(format_args!(
+            "Imported from {} into {}: {} pack records, {} history entries, {} runs (entries \
+             and runs already there were skipped)",
+            from.describe(),
+            into.describe(),
+            imported.records,
+            imported.history,
+            imported.runs
+        ));
+    }
+    Ok(ExitStatus::Success)
+}
