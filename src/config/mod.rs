@@ -53,6 +53,17 @@ pub struct SiteConfig {
     pub packs: Vec<PackConfig>,
 }
 
+impl SiteConfig {
+    /// The name this host records its state and runs under: `[agent] host`, else the
+    /// machine's hostname.
+    pub fn host(&self) -> String {
+        self.agent
+            .host
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+    }
+}
+
 /// Where the installed state is kept.
 #[derive(Debug, Clone)]
 pub enum StateConfig {

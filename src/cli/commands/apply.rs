@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::plan::{render, revision, summary};
-use super::{Site, host, open_site};
+use super::{Site, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
 use crate::diagnostics::{Problem, Report, Severity};
 use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, StepReport};
@@ -69,7 +69,7 @@ pub(crate) fn apply(
         allow_empty: args.allow_empty,
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
-    let run = RunInfo::new(host(&config));
+    let run = RunInfo::new(config.host());
     let applied = execute::apply(&config, store.as_ref(), &options, run.clone(), &progress)?;
     let plan = &applied.planned.plan;
     let failed = applied.failures();

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{host, load_config, take_lock};
+use super::{load_config, take_lock};
 use crate::cli::{ExitStatus, GlobalArgs, ImportArgs, Printer};
 use crate::config::StateConfig;
 use crate::diagnostics::{Problem, Report, Severity};
@@ -57,7 +57,7 @@ pub(crate) fn import_state(
         Err(status) => return Ok(status),
     };
     let from = FileStore::new(args.from.as_ref().unwrap_or(&config.agent.state_dir));
-    let into = MongoStore::connect(mongo, &host(&config), Layout::new(&config))?;
+    let into = MongoStore::connect(mongo, &config.host(), Layout::new(&config))?;
     let imported = into.import(&from)?;
     if global.json {
         printer.json(&ImportReport {

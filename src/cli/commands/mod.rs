@@ -3,17 +3,17 @@
 mod apply;
 mod check;
 mod history;
+mod import;
 mod plan;
 mod rollback;
-mod import;
 mod status;
 
 pub(super) use apply::apply;
 pub(super) use check::check;
 pub(super) use history::history;
+pub(super) use import::import_state;
 pub(super) use plan::plan;
 pub(super) use rollback::{gc, rollback};
-pub(super) use import::import_state;
 pub(super) use status::status;
 
 use std::time::Duration;
@@ -74,7 +74,7 @@ fn open_site(
         },
         None => None,
     };
-    let store = match state::open(&config, &host(&config)) {
+    let store = match state::open(&config, &config.host()) {
         Ok(store) => store,
         Err(err) => {
             printer.problem(&Problem {
@@ -110,13 +110,4 @@ fn take_lock(
         }
         Err(err) => Err(err.into()),
     }
-}
-
-/// The name this host records its runs under.
-fn host(config: &SiteConfig) -> String {
-    config
-        .agent
-        .host
-        .clone()
-        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
 }

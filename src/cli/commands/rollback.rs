@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::plan::revision;
-use super::{Site, host, open_site};
+use super::{Site, open_site};
 use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
 use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, RunInfo};
@@ -36,7 +36,7 @@ pub(crate) fn rollback(
         store.as_ref(),
         &args.pack,
         to.as_ref(),
-        RunInfo::new(host(&config)),
+        RunInfo::new(config.host()),
         &progress,
     )?;
     if global.json {

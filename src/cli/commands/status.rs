@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Site, host, open_site};
+use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, StatusArgs};
 use crate::execute::{self, ActiveStatus, PackState, PackStatus, RecordedStatus};
 
@@ -47,7 +47,7 @@ pub(crate) fn status(
     };
     if global.json {
         printer.json(&StatusReport {
-            host: host(&config),
+            host: config.host(),
             packs: &packs,
             other_hosts: args.all_hosts.then(|| {
                 others
@@ -60,9 +60,18 @@ pub(crate) fn status(
     }
     let mut out = render(&packs);
     if args.all_hosts {
-        let _ = write!(out, "\n\nHost {} (this host): {} packs", host(&config), packs.len());
+        let _ = write!(
+            out,
+            "\n\nHost {} (this host): {} packs",
+            config.host(),
+            packs.len()
+        );
         if others.is_empty() {
-            let _ = write!(out, "\nNo other host records its state in {}", store.describe());
+            let _ = write!(
+                out,
+                "\nNo other host records its state in {}",
+                store.describe()
+            );
         }
         for (host, packs) in &others {
             let _ = write!(out, "\n\nHost {host}\n{}", render_recorded(packs));
@@ -112,10 +121,10 @@ fn render_recorded(packs: &[RecordedStatus]) -> String {
                 p.pack.to_string(),
                 json_word(p.state),
                 active_cell(p.active.as_ref()),
-                p.active
-                    .as_ref()
-                    .and_then(|a| a.since)
-                    .map_or_else(|| "-".to_string(), |t| t.strftime("%Y-%m-%d %H:%M").to_string()),
+                p.active.as_ref().and_then(|a| a.since).map_or_else(
+                    || "-".to_string(),
+                    |t| t.strftime("%Y-%m-%d %H:%M").to_string(),
+                ),
             ]
         })
         .collect();

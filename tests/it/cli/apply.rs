@@ -10,8 +10,42 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::site::{
-    PackEntry, TestSite, pack_yaml, packsync_snapshot, python, run, run_json, three_packs,
+    Backend, PackEntry, TestSite, pack_yaml, packsync_snapshot, python, run, run_json, three_packs,
 };
+
+/// Generates the tests of every scenario on both state backends: `file::<scenario>` on the
+/// embedded store, `mongodb::<scenario>` on MongoDB. Both print the same.
+macro_rules! on_both_backends {
+    ($($scenario:ident,)*) => {
+        mod file {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Backend::File);
+            })*
+        }
+        mod mongodb {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Backend::MongoDb);
+            })*
+        }
+    };
+}
+
+on_both_backends! {
+    apply_installs_every_pack_and_a_second_run_changes_nothing,
+    upgrade_then_downgrade_keeps_the_previous_release,
+    a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact,
+    a_config_change_is_a_new_release_with_the_new_config,
+    a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs,
+    a_failing_registration_switches_back_and_registers_the_previous_release,
+    rollback_goes_back_to_a_kept_release,
+    a_pack_installed_by_st2_is_moved_aside_not_deleted,
+    prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise,
+    a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it,
+    a_run_killed_at_any_step_converges_on_the_next,
+    old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest,
+}
 
 /// `<dir>/bin/python -c <code>`, its stdout trimmed.
 fn python_in(venv: &Path, code: &str) -> String {
@@ -36,9 +70,8 @@ fn assert_exit(command: Command, code: i32) {
     );
 }
 
-#[test]
-fn apply_installs_every_pack_and_a_second_run_changes_nothing() {
-    let mut site = three_packs();
+fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) {
+    let mut site = three_packs(backend);
     let alpha = site.path().join("repos/alpha");
     site.add_pack(PackEntry::new("alpha", &alpha).config("fanout", "16"));
     packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @r#"
@@ -103,9 +136,8 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing() {
     ");
 }
 
-#[test]
-fn upgrade_then_downgrade_keeps_the_previous_release() {
-    let mut site = TestSite::new();
+fn upgrade_then_downgrade_keeps_the_previous_release(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     repo.tag("v1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
@@ -143,9 +175,8 @@ fn upgrade_then_downgrade_keeps_the_previous_release() {
     );
 }
 
-#[test]
-fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact() {
-    let mut site = TestSite::new();
+fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact(backend: Backend) {
+    let mut site = TestSite::on(backend);
     site.wheel("fxdep", "1.0", &[]);
     let repo = site.pack_repo("clush", "1.0.0");
     repo.write("requirements.txt", "fxdep\n");
@@ -190,9 +221,8 @@ fn a_new_wheel_rebuilds_the_virtualenv_offline_and_the_old_one_stays_intact() {
     );
 }
 
-#[test]
-fn a_config_change_is_a_new_release_with_the_new_config() {
-    let mut site = TestSite::new();
+fn a_config_change_is_a_new_release_with_the_new_config(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()).config("fanout", "16"));
     assert_exit(site.cmd(["apply"]), 0);
@@ -218,9 +248,8 @@ fn a_config_change_is_a_new_release_with_the_new_config() {
     assert_eq!(fs_err::read_to_string(old).unwrap(), "fanout: 16\n");
 }
 
-#[test]
-fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs() {
-    let mut site = TestSite::new();
+fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let good = site.pack_repo("good", "1.0.0");
     let bad = site.pack_repo("bad", "1.0.0");
     let gate = site.engine_script(
@@ -273,9 +302,8 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
     ");
 }
 
-#[test]
-fn a_failing_registration_switches_back_and_registers_the_previous_release() {
-    let mut site = TestSite::new();
+fn a_failing_registration_switches_back_and_registers_the_previous_release(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     let register = site.engine_script(
         "register",
@@ -310,9 +338,8 @@ fn a_failing_registration_switches_back_and_registers_the_previous_release() {
     );
 }
 
-#[test]
-fn rollback_goes_back_to_a_kept_release() {
-    let mut site = TestSite::new();
+fn rollback_goes_back_to_a_kept_release(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
     assert_exit(site.cmd(["apply"]), 0);
@@ -340,9 +367,8 @@ fn rollback_goes_back_to_a_kept_release() {
     assert_exit(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"]), 1);
 }
 
-#[test]
-fn a_pack_installed_by_st2_is_moved_aside_not_deleted() {
-    let mut site = TestSite::new();
+fn a_pack_installed_by_st2_is_moved_aside_not_deleted(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
     let old_pack = site.packs_dir().join("clush");
@@ -378,9 +404,8 @@ fn a_pack_installed_by_st2_is_moved_aside_not_deleted() {
     );
 }
 
-#[test]
-fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise() {
-    let mut site = three_packs();
+fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise(backend: Backend) {
+    let mut site = three_packs(backend);
     site.agent_line("prune = true");
     let unregister = site.engine_script("unregister", "echo \"unregister $1\" >> \"$LOG\"\n");
     site.stackstorm_line(&format!(
@@ -415,9 +440,8 @@ fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise() 
     assert!(!site.packs_dir().join("alpha").exists());
 }
 
-#[test]
-fn a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it() {
-    let mut site = TestSite::new();
+fn a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
     let lock = packsync::lock::acquire(&site.state_dir(), None).unwrap();
@@ -439,14 +463,13 @@ fn a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it() {
     release.join().unwrap();
 }
 
-#[test]
-fn a_run_killed_at_any_step_converges_on_the_next() {
+fn a_run_killed_at_any_step_converges_on_the_next(backend: Backend) {
     for (step, hook) in [
         ("virtualenv build", "python"),
         ("test gate", "test"),
         ("registration", "register"),
     ] {
-        let mut site = TestSite::new();
+        let mut site = TestSite::on(backend);
         let repo = site.pack_repo("clush", "1.0.0");
         site.add_pack(PackEntry::new("clush", repo.path()));
         // Kills packsync (its parent) the first time it runs, then behaves.
@@ -519,9 +542,8 @@ fn tree_listing(root: &Path) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest() {
-    let mut site = TestSite::new();
+fn old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest(backend: Backend) {
+    let mut site = TestSite::on(backend);
     let repo = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", repo.path()));
     site.agent_line("keep_releases = 2");

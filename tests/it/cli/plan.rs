@@ -4,7 +4,7 @@ use git2::Repository;
 
 use crate::common::git::GitRepo;
 use crate::common::site::{
-    PackEntry, TestSite, pack_yaml, packsync_snapshot, three_packs, write_pack,
+    Backend, PackEntry, TestSite, pack_yaml, packsync_snapshot, three_packs, write_pack,
 };
 
 /// Moves (or creates) the lightweight tag `name` to `commit`, as `git tag -f`.
@@ -20,7 +20,7 @@ fn force_tag(repo: &GitRepo, name: &str, commit: &str) {
 
 #[test]
 fn a_fresh_site_installs_every_pack_after_its_dependencies() {
-    let site = three_packs();
+    let site = three_packs(Backend::File);
     packsync_snapshot!(site, site.cmd(["plan"]), @"
     exit_code: 0
     ----- stdout -----
@@ -100,7 +100,7 @@ fn json_output_has_changes_and_a_summary() {
 
 #[test]
 fn nothing_changes_when_the_installed_state_is_the_desired_one() {
-    let site = three_packs();
+    let site = three_packs(Backend::File);
     site.record_installed();
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
     exit_code: 0
@@ -279,7 +279,7 @@ fn a_config_value_change_is_a_reconfigure() {
 
 #[test]
 fn a_pack_that_left_the_config_is_an_orphan_unless_prune_is_on() {
-    let mut site = three_packs();
+    let mut site = three_packs(Backend::File);
     site.record_installed();
     site.remove_pack("mid");
     packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
@@ -329,7 +329,7 @@ fn a_disabled_pack_is_left_as_installed() {
 
 #[test]
 fn pack_limits_the_plan() {
-    let site = three_packs();
+    let site = three_packs(Backend::File);
     packsync_snapshot!(site, site.cmd(["plan", "--pack", "mid", "--pack", "alpha"]), @"
     exit_code: 0
     ----- stdout -----
@@ -345,7 +345,7 @@ fn pack_limits_the_plan() {
 
 #[test]
 fn an_unknown_pack_is_an_error() {
-    let site = three_packs();
+    let site = three_packs(Backend::File);
     packsync_snapshot!(site, site.cmd(["plan", "--pack", "nope"]), @"
     exit_code: 1
     ----- stdout -----
@@ -421,7 +421,7 @@ fn a_pack_installed_outside_packsync_is_taken_over() {
 
 #[test]
 fn a_broken_pack_does_not_stop_the_others() {
-    let mut site = three_packs();
+    let mut site = three_packs(Backend::File);
     let broken = site.pack_repo("broken", "1.0.0");
     broken.remove("pack.yaml");
     broken.commit("Lose pack.yaml");
@@ -446,7 +446,7 @@ fn a_broken_pack_does_not_stop_the_others() {
 
 #[test]
 fn packs_that_depend_on_each_other_are_not_planned() {
-    let site = three_packs();
+    let site = three_packs(Backend::File);
     let zulu = GitRepo::init(&site.path().join("repos/zulu"));
     zulu.write(
         "pack.yaml",
@@ -466,7 +466,7 @@ fn packs_that_depend_on_each_other_are_not_planned() {
 
 #[test]
 fn an_invalid_site_config_plans_nothing() {
-    let mut site = three_packs();
+    let mut site = three_packs(Backend::File);
     site.add_pack(PackEntry::new("mid", &site.path().join("repos/mid")).key("ref", "\"\""));
     packsync_snapshot!(site, site.cmd(["plan"]), @r#"
     exit_code: 1

@@ -23,11 +23,12 @@ use std::process::{Command, Output};
 
 use packsync::desired::{self, WorkTrees};
 use packsync::model::ReleaseId;
-use packsync::state::{ActiveRelease, FileStore, PackRecord, ReleaseRecord, StateStore as _};
+use packsync::state::{ActiveRelease, PackRecord, ReleaseRecord};
 use packsync::store::{Layout, ReleaseManifest};
 use tempfile::TempDir;
 
 use super::git::GitRepo;
+use super::mongo;
 use super::wheels::make_wheel;
 
 /// Runs a command of a [`TestSite`] and compares its exit code, stdout and stderr, filtered, with
@@ -41,9 +42,13 @@ macro_rules! packsync_snapshot {
             .iter()
             .map(|(pattern, replacement)| (pattern.as_str(), replacement.as_str()))
             .collect();
-        insta::with_settings!({filters => filters}, {
-            insta::assert_snapshot!(output, @$snapshot);
-        });
+        // The apply scenarios run once per state backend and must print the same: the same
+        // inline snapshot is asserted twice.
+        insta::allow_duplicates! {
+            insta::with_settings!({filters => filters}, {
+                insta::assert_snapshot!(output, @$snapshot);
+            });
+        }
     }};
 }
 pub(crate) use packsync_snapshot;
@@ -86,7 +91,16 @@ impl PackEntry {
     }
 }
 
-/// A site in a temp dir, removed when dropped.
+/// Where a site keeps its installed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// The embedded store under `state_dir`.
+    File,
+    /// A database of its own on the shared test server.
+    MongoDb,
+}
+
+/// A site in a temp dir, removed when dropped (with its MongoDB database).
 pub(crate) struct TestSite {
     /// Keeps the temp dir alive.
     _temp: TempDir,
@@ -96,12 +110,19 @@ pub(crate) struct TestSite {
     agent_lines: Vec<String>,
     /// `key = value` lines of `[stackstorm]` after the paths, as written.
     stackstorm_lines: Vec<String>,
+    /// The MongoDB server and database of `[state]`; `None`: the embedded store.
+    mongodb: Option<(String, String)>,
     packs: Vec<PackEntry>,
 }
 
 impl TestSite {
-    /// An empty site: an empty mirror, no pack.
+    /// An empty site on the embedded store: an empty mirror, no pack.
     pub(crate) fn new() -> Self {
+        Self::on(Backend::File)
+    }
+
+    /// An empty site keeping its state on `backend`.
+    pub(crate) fn on(backend: Backend) -> Self {
         let temp = TempDir::new().unwrap();
         let root = fs_err::canonicalize(temp.path()).unwrap();
         fs_err::create_dir_all(root.join("mirror")).unwrap();
@@ -116,8 +137,21 @@ impl TestSite {
                 "system_site_packages = false".to_owned(),
                 "base_requirements = []".to_owned(),
             ],
+            mongodb: (backend == Backend::MongoDb)
+                .then(|| (mongo::url(), mongo::unique_database())),
             packs: Vec::new(),
         }
+    }
+
+    /// Keeps the state in `database` of the MongoDB server at `url` from now on.
+    pub(crate) fn mongodb(&mut self, url: &str, database: &str) -> &mut Self {
+        self.mongodb = Some((url.to_owned(), database.to_owned()));
+        self
+    }
+
+    /// The MongoDB server and database of `[state]`, if any.
+    pub(crate) fn mongodb_database(&self) -> Option<&(String, String)> {
+        self.mongodb.as_ref()
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -252,6 +286,13 @@ LOG='{root}/engine.log'
                 }
             }
         }
+        // Last, so that the lines of the packs are the same on both backends.
+        if let Some((url, database)) = &self.mongodb {
+            let _ = write!(
+                text,
+                "\n[state]\nurl = '{url}'\ndatabase = '{database}'\ntimeout = \"3s\"\n"
+            );
+        }
         text
     }
 
@@ -282,7 +323,7 @@ LOG='{root}/engine.log'
             resolution.problems
         );
         let layout = Layout::new(&config);
-        let store = FileStore::new(&layout.state_dir);
+        let store = packsync::state::open(&config, &config.host()).unwrap();
         let built_at = jiff::Timestamp::now();
         for pack in resolution.desired.packs {
             let id = ReleaseId::of(&pack.revision);
@@ -350,9 +391,18 @@ LOG='{root}/engine.log'
     }
 }
 
-/// A site with the packs `alpha` (which depends on `zulu`), `zulu`, and `mid`.
-pub(crate) fn three_packs() -> TestSite {
-    let mut site = TestSite::new();
+impl Drop for TestSite {
+    fn drop(&mut self) {
+        if let Some((url, database)) = &self.mongodb {
+            mongo::drop_database(url, database);
+        }
+    }
+}
+
+/// A site with the packs `alpha` (which depends on `zulu`), `zulu`, and `mid`, its state on
+/// `backend`.
+pub(crate) fn three_packs(backend: Backend) -> TestSite {
+    let mut site = TestSite::on(backend);
     let alpha = site.pack_repo("alpha", "1.0.0");
     alpha.write(
         "pack.yaml",
