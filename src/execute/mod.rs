@@ -90,8 +90,16 @@ pub fn plan(
     store: &dyn StateStore,
     only: Option<&BTreeSet<PackName>>,
 ) -> Result<Planned, ExecuteError> {
+    plan_from(config, store.load()?, only)
+}
+
+/// [`plan`] from the store's `records`, already read.
+fn plan_from(
+    config: &SiteConfig,
+    records: BTreeMap<PackName, PackRecord>,
+    only: Option<&BTreeSet<PackName>>,
+) -> Result<Planned, ExecuteError> {
     let layout = Layout::new(config);
-    let records = store.load()?;
     let mut observed = state::read_installed(
         &layout,
         &records,
@@ -322,11 +330,14 @@ pub fn apply(
     progress: Progress<'_>,
 ) -> Result<Applied, ExecuteError> {
     let layout = Layout::new(config);
+    // First: a store that cannot be read (a database down) stops the run before anything on
+    // disk changes.
+    let records = store.load()?;
     let recovered = match options.mode {
         DryRun::Apply => store::prepare(&layout)?,
         DryRun::Noop => Recovered::default(),
     };
-    let planned = plan(config, store, options.only.as_ref())?;
+    let planned = plan_from(config, records, options.only.as_ref())?;
     let removals = planned
         .plan
         .changes

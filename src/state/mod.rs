@@ -129,6 +129,8 @@ pub enum StateError {
     },
     #[error("The state file `{}` has format version {found}; this packsync reads version {}", path.display(), file::FORMAT_VERSION)]
     Version { path: PathBuf, found: u32 },
+    #[error("The site config `{}` keeps the state in the embedded store: there is nothing to import into", config.display())]
+    NoDatabase { config: PathBuf },
     #[error("Failed to reach the MongoDB state store at {hosts}: {message}")]
     Unreachable { hosts: String, message: String },
     #[error("The MongoDB state store at {hosts} refused packsync's credentials: {message}")]
@@ -163,8 +165,14 @@ impl Diagnose for StateError {
                     .to_string(),
             ),
             StateError::Auth { .. } => Some(
-                "check the user and password of `[state] url` and its `authSource` (the \
-                 database the user was created in, often `admin`)"
+                "check the user and password of `[state] url`, its `authSource` (the database \
+                 the user was created in, often `admin`), and that the user may read and \
+                 write the database (role `readWrite`)"
+                    .to_string(),
+            ),
+            StateError::NoDatabase { .. } => Some(
+                "add a `[state]` section with the MongoDB `url` to the site config, then run \
+                 `packsync state import` again"
                     .to_string(),
             ),
             StateError::Document { collection, .. } => Some(format!(

@@ -803,6 +803,21 @@ mod tests {
 
     contract::state_store_contract!(with_store);
 
+    /// The contract again, as on a server that refuses transactions: the entry goes first,
+    /// then the record.
+    mod without_transactions {
+        use super::*;
+
+        fn with_store(test: fn(&dyn StateStore)) {
+            let database = TestDatabase::new();
+            let store = database.store("st2-prod-1");
+            store.transactions.store(false, Ordering::Relaxed);
+            test(&store);
+        }
+
+        contract::state_store_contract!(with_store);
+    }
+
     #[test]
     fn hosts_sharing_a_database_see_only_their_own_documents() {
         let database = TestDatabase::new();

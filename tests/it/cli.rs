@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod mongodb;
 mod plan;
 
 use std::io::Read as _;
@@ -31,6 +32,7 @@ fn help() {
       history   Show what packsync changed on this host, newest first
       rollback  Make an earlier kept release of a pack live again
       gc        Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+      state     Manage the state store
       help      Print this message or the help of the given subcommand(s)
 
     Options:
@@ -89,6 +91,7 @@ fn status_help() {
     Usage: packsync status [OPTIONS]
 
     Options:
+          --all-hosts      Also show what the other hosts sharing the MongoDB state store have recorded
           --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
                            /etc/packsync/packsync.toml]
           --json           Print one JSON document on stdout instead of text

@@ -8,7 +8,7 @@ use super::{load_config, take_lock};
 use crate::cli::{ExitStatus, GlobalArgs, ImportArgs, Printer};
 use crate::config::StateConfig;
 use crate::diagnostics::{Problem, Report, Severity};
-use crate::state::{FileStore, Imported, MongoStore, StateStore as _};
+use crate::state::{FileStore, Imported, MongoStore, StateError, StateStore as _};
 use crate::store::Layout;
 
 #[derive(Serialize)]
@@ -17,22 +17,6 @@ struct ImportReport<'a> {
     into: String,
     #[serde(flatten)]
     imported: &'a Imported,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("The site config `{}` keeps the state in the embedded store: there is nothing to import into", config.display())]
-struct NoMongoStore {
-    config: std::path::PathBuf,
-}
-
-impl crate::diagnostics::Diagnose for NoMongoStore {
-    fn hint(&self) -> Option<String> {
-        Some(
-            "add a `[state]` section with the MongoDB `url` to the site config, then run \
-             `packsync state import` again"
-                .to_string(),
-        )
-    }
 }
 
 pub(crate) fn import_state(
@@ -46,7 +30,7 @@ pub(crate) fn import_state(
     let StateConfig::MongoDb(mongo) = &config.state else {
         printer.problem(&Problem {
             severity: Severity::Error,
-            report: Report::new(&NoMongoStore {
+            report: Report::new(&StateError::NoDatabase {
                 config: config.path.clone(),
             }),
         });

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::site::{
-    Backend, PackEntry, TestSite, pack_yaml, packsync_snapshot, python, run, run_json, three_packs,
+    Backend, PackEntry, TestSite, assert_exit, pack_yaml, packsync_snapshot, python, run, run_json,
+    three_packs,
 };
 
 /// Generates the tests of every scenario on both state backends: `file::<scenario>` on the
@@ -59,15 +60,6 @@ fn python_in(venv: &Path, code: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// Runs `command` and checks its exit code, showing its output when it differs.
-fn assert_exit(command: Command, code: i32) {
-    let output = run(command);
-    assert!(
-        output.starts_with(&format!("exit_code: {code}\n")),
-        "expected exit code {code}:\n{output}"
-    );
 }
 
 fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) {

@@ -109,7 +109,8 @@ impl Server {
             .args(["-m", "secantus", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(self.storage.path().join("db"))
-            .args(["--log-level", "WARNING"])
+            // Every commit durable before it is acknowledged: the tests kill -9 it.
+            .args(["--log-level", "WARNING", "--sync-on-commit"])
             .args(&self.args)
             .args(extra)
             .stdout(Stdio::null())

@@ -366,7 +366,20 @@ LOG='{root}/engine.log'
 
     /// Insta filters that hide what changes from run to run or machine to machine.
     pub(crate) fn filters(&self) -> Vec<(String, String)> {
-        vec![
+        let mut filters = Vec::new();
+        if let Some((url, database)) = &self.mongodb {
+            let hosts = url
+                .split_once('@')
+                .map_or(url.as_str(), |(_, hosts)| hosts)
+                .trim_start_matches("mongodb://");
+            let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+            filters.push((regex::escape(hosts), "[MONGODB]".into()));
+            filters.push((
+                format!(r"\b{}\b", regex::escape(database)),
+                "[DATABASE]".into(),
+            ));
+        }
+        filters.extend([
             (
                 regex::escape(&self.root.display().to_string()),
                 "[TEMP]".into(),
@@ -387,7 +400,8 @@ LOG='{root}/engine.log'
                 r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\dZ)?".into(),
                 "[TIME]".into(),
             ),
-        ]
+        ]);
+        filters
     }
 }
 
@@ -448,6 +462,17 @@ pub(crate) fn run(mut command: Command) -> String {
         String::from_utf8_lossy(&stdout),
         String::from_utf8_lossy(&stderr)
     )
+}
+
+/// Runs `command` and checks its exit code, showing its output when it differs; returns the
+/// output.
+pub(crate) fn assert_exit(command: Command, code: i32) -> String {
+    let output = run(command);
+    assert!(
+        output.starts_with(&format!("exit_code: {code}\n")),
+        "expected exit code {code}:\n{output}"
+    );
+    output
 }
 
 /// `pack.yaml` of a valid pack; `extra` is appended as written (`"dependencies:\n  - a\n"`).
