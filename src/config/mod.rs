@@ -365,7 +365,7 @@ impl Validator<'_> {
                     raw.url.span(),
                     format!(
                         "`url` is not a MongoDB connection string: {}",
-                        url.redact(&err.to_string())
+                        url.redact(&err.kind.to_string())
                     ),
                     Some(
                         "write it as `mongodb://user:password@host:27017/?authSource=admin` (or \

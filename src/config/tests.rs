@@ -189,3 +189,68 @@ fn a_relative_config_path_gives_absolute_paths() {
     assert!(config.stackstorm.packs_dir.is_absolute());
     assert!(config.mirror.path.is_absolute());
 }
+
+#[test]
+fn without_a_state_section_the_state_is_embedded() {
+    let config = parse(Path::new("/etc/packsync/site.toml"), MINIMAL).unwrap();
+    assert!(matches!(config.state, StateConfig::File));
+}
+
+#[test]
+fn the_state_database_comes_from_the_section_then_the_url_then_st2() {
+    let database = |state: &str| {
+        let text = format!("{MINIMAL}\n[state]\n{state}\n");
+        match parse(Path::new("/etc/packsync/site.toml"), &text)
+            .unwrap()
+            .state
+        {
+            StateConfig::MongoDb(mongo) => mongo,
+            StateConfig::File => panic!("a [state] section is MongoDB"),
+        }
+    };
+    let mongo = database(r#"url = "mongodb://packsync:pw@db1:27017,db2:27017/?authSource=admin""#);
+    assert_eq!(mongo.database, "st2");
+    assert_eq!(mongo.collection_prefix, "packsync_");
+    assert_eq!(mongo.timeout, Duration::from_secs(10));
+    assert_eq!(
+        format!("{:?}", mongo.url),
+        "SecretUrl(mongodb://packsync:***@db1:27017,db2:27017/?authSource=admin)"
+    );
+    assert_eq!(database(r#"url = "mongodb://db1/ops""#).database, "ops");
+    let mongo = database(
+        "url = \"mongodb://db1/ops\"\ndatabase = \"st2\"\ncollection_prefix = \"ps_\"\n\
+         timeout = \"1m 30s\"",
+    );
+    assert_eq!(mongo.database, "st2");
+    assert_eq!(mongo.collection_prefix, "ps_");
+    assert_eq!(mongo.timeout, Duration::from_secs(90));
+}
+
+#[test]
+fn state_errors_point_at_the_key_and_never_show_the_password() {
+    let text = format!(
+        "{MINIMAL}\n[state]\nurl = \"http://packsync:pw-never-shown@db1/\"\ndatabase = \"st 2\"\n\
+         collection_prefix = \"\"\ntimeout = \"soon\"\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors[0]
+            .starts_with("/etc/packsync/site.toml:28:7: `url` is not a MongoDB connection string"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1]
+            .starts_with("/etc/packsync/site.toml:29:12: `database` `st 2` is not a valid name"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].contains("`collection_prefix` `` is not a valid name"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[3].contains("`timeout` `soon` is not a positive duration"),
+        "{errors:#?}"
+    );
+    assert!(!errors.concat().contains("pw-never-shown"));
+}
