@@ -6,7 +6,10 @@
 //!   (process start and the interpreter probe included);
 //! - apply (target: no-op median under 150 ms), the release binary on a site whose packs have no
 //!   requirements (one shared virtualenv): the first apply into an empty state dir, and a
-//!   no-op apply once everything is live.
+//!   no-op apply once everything is live;
+//! - the no-op apply with the state in MongoDB (target: median under 200 ms), on the server of
+//!   `PACKSYNC_TEST_MONGODB_URL`: run it as `scripts/with-mongodb cargo bench --bench
+//!   reconcile`, which starts SecantusDB.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -114,6 +117,26 @@ fn bench_apply(root: &Path) {
         first[FIRST_APPLY_RUNS - 1]
     );
     report("`packsync apply`, no-op (release binary)", || {
+        let out = apply(&[]);
+        assert!(out.contains("nothing to change"), "{out}");
+    });
+
+    // The same site with its state in MongoDB: one more first apply fills the database.
+    let url = std::env::var("PACKSYNC_TEST_MONGODB_URL").expect(
+        "PACKSYNC_TEST_MONGODB_URL is not set: run `scripts/with-mongodb cargo bench --bench \
+         reconcile`",
+    );
+    let mut config = fs_err::read_to_string(&site).unwrap();
+    let _ = write!(
+        config,
+        "[state]\nurl = \"{url}\"\ndatabase = \"packsync_bench_{}\"\n",
+        std::process::id()
+    );
+    fs_err::write(&site, config).unwrap();
+    reset();
+    let out = apply(&[]);
+    assert!(out.contains(&format!("{PACKS} applied")), "{out}");
+    report("`packsync apply`, no-op, state in MongoDB", || {
         let out = apply(&[]);
         assert!(out.contains("nothing to change"), "{out}");
     });
