@@ -134,13 +134,7 @@ impl MongoStore {
             .filter(|document| !present.contains(&document.key()))
             .map(|document| to_document(&document))
             .collect();
-        imported.history = missing.len();
-        if !missing.is_empty() {
-            self.history
-                .insert_many(missing)
-                .run()
-                .map_err(|err| self.error("add history entries", &err))?;
-        }
+        imported.history = self.insert_all(&self.history, missing, "add history entries")?;
 
         let present: BTreeSet<String> = self
             .find_all::<RunDocument>(&self.runs, doc! { "host": &self.host }, doc! {})?
@@ -157,14 +151,25 @@ impl MongoStore {
                 to_document(&RunDocument::from(run))
             })
             .collect();
-        imported.runs = missing.len();
-        if !missing.is_empty() {
-            self.runs
-                .insert_many(missing)
-                .run()
-                .map_err(|err| self.error("add runs", &err))?;
-        }
+        imported.runs = self.insert_all(&self.runs, missing, "add runs")?;
         Ok(imported)
+    }
+
+    /// Inserts `documents` in order (none: no round trip); how many.
+    fn insert_all(
+        &self,
+        collection: &Collection<Document>,
+        documents: Vec<Document>,
+        operation: &'static str,
+    ) -> Result<usize, StateError> {
+        let count = documents.len();
+        if count > 0 {
+            collection
+                .insert_many(documents)
+                .run()
+                .map_err(|err| self.error(operation, &err))?;
+        }
+        Ok(count)
     }
 
     /// The unique index that keeps one record per host and pack, and the indexes of the
