@@ -256,6 +256,11 @@ impl Applied {
             .count()
     }
 
+    /// Packs the plan leaves as they are.
+    pub fn unchanged(&self) -> usize {
+        self.planned.plan.changes.len() - self.planned()
+    }
+
     /// The record of this run, ended now with Puppet's detailed `exit_code`.
     pub fn run_record(&self, run: &RunInfo, noop: bool, exit_code: u8) -> RunRecord {
         let mut applied = BTreeMap::new();
@@ -268,7 +273,6 @@ impl Applied {
             };
             *counts.entry(step.operation).or_insert(0) += 1;
         }
-        let planned = self.planned();
         RunRecord {
             run: run.id.clone(),
             host: run.host.clone(),
@@ -278,8 +282,8 @@ impl Applied {
             exit_code,
             applied,
             failed,
-            planned: planned as u64,
-            unchanged: (self.planned.plan.changes.len() - planned) as u64,
+            planned: self.planned() as u64,
+            unchanged: self.unchanged() as u64,
         }
     }
 }

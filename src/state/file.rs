@@ -107,6 +107,14 @@ impl FileStore {
         })
     }
 
+    /// `state_dir`, made before the first write.
+    fn create_dir(&self) -> Result<(), StateError> {
+        fs_err::create_dir_all(&self.dir).map_err(|source| StateError::Write {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
     /// Appends one line to the journal at `path` and makes it durable before returning.
     fn append<T: Serialize + DeserializeOwned>(
         &self,
@@ -247,10 +255,7 @@ impl StateStore for FileStore {
         entry: Option<&HistoryEntry>,
     ) -> Result<(), StateError> {
         let _guard = self.lock();
-        fs_err::create_dir_all(&self.dir).map_err(|source| StateError::Write {
-            path: self.dir.clone(),
-            source,
-        })?;
+        self.create_dir()?;
         // Read first: a document that cannot be read (damaged, or of a newer packsync) fails
         // the save before anything is written.
         let mut document = self.read()?;
@@ -282,10 +287,7 @@ impl StateStore for FileStore {
 
     fn record_run(&self, run: &RunRecord) -> Result<(), StateError> {
         let _guard = self.lock();
-        fs_err::create_dir_all(&self.dir).map_err(|source| StateError::Write {
-            path: self.dir.clone(),
-            source,
-        })?;
+        self.create_dir()?;
         self.append(&self.runs, run)
     }
 

@@ -19,11 +19,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
+use mongodb::IndexModel;
 use mongodb::bson::{self, DateTime, Document, doc};
 use mongodb::error::{Error as DriverError, ErrorKind, TRANSIENT_TRANSACTION_ERROR};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::sync::{Client, ClientSession, Collection, Database};
-use mongodb::{IndexModel, sync::Cursor};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +121,7 @@ impl MongoStore {
         }
 
         let present: BTreeSet<HistoryKey> = self
-            .find_all::<HistoryDocument>(&self.history, doc! { "host": &self.host }, doc! {})?
+            .find::<HistoryDocument>(&self.history, doc! { "host": &self.host }, doc! {}, None)?
             .iter()
             .map(HistoryDocument::key)
             .collect();
@@ -137,7 +137,7 @@ impl MongoStore {
         imported.history = self.insert_all(&self.history, missing, "add history entries")?;
 
         let present: BTreeSet<String> = self
-            .find_all::<RunDocument>(&self.runs, doc! { "host": &self.host }, doc! {})?
+            .find::<RunDocument>(&self.runs, doc! { "host": &self.host }, doc! {}, None)?
             .into_iter()
             .map(|run| run.run)
             .collect();
@@ -269,29 +269,27 @@ impl MongoStore {
         }
     }
 
-    fn find_all<T: for<'de> Deserialize<'de>>(
+    /// The documents of `collection` that match `filter`, in `sort` order, at most `limit`,
+    /// each read as a `T`.
+    fn find<T: for<'de> Deserialize<'de>>(
         &self,
         collection: &Collection<Document>,
         filter: Document,
         sort: Document,
+        limit: Option<usize>,
     ) -> Result<Vec<T>, StateError> {
-        let cursor = collection
-            .find(filter)
-            .sort(sort)
-            .run()
-            .map_err(|err| self.error("read", &err))?;
-        self.collect(collection, cursor, usize::MAX)
-    }
-
-    /// Up to `limit` documents of `cursor`, each read as a `T`.
-    fn collect<T: for<'de> Deserialize<'de>>(
-        &self,
-        collection: &Collection<Document>,
-        cursor: Cursor<Document>,
-        limit: usize,
-    ) -> Result<Vec<T>, StateError> {
+        let limit = limit.unwrap_or(usize::MAX);
+        if limit == 0 {
+            // A limit of 0 means none to the server.
+            return Ok(Vec::new());
+        }
+        let mut find = collection.find(filter).sort(sort);
+        if let Ok(limit) = i64::try_from(limit) {
+            find = find.limit(limit);
+        }
+        let cursor = find.run().map_err(|err| self.error("read", &err))?;
         let mut out = Vec::new();
-        for document in cursor.take(limit) {
+        for document in cursor {
             let document = document.map_err(|err| self.error("read", &err))?;
             let id = document.get("_id").map(ToString::to_string);
             let parsed = bson::from_document(document).map_err(|err| StateError::Document {
@@ -382,7 +380,7 @@ fn timestamp(date: DateTime) -> jiff::Timestamp {
 impl StateStore for MongoStore {
     fn load(&self) -> Result<HostRecords, StateError> {
         let documents: Vec<ReleasesDocument> =
-            self.find_all(&self.releases, doc! { "host": &self.host }, doc! {})?;
+            self.find(&self.releases, doc! { "host": &self.host }, doc! {}, None)?;
         Ok(documents
             .into_iter()
             .map(|document| (document.pack.clone(), document.into_record()))
@@ -425,26 +423,13 @@ impl StateStore for MongoStore {
         pack: Option<&PackName>,
         limit: Option<usize>,
     ) -> Result<Vec<HistoryEntry>, StateError> {
-        let limit = limit.unwrap_or(usize::MAX);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let mut filter = doc! { "host": &self.host };
         if let Some(pack) = pack {
             filter.insert("pack", pack.as_str());
         }
-        let mut find = self
-            .history
-            .find(filter)
-            // `_id`s grow in insertion order, for entries of the same millisecond.
-            .sort(doc! { "time": -1, "_id": -1 });
-        if let Ok(limit) = i64::try_from(limit) {
-            find = find.limit(limit);
-        }
-        let cursor = find
-            .run()
-            .map_err(|err| self.error("read the history", &err))?;
-        let documents: Vec<HistoryDocument> = self.collect(&self.history, cursor, limit)?;
+        // `_id`s grow in insertion order, for entries of the same millisecond.
+        let sort = doc! { "time": -1, "_id": -1 };
+        let documents: Vec<HistoryDocument> = self.find(&self.history, filter, sort, limit)?;
         Ok(documents.into_iter().map(HistoryEntry::from).collect())
     }
 
@@ -457,25 +442,18 @@ impl StateStore for MongoStore {
     }
 
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError> {
-        let limit = limit.unwrap_or(usize::MAX);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let cursor = self
-            .runs
-            .find(doc! { "host": &self.host })
-            .sort(doc! { "started_at": -1, "_id": -1 })
-            .run()
-            .map_err(|err| self.error("read the runs", &err))?;
-        let documents: Vec<RunDocument> = self.collect(&self.runs, cursor, limit)?;
+        let filter = doc! { "host": &self.host };
+        let sort = doc! { "started_at": -1, "_id": -1 };
+        let documents: Vec<RunDocument> = self.find(&self.runs, filter, sort, limit)?;
         Ok(documents.into_iter().map(RunRecord::from).collect())
     }
 
     fn other_hosts(&self) -> Result<BTreeMap<String, HostRecords>, StateError> {
-        let documents: Vec<ReleasesDocument> = self.find_all(
+        let documents: Vec<ReleasesDocument> = self.find(
             &self.releases,
             doc! { "host": { "$ne": &self.host } },
             doc! { "host": 1, "pack": 1 },
+            None,
         )?;
         let mut hosts: BTreeMap<String, HostRecords> = BTreeMap::new();
         for document in documents {

@@ -93,7 +93,7 @@ pub(crate) fn apply(
             applied: applied.changes(),
             failed,
             planned,
-            unchanged: plan.changes.len() - planned,
+            unchanged: applied.unchanged(),
         },
         problems: &applied.planned.resolution.problems,
     };
