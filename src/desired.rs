@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
-use crate::mirror::{MirrorIndex, Prereleases};
-use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Revision};
+use crate::mirror::resolve::{self, Request, ResolveError, RootRequirement};
+use crate::mirror::{MetadataCache, MirrorIndex, Prereleases};
+use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revision};
 use crate::pack::{self, PackMetadata, RequirementLine, Requirements};
 use crate::python::PythonIdentity;
 use crate::source::{PackTree, RefSelector, Repo};
@@ -20,6 +21,8 @@ const CONFIG_SCHEMA: &str = "config.schema.yaml";
 const REQUIREMENTS: &str = "requirements.txt";
 /// The sha256 cache of the mirror index, under `state_dir`.
 const MIRROR_CACHE: &str = "mirror-index.json";
+/// The metadata read from mirror files, by sha256, under `state_dir`.
+const METADATA_CACHE: &str = "mirror-metadata.json";
 
 /// Whether to look at Git work trees for uncommitted edits (which never count, but `check`
 /// warns about them).
@@ -73,11 +76,13 @@ pub fn resolve(
     }
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
     let base_requirements = base_requirements(config);
+    let metadata = MetadataCache::load(Some(&config.agent.state_dir.join(METADATA_CACHE)));
     let reader = PackReader {
         config,
         base_requirements: &base_requirements,
         python: python.as_ref(),
         mirror: mirror.as_ref(),
+        metadata: &metadata,
         site_packs,
         work_trees,
     };
@@ -104,6 +109,9 @@ pub fn resolve(
             Some(desired) if !failed => resolution.desired.packs.push(desired),
             _ => resolution.desired.unresolved.push(pack.name.clone()),
         }
+    }
+    if let Some(mirror) = &mirror {
+        metadata.save(mirror.files().iter().map(|file| file.sha256.as_str()));
     }
     resolution
 }
@@ -169,6 +177,7 @@ struct PackReader<'a> {
     python: Option<&'a PythonIdentity>,
     /// `None` when the mirror could not be read (already reported).
     mirror: Option<&'a MirrorIndex>,
+    metadata: &'a MetadataCache,
     site_packs: BTreeSet<&'a PackName>,
     work_trees: WorkTrees,
 }
@@ -372,11 +381,11 @@ impl PackReader<'_> {
         valid.then(|| Digest::sha256(canonical_json(&pack.values).as_bytes()))
     }
 
-    /// The virtualenv inputs: interpreter, requirements and the mirror files they select.
+    /// The virtualenv inputs: interpreter, requirements and the mirror files they resolve to.
     fn env_inputs(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
         let mut requirements = Self::requirements(tree, problems)?;
         let (python, mirror) = (self.python?, self.mirror?);
-        // First, so that a pack's own pin of the same distribution wins.
+        // First, so that the chains of errors name the pack's own line when both require it.
         requirements
             .requirements
             .splice(0..0, self.base_requirements.iter().cloned());
@@ -385,32 +394,80 @@ impl PackReader<'_> {
         } else {
             Prereleases::IfRequested
         };
-        let mut pins = BTreeMap::new();
-        let mut satisfied = true;
-        for line in &requirements.requirements {
-            let requirement = &line.requirement;
-            if !requirement.marker.evaluate(python.markers(), &[]) {
-                continue;
-            }
-            match mirror.select(requirement, prereleases) {
-                Ok(selection) => {
-                    let pin = selection.preferred_file().pin();
-                    pins.insert(pin.name.clone(), pin);
-                }
-                Err(err) => {
-                    satisfied = false;
-                    let mut report = Report::new(&err);
-                    report.message = format!("{}:{}: {}", line.file, line.line, report.message);
-                    problems.push(error(report));
-                }
-            }
-        }
-        satisfied.then(|| EnvInputs {
+        let in_pack = tree.file_label("");
+        let roots = |lines: &[RequirementLine]| -> Vec<RootRequirement> {
+            lines
+                .iter()
+                .filter(|line| line.requirement.marker.evaluate(python.markers(), &[]))
+                .map(|line| RootRequirement {
+                    requirement: line.requirement.clone(),
+                    origin: format!(
+                        "{}:{}",
+                        line.file.strip_prefix(&in_pack).unwrap_or(&line.file),
+                        line.line
+                    ),
+                })
+                .collect()
+        };
+        let request = Request {
+            requirements: &roots(&requirements.requirements),
+            constraints: &roots(&requirements.constraints),
+            prereleases,
+            python,
+            provided: &BTreeMap::new(),
+        };
+        let pins = self.resolve_pins(mirror, request, problems)?;
+        Some(EnvInputs {
             python: python.label(),
             settings: self.env_settings(python),
             requirements: requirements.normalized(),
-            pins: pins.into_values().collect(),
+            pins,
         })
+    }
+
+    /// The mirror files `request` resolves to, each checked against `SHA256SUMS` and, for an
+    /// sdist, that its build backend is in the mirror; `None` after pushing every problem.
+    fn resolve_pins(
+        &self,
+        mirror: &MirrorIndex,
+        request: Request<'_>,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Vec<Pin>> {
+        if request.requirements.is_empty() {
+            return Some(Vec::new());
+        }
+        let resolved = match resolve::resolve(mirror, self.metadata, request) {
+            Ok(resolved) => resolved,
+            Err(ResolveError::Unsatisfiable { chains }) => {
+                let hint = format!(
+                    "add the missing versions to the mirror folder `{}`, or change the \
+                     requirement",
+                    mirror.dir().display()
+                );
+                problems.extend(
+                    chains
+                        .into_iter()
+                        .map(|chain| finding(Severity::Error, chain, None, Some(hint.clone()))),
+                );
+                return None;
+            }
+            Err(err) => {
+                problems.push(error(Report::new(&err)));
+                return None;
+            }
+        };
+        let before = problems.len();
+        for file in &resolved.files {
+            if let Err(err) = mirror.verify_listed(file) {
+                problems.push(error(Report::new(&err)));
+            }
+        }
+        problems.extend(
+            resolve::check_build_backends(mirror, self.metadata, &resolved, request.python)
+                .iter()
+                .map(|err| error(Report::new(err))),
+        );
+        (problems.len() == before).then(|| resolved.files.iter().map(|file| file.pin()).collect())
     }
 
     /// The virtualenv layout choices, as recorded in the env inputs.

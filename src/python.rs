@@ -4,6 +4,7 @@
 //! The interpreter is asked once, with a small script that prints JSON, rather than guessed
 //! from its path: StackStorm ships its own Python, and only it knows its version and platform.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -25,8 +26,19 @@ def full_version(info):
         version += info.releaselevel[0] + str(info.serial)
     return version
 
+def supported_tags():
+    # pip's own copy first: it is what pip installs with, and any StackStorm venv has pip.
+    for module in ("pip._vendor.packaging.tags", "packaging.tags"):
+        try:
+            tags = __import__(module, fromlist=["sys_tags"])
+            return [str(tag) for tag in tags.sys_tags()]
+        except Exception:
+            pass
+    return None
+
 implementation = sys.implementation
 print(json.dumps({
+    "tags": supported_tags(),
     "cache_tag": implementation.cache_tag,
     "abiflags": getattr(sys, "abiflags", ""),
     "implementation_name": implementation.name,
@@ -47,6 +59,9 @@ print(json.dumps({
 /// What [`PROBE_SCRIPT`] prints.
 #[derive(Debug, Deserialize)]
 struct Probe {
+    /// The wheel tags the interpreter installs, best first (`packaging.tags.sys_tags()`);
+    /// `None` when neither pip nor packaging is importable.
+    tags: Option<Vec<String>>,
     /// `None` for an implementation without bytecode caching.
     cache_tag: Option<String>,
     abiflags: String,
@@ -73,6 +88,8 @@ pub struct PythonIdentity {
     abiflags: String,
     markers: MarkerEnvironment,
     venv_site_packages: Option<PathBuf>,
+    /// Wheel tag -> preference, 0 the best.
+    tags: HashMap<String, usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +146,26 @@ impl Diagnose for PythonError {
                 .to_string(),
         )
     }
+}
+
+/// The tags of pure-Python wheels, for an interpreter that can say nothing better (no pip, no
+/// packaging): `py3X-none-any`, `py3-none-any`, then the older minor versions, as
+/// `packaging.tags.compatible_tags` orders them.
+fn pure_python_tags(python_version: &str) -> Vec<String> {
+    let (major, minor) = python_version
+        .split_once('.')
+        .unwrap_or((python_version, "0"));
+    let minor: u32 = minor.parse().unwrap_or(0);
+    let mut tags = vec![
+        format!("py{major}{minor}-none-any"),
+        format!("py{major}-none-any"),
+    ];
+    tags.extend(
+        (0..minor)
+            .rev()
+            .map(|older| format!("py{major}{older}-none-any")),
+    );
+    tags
 }
 
 impl PythonIdentity {
@@ -193,7 +230,16 @@ impl PythonIdentity {
             path: path.clone(),
             source,
         })?;
+        let tags = probe
+            .tags
+            .unwrap_or_else(|| pure_python_tags(&probe.python_version));
         Ok(Self {
+            tags: tags
+                .into_iter()
+                .enumerate()
+                .map(|(preference, tag)| (tag, preference))
+                .rev()
+                .collect(),
             path,
             cache_tag: probe.cache_tag,
             abiflags: probe.abiflags,
@@ -216,6 +262,17 @@ impl PythonIdentity {
     /// StackStorm host); `None` for an interpreter outside any virtualenv.
     pub fn venv_site_packages(&self) -> Option<&Path> {
         self.venv_site_packages.as_deref()
+    }
+
+    /// How much the interpreter prefers a wheel with this tag (`py3-none-any`), 0 the best;
+    /// `None` when it cannot install such a wheel at all.
+    pub fn tag_preference(&self, tag: &str) -> Option<usize> {
+        self.tags.get(tag).copied()
+    }
+
+    /// `major.minor`, e.g. 3.11: pack virtualenvs must share it with StackStorm's interpreter.
+    pub fn minor_version(&self) -> &str {
+        &self.markers.python_version().string
     }
 
     /// The full Python version, e.g. 3.11.7.

@@ -60,11 +60,12 @@ impl HashCache {
         metadata: &Metadata,
     ) -> io::Result<String> {
         let mtime = mtime_ns(metadata);
-        if let (Some(mtime), Some(cached)) = (mtime, self.loaded.get(file_name)) {
-            if cached.size == metadata.len() && cached.mtime_ns == mtime {
-                self.seen.insert(file_name.to_string(), cached.clone());
-                return Ok(cached.sha256.clone());
-            }
+        if let (Some(mtime), Some(cached)) = (mtime, self.loaded.get(file_name))
+            && cached.size == metadata.len()
+            && cached.mtime_ns == mtime
+        {
+            self.seen.insert(file_name.to_string(), cached.clone());
+            return Ok(cached.sha256.clone());
         }
         let (sha256, after) = hash_file(path)?;
         // A file still being written (copied into the mirror during the scan) changes under
@@ -143,6 +144,11 @@ fn read_cache(path: &Path, mirror: &Path) -> Option<BTreeMap<String, CachedHash>
     }
 }
 
+/// The hex sha256 of the file at `path`.
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    hash_file(path).map(|(sha256, _)| sha256)
+}
+
 /// Nanoseconds since the Unix epoch, when the platform has them and the file is not older.
 fn mtime_ns(metadata: &Metadata) -> Option<u64> {
     let since_epoch = metadata.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
@@ -169,7 +175,7 @@ fn hash_file(path: &Path) -> io::Result<(String, Metadata)> {
 
 /// Writes `bytes` to a temporary file next to `path` and renames it over `path`, so that a
 /// concurrent reader sees the old cache or the new one, never half of one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
     temp_name.push(format!(".{}.tmp", std::process::id()));
     let temp = path.with_file_name(temp_name);

@@ -21,6 +21,9 @@ pub(super) struct DistFileName {
     pub(super) name: PackageName,
     pub(super) version: Version,
     pub(super) kind: DistKind,
+    /// The compatibility tags of a wheel, expanded (`py2.py3-none-any` is `py2-none-any` and
+    /// `py3-none-any`); empty for an sdist.
+    pub(super) tags: Vec<String>,
 }
 
 /// Why a file with a wheel or sdist extension cannot be used.
@@ -72,22 +75,31 @@ fn parse_wheel(stem: &str) -> Result<DistFileName, FileNameError> {
     if parts.iter().any(|part| part.is_empty()) {
         return Err(FileNameError::WheelParts);
     }
-    let (name, version) = match parts.as_slice() {
-        [name, version, _python, _abi, _platform] => (*name, *version),
-        [name, version, build, _python, _abi, _platform] => {
+    let (name, version, python, abi, platform) = match parts.as_slice() {
+        [name, version, python, abi, platform] => (*name, *version, *python, *abi, *platform),
+        [name, version, build, python, abi, platform] => {
             if !build.starts_with(|c: char| c.is_ascii_digit()) {
                 return Err(FileNameError::WheelBuildTag {
                     tag: (*build).to_string(),
                 });
             }
-            (*name, *version)
+            (*name, *version, *python, *abi, *platform)
         }
         _ => return Err(FileNameError::WheelParts),
     };
+    let mut tags = Vec::new();
+    for python in python.split('.') {
+        for abi in abi.split('.') {
+            for platform in platform.split('.') {
+                tags.push(format!("{python}-{abi}-{platform}"));
+            }
+        }
+    }
     Ok(DistFileName {
         name: parse_name(name)?,
         version: parse_version(version)?,
         kind: DistKind::Wheel,
+        tags,
     })
 }
 
@@ -103,6 +115,7 @@ fn parse_sdist(stem: &str) -> Result<DistFileName, FileNameError> {
                 name,
                 version,
                 kind: DistKind::Sdist,
+                tags: Vec::new(),
             })
         })
         .ok_or(FileNameError::SdistVersion)
@@ -147,6 +160,23 @@ mod tests {
             parsed("cffi-1.16.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
             ("cffi".into(), "1.16.0".into(), DistKind::Wheel)
         );
+    }
+
+    #[test]
+    fn wheel_tags_are_expanded() {
+        let tags = |file_name| parse(file_name).unwrap().unwrap().tags;
+        assert_eq!(
+            tags("six-1.16.0-py2.py3-none-any.whl"),
+            ["py2-none-any", "py3-none-any"]
+        );
+        assert_eq!(
+            tags("cffi-1.16.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+            [
+                "cp311-cp311-manylinux_2_17_x86_64",
+                "cp311-cp311-manylinux2014_x86_64"
+            ]
+        );
+        assert!(tags("python-dateutil-2.8.2.tar.gz").is_empty());
     }
 
     #[test]

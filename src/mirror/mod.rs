@@ -2,24 +2,33 @@
 //! from (`pip install --no-index --find-links <dir>`).
 //!
 //! [`MirrorIndex::scan`] lists what the folder holds, by name, version and sha256 (cached, so
-//! that a re-scan reads no unchanged file), and [`MirrorIndex::select`] picks the version a
-//! direct requirement gets, with pip's rules for pre-releases. Resolving dependencies of
-//! dependencies and wheel tags is the resolver's job, not this module's.
+//! that a re-scan reads no unchanged file) and reads its `SHA256SUMS` when it has one;
+//! [`resolve::resolve`] picks the file of every distribution an environment gets, dependencies
+//! included, from the metadata [`MetadataCache`] reads out of the files.
 
 mod cache;
 mod filename;
+mod metadata;
+pub mod resolve;
 
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use pep440_rs::{Operator, Version, VersionSpecifiers};
-use pep508_rs::{PackageName, Requirement, VersionOrUrl};
+use pep508_rs::PackageName;
 
 use crate::diagnostics::Diagnose;
 use crate::model::Pin;
 
+pub use cache::sha256_file;
 pub use filename::{DistKind, FileNameError};
+pub use metadata::{DistMetadata, MetadataCache};
+
+/// The checksum file of a mirror, in `sha256sum` format, that pins every file it lists.
+pub const SHA256SUMS: &str = "SHA256SUMS";
 
 /// One wheel or sdist of the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +40,8 @@ pub struct MirrorFile {
     pub name: PackageName,
     pub version: Version,
     pub kind: DistKind,
+    /// A wheel's compatibility tags, expanded (`py3-none-any`); empty for an sdist.
+    pub tags: Vec<String>,
     /// In bytes.
     pub size: u64,
     /// Lower-case hex sha256 of the file.
@@ -69,26 +80,6 @@ pub enum Prereleases {
     Allow,
 }
 
-/// The version of a distribution a requirement gets, and the mirror files of that version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection<'a> {
-    pub version: Version,
-    /// Every wheel and sdist of that version, by file name.
-    pub files: Vec<&'a MirrorFile>,
-}
-
-impl<'a> Selection<'a> {
-    /// The file an env pins for this selection: a wheel before the sdist, since pip prefers
-    /// wheels. Which wheel fits the interpreter's tags is the full resolver's job.
-    pub fn preferred_file(&self) -> &'a MirrorFile {
-        self.files
-            .iter()
-            .find(|file| file.kind == DistKind::Wheel)
-            .or(self.files.first())
-            .expect("a selection holds at least one file")
-    }
-}
-
 /// What the wheel mirror folder holds.
 #[derive(Debug, Clone)]
 pub struct MirrorIndex {
@@ -97,6 +88,8 @@ pub struct MirrorIndex {
     files: Vec<MirrorFile>,
     /// Sorted by file name.
     skipped: Vec<SkippedFile>,
+    /// `SHA256SUMS`, when the mirror has one.
+    checksums: Option<Checksums>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,28 +110,31 @@ pub enum MirrorError {
         "Requirement `{requirement}` points at a URL, but packs install only from the wheel mirror"
     )]
     UrlRequirement { requirement: String },
+    #[error("Cannot read the metadata of the mirror file `{}`: {reason}", path.display())]
+    Metadata { path: PathBuf, reason: String },
+    #[error("`{}` line {line} is not `<sha256>  <file name>`", path.display())]
+    ChecksumLine { path: PathBuf, line: usize },
+    #[error("The mirror file `{file_name}` is not listed in `{}`", sums.display())]
+    NotListed { file_name: String, sums: PathBuf },
     #[error(
-        "No file in the mirror satisfies `{requirement}`: {}",
-        mirror_holds(name, available)
+        "The mirror file `{file_name}` has sha256 {actual}, but `{}` line {line} says {expected}",
+        sums.display()
     )]
-    Unsatisfied {
-        requirement: String,
-        /// The normalised distribution name.
-        name: String,
-        /// Every version of the distribution the mirror has, oldest first.
-        available: Vec<String>,
-        /// The versions that satisfy the specifiers but are pre-releases pip would not pick.
-        prereleases: Vec<String>,
-        mirror: PathBuf,
+    ChecksumMismatch {
+        file_name: String,
+        sums: PathBuf,
+        line: usize,
+        expected: String,
+        actual: String,
     },
 }
 
-/// "the mirror has fxdep 1.0, 1.1", for the unsatisfied error.
+/// "mirror has fxdep 1.0, 1.1", for resolution errors.
 fn mirror_holds(name: &str, available: &[String]) -> String {
     if available.is_empty() {
-        format!("the mirror has no distribution named `{name}`")
+        format!("mirror has no distribution named `{name}`")
     } else {
-        format!("the mirror has {name} {}", available.join(", "))
+        format!("mirror has {name} {}", available.join(", "))
     }
 }
 
@@ -160,27 +156,24 @@ impl Diagnose for MirrorError {
                  version, e.g. `name>=1.0`"
                     .to_string(),
             ),
-            MirrorError::Unsatisfied {
-                requirement,
-                name,
-                prereleases,
-                mirror,
-                ..
-            } => {
-                let prerelease_note = match prereleases.last() {
-                    Some(newest) => format!(
-                        "; {name} {} would satisfy it, but pip installs a pre-release only when \
-                         the requirement names one, e.g. `{name}=={newest}`",
-                        prereleases.join(", ")
-                    ),
-                    None => String::new(),
-                };
-                Some(format!(
-                    "Add a wheel of `{name}` that satisfies `{requirement}` to the mirror folder \
-                     `{}`{prerelease_note}",
-                    mirror.display()
-                ))
-            }
+            MirrorError::Metadata { .. } => Some(
+                "replace the file with a sound wheel (`pip wheel --no-deps <sdist>` builds one \
+                 from an sdist on a machine that can), or remove it from the mirror"
+                    .to_string(),
+            ),
+            MirrorError::ChecksumLine { .. } => Some(
+                "write the file with `sha256sum *.whl *.tar.gz > SHA256SUMS` in the mirror folder"
+                    .to_string(),
+            ),
+            MirrorError::NotListed { .. } => Some(
+                "check the file, then add its line to SHA256SUMS (`sha256sum FILE >> SHA256SUMS`); \
+                 every file used must be listed there"
+                    .to_string(),
+            ),
+            MirrorError::ChecksumMismatch { file_name, .. } => Some(format!(
+                "`{file_name}` is not the file SHA256SUMS was written for: restore it, or check \
+                 it and update SHA256SUMS"
+            )),
         }
     }
 }
@@ -209,6 +202,7 @@ impl MirrorIndex {
             }
         }
         hashes.save();
+        let checksums = read_checksums(&dir.join(SHA256SUMS))?;
         files.sort_by(|a, b| {
             (&a.name, &a.version, &a.file_name).cmp(&(&b.name, &b.version, &b.file_name))
         });
@@ -223,7 +217,35 @@ impl MirrorIndex {
             dir: dir.to_path_buf(),
             files,
             skipped,
+            checksums,
         })
+    }
+
+    /// The mirror folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checks `file` against `SHA256SUMS` when the mirror has one.
+    pub fn verify_listed(&self, file: &MirrorFile) -> Result<(), MirrorError> {
+        let Some(checksums) = &self.checksums else {
+            return Ok(());
+        };
+        let sums = self.dir.join(SHA256SUMS);
+        match checksums.get(&file.file_name) {
+            None => Err(MirrorError::NotListed {
+                file_name: file.file_name.clone(),
+                sums,
+            }),
+            Some((expected, _)) if *expected == file.sha256 => Ok(()),
+            Some((expected, line)) => Err(MirrorError::ChecksumMismatch {
+                file_name: file.file_name.clone(),
+                sums,
+                line: *line,
+                expected: expected.clone(),
+                actual: file.sha256.clone(),
+            }),
+        }
     }
 
     /// Every wheel and sdist, sorted by name, version and file name.
@@ -253,66 +275,23 @@ impl MirrorIndex {
         versions.dedup();
         versions
     }
+}
 
-    /// The newest version of the mirror that satisfies a direct `requirement`, pre-releases
-    /// following `prereleases`. Markers are not evaluated: whether the requirement applies to
-    /// the interpreter is the caller's decision.
-    pub fn select(
-        &self,
-        requirement: &Requirement,
-        prereleases: Prereleases,
-    ) -> Result<Selection<'_>, MirrorError> {
-        let any_version = VersionSpecifiers::empty();
-        let specifiers = match &requirement.version_or_url {
-            None => &any_version,
-            Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers,
-            Some(VersionOrUrl::Url(_)) => {
-                return Err(MirrorError::UrlRequirement {
-                    requirement: requirement.to_string(),
-                });
-            }
-        };
-        let candidates = self.files_of(&requirement.name);
-        let allow_prereleases = match prereleases {
-            Prereleases::Allow => true,
-            Prereleases::IfRequested => {
-                names_a_prerelease(specifiers)
-                    || (specifiers.is_empty()
-                        && candidates.iter().all(|file| file.version.any_prerelease()))
-            }
-        };
-        let mut satisfying: Vec<&Version> = candidates
-            .iter()
-            .map(|file| &file.version)
-            .filter(|version| specifiers.contains(version))
-            .collect();
-        satisfying.dedup();
-        let chosen = satisfying
-            .iter()
-            .rev()
-            .find(|version| allow_prereleases || !version.any_prerelease());
-        let Some(&version) = chosen else {
-            return Err(MirrorError::Unsatisfied {
-                requirement: requirement.to_string(),
-                name: requirement.name.to_string(),
-                available: self
-                    .versions_of(&requirement.name)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect(),
-                prereleases: satisfying.iter().map(ToString::to_string).collect(),
-                mirror: self.dir.clone(),
-            });
-        };
-        let mut files: Vec<&MirrorFile> = candidates
-            .iter()
-            .filter(|file| file.version == *version)
-            .collect();
-        files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-        Ok(Selection {
-            version: version.clone(),
-            files,
-        })
+/// Whether pre-releases may be chosen for a requirement with `specifiers` among `candidates`:
+/// with `--pre`, when a specifier names one, or when the requirement names no version and the
+/// distribution has only pre-releases. Unlike the letter of PEP 440, pip (23.2 and 24.2,
+/// checked) does not fall back to a pre-release when no final release satisfies a specifier.
+pub(crate) fn allows_prereleases<'v>(
+    specifiers: &VersionSpecifiers,
+    mut candidates: impl Iterator<Item = &'v Version>,
+    prereleases: Prereleases,
+) -> bool {
+    match prereleases {
+        Prereleases::Allow => true,
+        Prereleases::IfRequested => {
+            names_a_prerelease(specifiers)
+                || (specifiers.is_empty() && candidates.all(Version::any_prerelease))
+        }
     }
 }
 
@@ -388,7 +367,44 @@ fn index_file(
         name: dist.name,
         version: dist.version,
         kind: dist.kind,
+        tags: dist.tags,
         size: metadata.len(),
         sha256,
     }))
+}
+
+/// `SHA256SUMS` read: file name -> sha256 and the line it is on.
+type Checksums = BTreeMap<String, (String, usize)>;
+
+/// Reads the mirror's `SHA256SUMS` (`<sha256>  <name>` or `<sha256> *<name>` per line);
+/// `None` when there is none.
+fn read_checksums(path: &Path) -> Result<Option<Checksums>, MirrorError> {
+    let text = match fs_err::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(MirrorError::ReadFile {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut checksums = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad_line = || MirrorError::ChecksumLine {
+            path: path.to_path_buf(),
+            line: line_number,
+        };
+        let (sha256, name) = line.split_once(' ').ok_or_else(bad_line)?;
+        let name = name.strip_prefix([' ', '*']).ok_or_else(bad_line)?;
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) || name.is_empty() {
+            return Err(bad_line());
+        }
+        checksums.insert(name.to_string(), (sha256.to_ascii_lowercase(), line_number));
+    }
+    Ok(Some(checksums))
 }

@@ -266,16 +266,15 @@ impl PropertySchema {
                 found: json_kind(value),
             });
         };
-        if level == Level::Top {
-            if let Some(unknown) = attributes
+        if level == Level::Top
+            && let Some(unknown) = attributes
                 .keys()
                 .find(|attribute| !KNOWN_ATTRIBUTES.contains(&attribute.as_str()))
-            {
-                return Err(SchemaProblem::UnknownAttribute {
-                    key: path.to_owned(),
-                    attribute: unknown.clone(),
-                });
-            }
+        {
+            return Err(SchemaProblem::UnknownAttribute {
+                key: path.to_owned(),
+                attribute: unknown.clone(),
+            });
         }
         // Nested schemas are read leniently: a value StackStorm may not check counts as unset.
         let flag = |attribute: &'static str| match attributes.get(attribute) {
@@ -509,20 +508,20 @@ impl ConfigFindings {
     }
 
     fn value(&mut self, schema: &PropertySchema, value: &Value, path: &str, origin: Origin) {
-        if let Value::String(text) = value {
-            if is_jinja(text) {
-                if schema.secret && text.contains("decrypt_kv") {
-                    self.problem(
-                        path,
-                        "uses the `decrypt_kv` filter on a `secret: true` key".to_owned(),
-                        Some(
-                            "Drop `| decrypt_kv`: StackStorm decrypts the values of secret keys \
+        if let Value::String(text) = value
+            && is_jinja(text)
+        {
+            if schema.secret && text.contains("decrypt_kv") {
+                self.problem(
+                    path,
+                    "uses the `decrypt_kv` filter on a `secret: true` key".to_owned(),
+                    Some(
+                        "Drop `| decrypt_kv`: StackStorm decrypts the values of secret keys \
                              itself",
-                        ),
-                    );
-                }
-                return;
+                    ),
+                );
             }
+            return;
         }
         if schema.secret && origin == Origin::Given && !value.is_null() {
             self.warning(
@@ -539,13 +538,13 @@ impl ConfigFindings {
             self.problem(path, message, None);
             return;
         }
-        if let Some(allowed) = &schema.allowed {
-            if !allowed.iter().any(|candidate| same_value(candidate, value)) {
-                let allowed: Vec<_> = allowed.iter().map(|v| format!("`{v}`")).collect();
-                let shown = shown(schema, value);
-                let message = format!("is {shown}, not one of {}", allowed.join(", "));
-                self.problem(path, message, None);
-            }
+        if let Some(allowed) = &schema.allowed
+            && !allowed.iter().any(|candidate| same_value(candidate, value))
+        {
+            let allowed: Vec<_> = allowed.iter().map(|v| format!("`{v}`")).collect();
+            let shown = shown(schema, value);
+            let message = format!("is {shown}, not one of {}", allowed.join(", "));
+            self.problem(path, message, None);
         }
         match value {
             Value::Object(values)

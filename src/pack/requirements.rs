@@ -227,10 +227,10 @@ impl Parser<'_> {
         kind: Kind,
         included_at: Option<&Site>,
     ) -> Result<(), PackError> {
-        if let Some(site) = included_at {
-            if self.stack.iter().any(|parsing| parsing == path) {
-                return Err(site.error(RequirementProblem::IncludeCycle(path.to_owned())));
-            }
+        if let Some(site) = included_at
+            && self.stack.iter().any(|parsing| parsing == path)
+        {
+            return Err(site.error(RequirementProblem::IncludeCycle(path.to_owned())));
         }
         if !self.done.insert((path.to_owned(), kind)) {
             return Ok(());

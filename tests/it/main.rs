@@ -3,4 +3,5 @@
 mod cli;
 mod common;
 mod mirror;
+mod resolve;
 mod source;

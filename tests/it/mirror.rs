@@ -1,23 +1,51 @@
 //! Tests of the mirror module against a real wheel folder.
 //! Tests of the python module against real interpreters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use packsync::diagnostics::Report;
+use packsync::mirror::resolve::{Request, ResolveError, RootRequirement, resolve};
 use packsync::mirror::{
-    DistKind, FileNameError, MirrorError, MirrorIndex, Prereleases, SkippedFile,
+    DistKind, FileNameError, MetadataCache, MirrorError, MirrorIndex, Prereleases, SkippedFile,
 };
 use packsync::python::{PythonError, PythonIdentity};
 use pep508_rs::{PackageName, Requirement};
 use sha2::{Digest as _, Sha256};
 
+use crate::common::PYTHON3;
 use crate::common::wheels::{make_sdist, make_wheel};
 
 fn requirement(line: &str) -> Requirement {
     Requirement::from_str(line).expect("a valid requirement")
+}
+
+/// What `line` (as line 1 of `requirements.txt`) resolves to, as `name version file`.
+fn resolved(
+    index: &MirrorIndex,
+    line: &str,
+    prereleases: Prereleases,
+) -> Result<Vec<String>, ResolveError> {
+    let requirements = [RootRequirement {
+        requirement: requirement(line),
+        origin: "requirements.txt:1".into(),
+    }];
+    let request = Request {
+        requirements: &requirements,
+        constraints: &[],
+        prereleases,
+        python: &PYTHON3,
+        provided: &BTreeMap::new(),
+    };
+    let metadata = MetadataCache::load(None);
+    Ok(resolve(index, &metadata, request)?
+        .files
+        .iter()
+        .map(|file| format!("{} {} {}", file.name, file.version, file.file_name))
+        .collect())
 }
 
 fn name(name: &str) -> PackageName {
@@ -44,7 +72,7 @@ fn scan_indexes_wheels_and_sdists_and_skips_bad_names() {
     let app = make_wheel(dir, "fx-app", "1.0", &["fxdep>=1.1", "fx-multi-part"]);
     make_wheel(dir, "fxdep", "1.0", &[]);
     make_sdist(dir, "fx-multi-part", "1.2", &[]);
-    for junk in ["README", "SHA256SUMS", "index.html"] {
+    for junk in ["README", "MD5SUMS", "index.html"] {
         fs_err::write(dir.join(junk), "not a distribution").unwrap();
     }
     fs_err::write(dir.join("fxdep.whl"), "bad name").unwrap();
@@ -131,10 +159,11 @@ fn names_match_after_normalisation() {
         ]
     );
     for line in ["foo-bar==1.0", "Foo_Bar==1.0", "foo.BAR==1.0"] {
-        let selection = index
-            .select(&requirement(line), Prereleases::IfRequested)
-            .unwrap();
-        assert_eq!(selection.version.to_string(), "1.0", "{line}");
+        assert_eq!(
+            resolved(&index, line, Prereleases::IfRequested).unwrap(),
+            ["foo-bar 1.0 Foo_Bar-1.0-py3-none-any.whl"],
+            "{line}"
+        );
     }
     let versions: Vec<String> = index
         .versions_of(&name("foo__bar"))
@@ -158,7 +187,7 @@ fn prerelease_mirror() -> tempfile::TempDir {
 }
 
 #[test]
-fn selection_takes_the_newest_version_pip_would_take() {
+fn resolution_takes_the_newest_version_pip_would_take() {
     let mirror = prerelease_mirror();
     let index = MirrorIndex::scan(mirror.path(), None).unwrap();
     // The expectations are what pip 23.2.1 and 24.2 install from this mirror
@@ -180,40 +209,25 @@ fn selection_takes_the_newest_version_pip_would_take() {
         ("fxdep>1.1", Prereleases::Allow, Some("2.0b1")),
         ("fxdep<2", Prereleases::Allow, Some("1.1")),
         ("fxpre>=1", Prereleases::Allow, Some("2.0rc1")),
-        // Markers are the caller's business: the selection ignores them.
-        (
-            "fxdep<1.1 ; python_version < '2'",
-            Prereleases::IfRequested,
-            Some("1.0"),
-        ),
     ];
     for (line, prereleases, expected) in cases {
-        let selected = index
-            .select(&requirement(line), prereleases)
-            .ok()
-            .map(|selection| selection.version.to_string());
+        let selected = resolved(&index, line, prereleases).ok().map(|files| {
+            let [file] = files.as_slice() else {
+                panic!("{files:?}")
+            };
+            file.split(' ').nth(1).unwrap().to_string()
+        });
         assert_eq!(selected.as_deref(), expected, "{line} with {prereleases:?}");
     }
 }
 
 #[test]
-fn selection_lists_every_file_of_the_version() {
+fn resolution_prefers_the_wheel_of_a_version_to_its_sdist() {
     let mirror = prerelease_mirror();
     let index = MirrorIndex::scan(mirror.path(), None).unwrap();
-    let selection = index
-        .select(&requirement("fxdep>=1.1"), Prereleases::IfRequested)
-        .unwrap();
-    let files: Vec<(&str, DistKind)> = selection
-        .files
-        .iter()
-        .map(|file| (file.file_name.as_str(), file.kind))
-        .collect();
     assert_eq!(
-        files,
-        [
-            ("fxdep-1.1-py3-none-any.whl", DistKind::Wheel),
-            ("fxdep-1.1.tar.gz", DistKind::Sdist),
-        ]
+        resolved(&index, "fxdep>=1.1", Prereleases::IfRequested).unwrap(),
+        ["fxdep 1.1 fxdep-1.1-py3-none-any.whl"]
     );
 }
 
@@ -223,45 +237,39 @@ fn unsatisfied_requirements_name_what_the_mirror_has() {
     let dir = mirror.path();
     let index = MirrorIndex::scan(dir, None).unwrap();
 
-    let err = index
-        .select(&requirement("fxdep>=3"), Prereleases::IfRequested)
-        .unwrap_err();
+    let chains = |line| match resolved(&index, line, Prereleases::IfRequested).unwrap_err() {
+        ResolveError::Unsatisfiable { chains } => chains,
+        other => panic!("unexpected {other:?}"),
+    };
     assert_eq!(
-        rendered(&err, dir),
-        "error: No file in the mirror satisfies `fxdep>=3`: the mirror has fxdep 1.0, 1.1, 2.0b1\n\
-         \n\
-         hint: Add a wheel of `fxdep` that satisfies `fxdep>=3` to the mirror folder `[DIR]`\n"
+        chains("fxdep>=3"),
+        ["requirements.txt:1 fxdep>=3 : mirror has fxdep 1.0, 1.1, 2.0b1"]
+    );
+    assert_eq!(
+        chains("fxdep>1.1"),
+        [
+            "requirements.txt:1 fxdep>1.1 : mirror has fxdep 1.0, 1.1, 2.0b1; pip takes a \
+          pre-release (2.0b1) only when the requirement names one, e.g. `fxdep==2.0b1`"
+        ]
+    );
+    assert_eq!(
+        chains("Fx_Missing>=1"),
+        ["requirements.txt:1 fx-missing>=1 : mirror has no distribution named `fx-missing`"]
     );
 
-    let err = index
-        .select(&requirement("fxdep>1.1"), Prereleases::IfRequested)
-        .unwrap_err();
-    assert_eq!(
-        rendered(&err, dir),
-        "error: No file in the mirror satisfies `fxdep>1.1`: the mirror has fxdep 1.0, 1.1, 2.0b1\n\
-         \n\
-         hint: Add a wheel of `fxdep` that satisfies `fxdep>1.1` to the mirror folder `[DIR]`; \
-         fxdep 2.0b1 would satisfy it, but pip installs a pre-release only when the requirement \
-         names one, e.g. `fxdep==2.0b1`\n"
+    let err = resolved(
+        &index,
+        "fxdep @ https://example.com/fxdep-1.0-py3-none-any.whl",
+        Prereleases::IfRequested,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ResolveError::Mirror(MirrorError::UrlRequirement { .. })
+        ),
+        "{err:?}"
     );
-
-    let err = index
-        .select(&requirement("Fx_Missing>=1"), Prereleases::IfRequested)
-        .unwrap_err();
-    assert!(matches!(&err, MirrorError::Unsatisfied { available, .. } if available.is_empty()));
-    assert_eq!(
-        err.to_string(),
-        "No file in the mirror satisfies `fx-missing>=1`: the mirror has no distribution named \
-         `fx-missing`"
-    );
-
-    let err = index
-        .select(
-            &requirement("fxdep @ https://example.com/fxdep-1.0-py3-none-any.whl"),
-            Prereleases::IfRequested,
-        )
-        .unwrap_err();
-    assert!(matches!(err, MirrorError::UrlRequirement { .. }), "{err:?}");
 }
 
 #[test]

@@ -131,9 +131,9 @@ fn every_pack_problem_is_reported_in_one_run() {
     error: [no_such_ref] Ref `v9.9.9` matches no branch, tag or commit of `[TEMP]/repos/no_such_ref`; the repo has no version tags
 
     hint: set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches
-    error: [unsatisfied] [TEMP]/repos/unsatisfied@[SHORT]:requirements.txt:1: No file in the mirror satisfies `six>=2`: the mirror has six 1.16.0, 1.17.0
+    error: [unsatisfied] requirements.txt:1 six>=2 : mirror has six 1.16.0, 1.17.0
 
-    hint: Add a wheel of `six` that satisfies `six>=2` to the mirror folder `[TEMP]/mirror`
+    hint: add the missing versions to the mirror folder `[TEMP]/mirror`, or change the requirement
     error: [url_requirement] Cannot use line 2 of `[TEMP]/repos/url_requirement@[SHORT]:requirements.txt`: `foo @ https://example.com/foo-1.0-py3-none-any.whl` points at a URL
       --> [TEMP]/repos/url_requirement@[SHORT]:requirements.txt:2:1
       |

@@ -1,0 +1,418 @@
+//! What a mirror file declares about itself: its dependencies, the Pythons it supports and, for
+//! an sdist, what it builds with. The resolver needs these for every candidate it considers.
+//!
+//! Nothing is built to find them out. A wheel carries `*.dist-info/METADATA`. An sdist is read
+//! for static metadata in the order build tools trust it: `pyproject.toml` `[project]` (PEP
+//! 621) when `dependencies` is not dynamic, `PKG-INFO` of metadata 2.2 or later (PEP 643) when
+//! `Requires-Dist` is not dynamic, then setuptools' `*.egg-info/requires.txt`. An sdist with
+//! none of them would have to run its `setup.py` to tell, and is refused with a hint.
+//!
+//! The archive is read once per content: [`MetadataCache`] keeps what was read by sha256 in a
+//! file under `state_dir`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::{DistKind, MirrorError, MirrorFile};
+
+/// pip's build requirements for an sdist that declares none (no `[build-system]`).
+const LEGACY_BUILD_REQUIRES: &str = "setuptools>=40.8.0";
+
+/// What a distribution file declares, as strings (parsed where used, so that a bad line names
+/// its file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistMetadata {
+    /// PEP 508 requirements, with their markers (`extra == "x"` for optional ones).
+    pub requires_dist: Vec<String>,
+    /// A PEP 440 specifier set, e.g. `>=3.8`.
+    pub requires_python: Option<String>,
+    /// For an sdist: what its build backend needs (`[build-system] requires`).
+    pub build_requires: Vec<String>,
+}
+
+/// Reads metadata from the archive at most once per file content.
+#[derive(Debug)]
+pub struct MetadataCache {
+    path: Option<PathBuf>,
+    /// By sha256 of the file.
+    entries: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    entries: BTreeMap<String, Arc<DistMetadata>>,
+    changed: bool,
+}
+
+impl MetadataCache {
+    /// The cache stored at `path` (a missing or unreadable one is empty: it is only a cache).
+    pub fn load(path: Option<&Path>) -> Self {
+        let entries: BTreeMap<String, Arc<DistMetadata>> = path
+            .and_then(|path| fs_err::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Self {
+            path: path.map(Path::to_path_buf),
+            entries: Mutex::new(CacheState {
+                entries,
+                changed: false,
+            }),
+        }
+    }
+
+    /// The metadata of `file`, read from its archive the first time its content is seen.
+    pub fn get(&self, file: &MirrorFile) -> Result<Arc<DistMetadata>, MirrorError> {
+        let mut state = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = state.entries.get(&file.sha256) {
+            return Ok(Arc::clone(found));
+        }
+        let read = Arc::new(read(file)?);
+        state.entries.insert(file.sha256.clone(), Arc::clone(&read));
+        state.changed = true;
+        Ok(read)
+    }
+
+    /// Writes the cache back when this run read new files, keeping only the entries of files
+    /// still in the mirror (`live`, by sha256) so that it never outgrows the mirror.
+    pub fn save<'a>(&self, live: impl IntoIterator<Item = &'a str>) {
+        let Some(path) = &self.path else { return };
+        let mut state = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.changed {
+            return;
+        }
+        let live: std::collections::BTreeSet<&str> = live.into_iter().collect();
+        state
+            .entries
+            .retain(|sha256, _| live.contains(sha256.as_str()));
+        let json = serde_json::to_vec(&state.entries).expect("metadata serialises to JSON");
+        match super::cache::write_atomic(path, &json) {
+            Ok(()) => state.changed = false,
+            Err(error) => tracing::debug!(%error, "mirror metadata cache not written"),
+        }
+    }
+}
+
+/// Reads the metadata out of the wheel or sdist `file`.
+fn read(file: &MirrorFile) -> Result<DistMetadata, MirrorError> {
+    let invalid = |reason: String| MirrorError::Metadata {
+        path: file.path.clone(),
+        reason,
+    };
+    match file.kind {
+        DistKind::Wheel => {
+            let members = read_members(&file.path, |name| {
+                name.split_once('/')
+                    .is_some_and(|(top, rest)| top.ends_with(".dist-info") && rest == "METADATA")
+            })
+            .map_err(invalid)?;
+            let (_, text) = members
+                .into_iter()
+                .next()
+                .ok_or_else(|| invalid("the wheel has no `*.dist-info/METADATA`".into()))?;
+            let headers = Headers::parse(&text);
+            Ok(DistMetadata {
+                requires_dist: headers.all("Requires-Dist"),
+                requires_python: headers.first("Requires-Python"),
+                build_requires: Vec::new(),
+            })
+        }
+        DistKind::Sdist => read_sdist(file).map_err(invalid),
+    }
+}
+
+fn read_sdist(file: &MirrorFile) -> Result<DistMetadata, String> {
+    // `name-1.0/PKG-INFO`, `name-1.0/pyproject.toml`, `name-1.0[/src]/x.egg-info/requires.txt`.
+    let members = read_members(&file.path, |name| {
+        let parts: Vec<&str> = name.split('/').collect();
+        match parts.as_slice() {
+            [_, "PKG-INFO" | "pyproject.toml"] => true,
+            [_, egg_info, "requires.txt"] | [_, "src", egg_info, "requires.txt"] => {
+                egg_info.ends_with(".egg-info")
+            }
+            _ => false,
+        }
+    })?;
+    let member = |suffix: &str| {
+        members
+            .iter()
+            .filter(|(name, _)| name.ends_with(suffix))
+            .min_by_key(|(name, _)| name.len())
+            .map(|(_, text)| text.as_str())
+    };
+    let pyproject: Option<toml::Table> = member("/pyproject.toml")
+        .map(|text| {
+            text.parse()
+                .map_err(|err| format!("its `pyproject.toml` is not valid TOML: {err}"))
+        })
+        .transpose()?;
+    let pkg_info = member("/PKG-INFO").map(Headers::parse);
+
+    let build_requires = match pyproject
+        .as_ref()
+        .and_then(|table| table.get("build-system"))
+        .and_then(|build| build.get("requires"))
+    {
+        Some(requires) => strings(requires, "[build-system] requires")?,
+        None => vec![LEGACY_BUILD_REQUIRES.to_string()],
+    };
+    let project = pyproject.as_ref().and_then(|table| table.get("project"));
+    let dynamic = |key: &str| {
+        project
+            .and_then(|project| project.get("dynamic"))
+            .and_then(toml::Value::as_array)
+            .is_some_and(|dynamic| dynamic.iter().any(|value| value.as_str() == Some(key)))
+    };
+    let requires_python = project
+        .and_then(|project| project.get("requires-python"))
+        .and_then(toml::Value::as_str)
+        .map(str::to_string)
+        .or_else(|| pkg_info.as_ref()?.first("Requires-Python"));
+
+    let requires_dist = if let Some(project) = project.filter(|_| !dynamic("dependencies")) {
+        project_requirements(project)?
+    } else if let Some(headers) = pkg_info
+        .as_ref()
+        .filter(|headers| headers.static_requires())
+    {
+        headers.all("Requires-Dist")
+    } else if let Some(requires) = member(".egg-info/requires.txt") {
+        egg_info_requirements(requires)
+    } else {
+        return Err(
+            "the sdist declares its dependencies in no file packsync can read without building \
+             it (no static `[project] dependencies`, no PKG-INFO 2.2, no egg-info)"
+                .to_string(),
+        );
+    };
+    Ok(DistMetadata {
+        requires_dist,
+        requires_python,
+        build_requires,
+    })
+}
+
+/// `[project] dependencies` and `optional-dependencies` as `Requires-Dist` lines.
+fn project_requirements(project: &toml::Value) -> Result<Vec<String>, String> {
+    let mut requires = match project.get("dependencies") {
+        Some(dependencies) => strings(dependencies, "[project] dependencies")?,
+        None => Vec::new(),
+    };
+    if let Some(optional) = project
+        .get("optional-dependencies")
+        .and_then(toml::Value::as_table)
+    {
+        for (extra, dependencies) in optional {
+            for requirement in strings(dependencies, "[project] optional-dependencies")? {
+                requires.push(with_extra(&requirement, extra, None));
+            }
+        }
+    }
+    Ok(requires)
+}
+
+/// setuptools' `requires.txt`: plain lines, then `[extra]`, `[:marker]` or `[extra:marker]`
+/// sections.
+fn egg_info_requirements(text: &str) -> Vec<String> {
+    let mut requires = Vec::new();
+    let mut section: Option<(String, Option<String>)> = None;
+    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let (extra, marker) = header.split_once(':').unwrap_or((header, ""));
+            section = Some((
+                extra.trim().to_string(),
+                Some(marker.trim().to_string()).filter(|marker| !marker.is_empty()),
+            ));
+            continue;
+        }
+        requires.push(match &section {
+            None => line.to_string(),
+            Some((extra, marker)) => with_extra(line, extra, marker.as_deref()),
+        });
+    }
+    requires
+}
+
+/// `requirement` made conditional on `extra` (when not empty) and on `marker`.
+fn with_extra(requirement: &str, extra: &str, marker: Option<&str>) -> String {
+    let (requirement, own_marker) = match requirement.split_once(';') {
+        Some((requirement, marker)) => (requirement.trim(), Some(marker.trim())),
+        None => (requirement.trim(), None),
+    };
+    let mut conditions: Vec<String> = [own_marker, marker]
+        .into_iter()
+        .flatten()
+        .map(|marker| format!("({marker})"))
+        .collect();
+    if !extra.is_empty() {
+        conditions.push(format!("extra == \"{extra}\""));
+    }
+    if conditions.is_empty() {
+        requirement.to_string()
+    } else {
+        format!("{requirement} ; {}", conditions.join(" and "))
+    }
+}
+
+fn strings(value: &toml::Value, key: &str) -> Result<Vec<String>, String> {
+    value
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|item| item.as_str().map(str::to_string))
+                .collect()
+        })
+        .ok_or_else(|| format!("`{key}` in its `pyproject.toml` is not a list of strings"))
+}
+
+/// The members of the archive at `path` whose name `wanted` accepts, as text.
+fn read_members(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, String> {
+    let name = path.to_string_lossy();
+    let file = fs_err::File::open(path).map_err(|err| err.to_string())?;
+    if name.ends_with(".whl") || name.ends_with(".zip") {
+        let mut archive =
+            zip::ZipArchive::new(file).map_err(|err| format!("not a valid zip archive: {err}"))?;
+        let names: Vec<String> = archive
+            .file_names()
+            .filter(|name| wanted(name))
+            .map(str::to_string)
+            .collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let mut text = String::new();
+                archive
+                    .by_name(&name)
+                    .map_err(|err| err.to_string())?
+                    .read_to_string(&mut text)
+                    .map_err(|err| format!("cannot read `{name}`: {err}"))?;
+                Ok((name, text))
+            })
+            .collect()
+    } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let mut found = Vec::new();
+        let entries = archive
+            .entries()
+            .map_err(|err| format!("not a valid tar.gz archive: {err}"))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|err| format!("not a valid tar.gz archive: {err}"))?;
+            let member = entry.path().map_err(|err| err.to_string())?;
+            let member = member
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            if wanted(&member) {
+                let mut text = String::new();
+                entry
+                    .read_to_string(&mut text)
+                    .map_err(|err| format!("cannot read `{member}`: {err}"))?;
+                found.push((member, text));
+            }
+        }
+        Ok(found)
+    } else {
+        Err("packsync reads sdists as .tar.gz or .zip only".to_string())
+    }
+}
+
+/// The headers of a core metadata file (RFC 822 style, continuation lines indented).
+struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    fn parse(text: &str) -> Self {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                break; // the description body follows
+            }
+            if line.starts_with([' ', '\t']) {
+                if let Some((_, value)) = headers.last_mut() {
+                    value.push(' ');
+                    value.push_str(line.trim());
+                }
+            } else if let Some((key, value)) = line.split_once(':') {
+                headers.push((key.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        Self(headers)
+    }
+
+    fn all(&self, key: &str) -> Vec<String> {
+        let key = key.to_ascii_lowercase();
+        self.0
+            .iter()
+            .filter(|(name, _)| *name == key)
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
+    fn first(&self, key: &str) -> Option<String> {
+        self.all(key).into_iter().next()
+    }
+
+    /// Whether `Requires-Dist` can be trusted without building: metadata 2.2 or later, and not
+    /// listed as `Dynamic` (PEP 643).
+    fn static_requires(&self) -> bool {
+        let version = self.first("Metadata-Version").unwrap_or_default();
+        let (major, minor) = version.split_once('.').unwrap_or((&version, "0"));
+        let at_least_2_2 = (
+            major.parse::<u32>().unwrap_or(0),
+            minor.parse::<u32>().unwrap_or(0),
+        ) >= (2, 2);
+        at_least_2_2
+            && !self
+                .all("Dynamic")
+                .iter()
+                .any(|field| field.eq_ignore_ascii_case("Requires-Dist"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_fold_continuations_and_stop_at_the_body() {
+        let headers = Headers::parse(
+            "Metadata-Version: 2.1\nName: x\nRequires-Dist: a>=1\nRequires-Dist: b;\n  \
+             extra == 'y'\n\nRequires-Dist: not-a-header\n",
+        );
+        assert_eq!(headers.all("requires-dist"), ["a>=1", "b; extra == 'y'"]);
+        assert!(!headers.static_requires());
+        assert!(Headers::parse("Metadata-Version: 2.2\n").static_requires());
+        assert!(
+            !Headers::parse("Metadata-Version: 2.4\nDynamic: Requires-Dist\n").static_requires()
+        );
+    }
+
+    #[test]
+    fn egg_info_sections_become_markers() {
+        assert_eq!(
+            egg_info_requirements(
+                "six\n\n[socks]\nPySocks!=1.5.7\n\n[:python_version < \"3.8\"]\nimportlib-metadata\n\n[ws:sys_platform == \"win32\"]\npywin32\n"
+            ),
+            [
+                "six",
+                "PySocks!=1.5.7 ; extra == \"socks\"",
+                "importlib-metadata ; (python_version < \"3.8\")",
+                "pywin32 ; (sys_platform == \"win32\") and extra == \"ws\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn optional_dependencies_keep_their_own_markers() {
+        assert_eq!(
+            with_extra("a>=1; os_name == 'nt'", "x", None),
+            "a>=1 ; (os_name == 'nt') and extra == \"x\""
+        );
+    }
+}
