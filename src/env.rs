@@ -14,12 +14,14 @@
 //! means no pip at all.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use crate::config::Installer;
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::fsx;
 use crate::model::{Digest, EnvInputs};
@@ -30,6 +32,9 @@ use crate::store::BUILDING_MARKER;
 pub struct EnvBuilder {
     python: PathBuf,
     mirror: PathBuf,
+    installer: Installer,
+    /// uv's cache (wheels unpacked once), under `state_dir`.
+    uv_cache: PathBuf,
     /// One lock per env digest, so that a second pack with the same inputs waits for the first
     /// build and then reuses it.
     building: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
@@ -65,22 +70,34 @@ pub enum EnvError {
         status: std::process::ExitStatus,
         output: String,
     },
-    /// `output` is the end of pip's output.
-    #[error("pip failed to install into `{}` from the mirror `{}` ({status}): {output}", dir.display(), mirror.display())]
-    Pip {
+    /// `output` is the end of the installer's output.
+    #[error("`{}` failed to install into `{}` from the mirror `{}` ({status}): {output}", installer.display(), dir.display(), mirror.display())]
+    Install {
+        installer: PathBuf,
         dir: PathBuf,
         mirror: PathBuf,
         status: std::process::ExitStatus,
         output: String,
+    },
+    #[error("The mirror file `{}` changed since it was resolved: sha256 {actual}, expected {expected}", path.display())]
+    Swapped {
+        path: PathBuf,
+        expected: String,
+        actual: String,
     },
 }
 
 impl Diagnose for EnvError {
     fn hint(&self) -> Option<String> {
         match self {
-            EnvError::Pip { .. } => Some(
-                "add the missing wheels (and their dependencies) to the mirror, or fix the \
-                 requirement in the pack; nothing was switched"
+            EnvError::Install { .. } => Some(
+                "the installer refused the resolved files: check the mirror files it names \
+                 (an sdist needs its build backend as a wheel in the mirror); nothing was switched"
+                    .to_string(),
+            ),
+            EnvError::Swapped { .. } => Some(
+                "a file in the mirror was replaced between the plan and the install; nothing was \
+                 switched: run `packsync plan` again to resolve against the mirror as it is now"
                     .to_string(),
             ),
             _ => None,
@@ -89,10 +106,12 @@ impl Diagnose for EnvError {
 }
 
 impl EnvBuilder {
-    pub fn new(python: PathBuf, mirror: PathBuf) -> Self {
+    pub fn new(python: PathBuf, mirror: PathBuf, installer: Installer, uv_cache: PathBuf) -> Self {
         Self {
             python,
             mirror,
+            installer,
+            uv_cache,
             building: Mutex::new(HashMap::new()),
         }
     }
@@ -192,60 +211,93 @@ impl EnvBuilder {
         })
     }
 
-    /// Installs the requirements from the mirror; `false` when there are none (no pip run).
+    /// Installs the resolved files from the mirror, exactly those (`--no-deps`) and only with
+    /// the sha256 they were resolved with (`--require-hashes`); `false` when there are none
+    /// (no installer run).
     fn install(&self, dir: &Path, inputs: &EnvInputs) -> Result<bool, EnvError> {
-        let (options, requirements): (Vec<&str>, Vec<&str>) = inputs
-            .requirements
-            .iter()
-            .map(String::as_str)
-            // `-c <constraint>` lines are recorded for the digest; the pins already obey them.
-            .filter(|line| line.starts_with("--") || !line.starts_with('-'))
-            .partition(|line| line.starts_with("--"));
-        if requirements.is_empty() {
+        if inputs.pins.is_empty() {
             return Ok(false);
         }
+        // The installer refuses a swapped file too; checking first names the file plainly.
+        for pin in &inputs.pins {
+            let path = self.mirror.join(&pin.file);
+            let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
+            if actual != pin.sha256 {
+                return Err(EnvError::Swapped {
+                    path,
+                    expected: pin.sha256.clone(),
+                    actual,
+                });
+            }
+        }
         let work = dir.join(BUILD_FILES);
-        let requirements_file = work.join("requirements.txt");
-        let constraints_file = work.join("constraints.txt");
-        let requirement_lines: String = options
-            .iter()
-            .chain(&requirements)
-            .flat_map(|line| [*line, "\n"])
-            .collect();
-        let constraints: String = inputs
-            .pins
-            .iter()
-            .flat_map(|pin| [pin.name.as_str(), "==", pin.version.as_str(), "\n"])
-            .collect();
+        let pinned_file = work.join("pinned.txt");
+        let mut pinned = String::new();
+        for pin in &inputs.pins {
+            let _ = writeln!(
+                pinned,
+                "{}=={} --hash=sha256:{}",
+                pin.name, pin.version, pin.sha256
+            );
+        }
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        fs_err::write(&requirements_file, requirement_lines)
-            .map_err(io("write", &requirements_file))?;
-        fs_err::write(&constraints_file, constraints).map_err(io("write", &constraints_file))?;
+        fs_err::write(&pinned_file, pinned).map_err(io("write", &pinned_file))?;
 
-        let mut command = self.command();
+        let venv_python = dir.join("bin/python");
+        let mut command = match &self.installer {
+            Installer::Pip => {
+                let mut command = self.command();
+                command
+                    .args(["-m", "pip", "--python"])
+                    .arg(&venv_python)
+                    .args([
+                        "install",
+                        "--isolated",
+                        "--no-input",
+                        "--disable-pip-version-check",
+                    ])
+                    .arg("--no-cache-dir");
+                command
+            }
+            Installer::Uv(uv) => {
+                let mut command = clean_command(uv);
+                command
+                    .args(["pip", "install", "--python"])
+                    .arg(&venv_python)
+                    .args([
+                        "--offline",
+                        "--no-config",
+                        "--compile-bytecode",
+                        "--link-mode=copy",
+                    ])
+                    .arg("--cache-dir")
+                    .arg(&self.uv_cache);
+                command
+            }
+        };
         command
-            .args(["-m", "pip", "--python"])
-            .arg(dir.join("bin/python"))
-            .args(["install", "--isolated", "--no-index", "--find-links"])
-            .arg(&self.mirror)
             .args([
-                "--no-input",
-                "--disable-pip-version-check",
-                "--no-cache-dir",
-                "-r",
+                "--no-index",
+                "--no-deps",
+                "--require-hashes",
+                "--find-links",
             ])
-            .arg(&requirements_file)
-            .arg("-c")
-            .arg(&constraints_file);
-        let output = self.output(&mut command)?;
+            .arg(&self.mirror)
+            .arg("-r")
+            .arg(&pinned_file);
+        let output = command.output().map_err(|source| EnvError::Spawn {
+            program: self.installer_program().to_path_buf(),
+            source,
+        })?;
         tracing::debug!(
             env = %dir.display(),
             stdout = %String::from_utf8_lossy(&output.stdout),
             stderr = %String::from_utf8_lossy(&output.stderr),
-            "pip finished"
+            "installer finished"
         );
         if !output.status.success() {
-            return Err(EnvError::Pip {
+            return Err(EnvError::Install {
+                installer: self.installer_program().to_path_buf(),
                 dir: dir.to_path_buf(),
                 mirror: self.mirror.clone(),
                 status: output.status,
@@ -256,19 +308,19 @@ impl EnvBuilder {
         Ok(true)
     }
 
+    fn installer_program(&self) -> &Path {
+        match &self.installer {
+            Installer::Pip => &self.python,
+            Installer::Uv(uv) => uv,
+        }
+    }
+
     /// The configured interpreter in a clean environment: nothing of packsync's environment
     /// (proxies, `PIP_*`, `PYTHON*`) reaches pip, so the build depends on the env inputs only.
     /// `-I` keeps the working folder and user site-packages off `sys.path`.
     fn command(&self) -> Command {
-        let mut command = Command::new(&self.python);
-        command
-            .arg("-I")
-            .env_clear()
-            .envs(CHILD_ENV.iter().copied())
-            .stdin(Stdio::null());
-        if let Some(path) = std::env::var_os("PATH") {
-            command.env("PATH", path);
-        }
+        let mut command = clean_command(&self.python);
+        command.arg("-I");
         command
     }
 
@@ -278,6 +330,19 @@ impl EnvBuilder {
             source,
         })
     }
+}
+
+/// `program` with nothing of packsync's environment but `PATH` and [`CHILD_ENV`].
+fn clean_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(CHILD_ENV.iter().copied())
+        .stdin(Stdio::null());
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
 }
 
 /// The setting that makes the base interpreter's site-packages visible.
@@ -436,7 +501,28 @@ mod tests {
                     .unwrap();
                 assert!(output.status.success(), "{output:?}");
             }
-            EnvBuilder::new(PYTHON.clone(), mirror)
+            EnvBuilder::new(
+                PYTHON.clone(),
+                mirror,
+                Installer::Pip,
+                self.path().join("uv-cache"),
+            )
+        }
+
+        /// Env inputs pinning the `name-version` wheels of the mirror, with their real sha256.
+        fn inputs(
+            &self,
+            settings: &[&str],
+            requirements: &[&str],
+            pins: &[(&str, &str)],
+        ) -> EnvInputs {
+            let mut inputs = inputs(settings, requirements, pins);
+            for pin in &mut inputs.pins {
+                pin.sha256 =
+                    crate::mirror::sha256_file(&self.path().join("mirror").join(&pin.file))
+                        .unwrap();
+            }
+            inputs
         }
     }
 
@@ -553,7 +639,7 @@ mod tests {
         let scratch = Scratch::new();
         let builder = scratch.builder(&[("tinydep", "1.0"), ("tinydep", "2.0")]);
         let env = scratch.path().join("envs/pinned");
-        let inputs = inputs(
+        let inputs = scratch.inputs(
             &[],
             &["--prefer-binary", "-c tinydep>=1", "tinydep>=1"],
             &[("tinydep", "1.0")],
@@ -575,24 +661,23 @@ mod tests {
     }
 
     #[test]
-    fn a_requirement_missing_from_the_mirror_fails_with_pips_words() {
+    fn a_file_swapped_in_the_mirror_since_resolution_is_refused() {
         let scratch = Scratch::new();
         let builder = scratch.builder(&[("tinydep", "1.0")]);
-        let env = scratch.path().join("envs/missing");
-        let err = builder
-            .ensure(&env, &inputs(&[], &["nosuchdist==1.0"], &[]))
-            .unwrap_err();
-        let EnvError::Pip { dir, output, .. } = &err else {
+        let env = scratch.path().join("envs/swapped");
+        let mut inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
+        inputs.pins[0].sha256 = "0".repeat(64);
+        let err = builder.ensure(&env, &inputs).unwrap_err();
+        let EnvError::Swapped { path, expected, .. } = &err else {
             panic!("unexpected {err:?}");
         };
-        assert_eq!(dir, &env);
         assert!(
-            output.contains("No matching distribution found for nosuchdist==1.0"),
-            "{output}"
+            path.ends_with("mirror/tinydep-1.0-py3-none-any.whl"),
+            "{path:?}"
         );
-        assert!(output.lines().count() <= 20);
+        assert_eq!(expected, &"0".repeat(64));
         assert!(!env.exists(), "a failed build is removed");
-        assert!(err.to_string().starts_with("pip failed to install into"));
+        assert!(err.to_string().starts_with("The mirror file `"), "{err}");
     }
 
     #[test]
@@ -617,7 +702,7 @@ mod tests {
         let scratch = Scratch::new();
         let builder = scratch.builder(&[("tinydep", "1.0")]);
         let env = scratch.path().join("envs/shared");
-        let inputs = inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
+        let inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
         let mut outcomes: Vec<EnvOutcome> = std::thread::scope(|scope| {
             let callers: Vec<_> = (0..2)
                 .map(|_| scope.spawn(|| builder.ensure(&env, &inputs).unwrap()))

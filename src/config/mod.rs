@@ -51,6 +51,7 @@ pub struct SiteConfig {
     pub mirror: MirrorConfig,
     pub state: StateConfig,
     pub packs: Vec<PackConfig>,
+    pub runners: Vec<RunnerConfig>,
 }
 
 impl SiteConfig {
@@ -107,6 +108,14 @@ pub struct StackStormConfig {
     pub register: Option<CommandTemplate>,
     pub unregister: Option<CommandTemplate>,
     pub test: Option<CommandTemplate>,
+    /// StackStorm's own interpreter (`/opt/stackstorm/st2/bin/python`): runners install for
+    /// it, and pack virtualenvs must share its minor version.
+    pub st2_python: Option<PathBuf>,
+    /// Registers runners after the runner set changed (`st2-register-content
+    /// --register-runners`).
+    pub register_runners: Option<CommandTemplate>,
+    /// Restarts what loads runners (`st2ctl restart-component st2actionrunner`).
+    pub restart: Option<CommandTemplate>,
 }
 
 /// StackStorm's virtualenv choices (`setup_pack_virtualenv`), each one a setting.
@@ -125,6 +134,26 @@ pub struct VirtualenvConfig {
 #[derive(Debug, Clone)]
 pub struct MirrorConfig {
     pub path: PathBuf,
+    pub installer: Installer,
+}
+
+/// What installs the resolved files into an environment. Both install the same files with
+/// the same hashes, `--no-deps`: the resolution is packsync's, not the installer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installer {
+    /// The pip of `[stackstorm] python` (any StackStorm host has it).
+    Pip,
+    /// The `uv` binary at this path (a bare name is looked up on `PATH`).
+    Uv(PathBuf),
+}
+
+/// One `[[runner]]`.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The distribution and the versions wanted, e.g. `clush_runner==1.2.*`.
+    pub requirement: pep508_rs::Requirement,
+    /// Where the runner is in the site config.
+    pub location: Location,
 }
 
 /// An engine command: an argv list (no shell) with `{placeholder}`s.
@@ -257,6 +286,7 @@ impl Validator<'_> {
         });
     }
 
+    #[allow(clippy::too_many_lines)] // one field after the other, in the file's order
     fn site_config(&mut self, raw: raw::RawSiteConfig) -> SiteConfig {
         if let Some(version) = &raw.version
             && *version.get_ref() != 1
@@ -305,10 +335,18 @@ impl Validator<'_> {
             register: self.command(raw.stackstorm.register, "register"),
             unregister: self.command(raw.stackstorm.unregister, "unregister"),
             test: self.command(raw.stackstorm.test, "test"),
+            st2_python: raw
+                .stackstorm
+                .st2_python
+                .as_ref()
+                .map(|python| self.program(python)),
+            register_runners: self.command(raw.stackstorm.register_runners, "register_runners"),
+            restart: self.command(raw.stackstorm.restart, "restart"),
         };
         let mirror = if let Some(mirror) = raw.mirror {
             MirrorConfig {
                 path: self.path(&mirror.path),
+                installer: self.installer(mirror.installer.as_ref(), mirror.uv.as_ref()),
             }
         } else {
             self.error(
@@ -322,6 +360,7 @@ impl Validator<'_> {
             );
             MirrorConfig {
                 path: PathBuf::new(),
+                installer: Installer::Pip,
             }
         };
         let state = raw
@@ -346,6 +385,7 @@ impl Validator<'_> {
             }
             packs.push(pack);
         }
+        let runners = self.runners(raw.runners, &stackstorm);
         SiteConfig {
             path: self.path.to_path_buf(),
             agent,
@@ -353,7 +393,113 @@ impl Validator<'_> {
             mirror,
             state,
             packs,
+            runners,
         }
+    }
+
+    fn installer(
+        &mut self,
+        installer: Option<&Spanned<String>>,
+        uv: Option<&Spanned<String>>,
+    ) -> Installer {
+        let uv_binary = || uv.map_or_else(|| PathBuf::from("uv"), |uv| self.program(uv));
+        match installer.map(|i| i.get_ref().as_str()) {
+            None | Some("pip") => {
+                if let Some(uv) = uv {
+                    self.error(
+                        uv.span(),
+                        "`uv` is set but `installer` is not \"uv\"",
+                        Some("add `installer = \"uv\"` to `[mirror]`, or remove `uv`".into()),
+                    );
+                }
+                Installer::Pip
+            }
+            Some("uv") => Installer::Uv(uv_binary()),
+            Some(other) => {
+                let span = installer.map(Spanned::span).unwrap_or_default();
+                self.error(
+                    span,
+                    format!("Unknown installer `{other}`"),
+                    Some(
+                        "`installer` is \"pip\" (the default) or \"uv\" (with `uv = \"/path/to/uv\"` \
+                         when it is not on PATH)"
+                            .into(),
+                    ),
+                );
+                Installer::Pip
+            }
+        }
+    }
+
+    fn runners(
+        &mut self,
+        raw: Vec<raw::RawRunner>,
+        stackstorm: &StackStormConfig,
+    ) -> Vec<RunnerConfig> {
+        let mut runners: Vec<RunnerConfig> = Vec::new();
+        for runner in raw {
+            let location = self.location(runner.name.span());
+            let text = match &runner.version {
+                Some(version) => format!("{}{}", runner.name.get_ref(), version.get_ref()),
+                None => runner.name.get_ref().clone(),
+            };
+            let requirement = match pep508_rs::Requirement::from_str(&text) {
+                Ok(requirement)
+                    if requirement.marker.is_true() && requirement.extras.is_empty() =>
+                {
+                    requirement
+                }
+                Ok(_) | Err(_) => {
+                    let span = runner
+                        .version
+                        .as_ref()
+                        .map_or(runner.name.span(), Spanned::span);
+                    self.error(
+                        span,
+                        format!("`{text}` is not a runner name with a PEP 440 version specifier"),
+                        Some(
+                            "write the distribution name and the versions, e.g. `name = \
+                             \"clush_runner\"` and `version = \"==1.2.*\"`"
+                                .into(),
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Some(first) = runners
+                .iter()
+                .find(|r| r.requirement.name == requirement.name)
+            {
+                let message = format!(
+                    "Runner `{}` is declared twice (first at {})",
+                    requirement.name, first.location
+                );
+                self.errors.push(ConfigError::Invalid {
+                    location,
+                    message,
+                    hint: Some("remove one of the two `[[runner]]` entries".into()),
+                });
+                continue;
+            }
+            runners.push(RunnerConfig {
+                requirement,
+                location,
+            });
+        }
+        if let Some(first) = runners.first()
+            && stackstorm.st2_python.is_none()
+        {
+            self.errors.push(ConfigError::Invalid {
+                location: first.location.clone(),
+                message: "Runners need `[stackstorm] st2_python`".into(),
+                hint: Some(
+                    "runners install for StackStorm's own interpreter: set `st2_python = \
+                     \"/opt/stackstorm/st2/bin/python\"` in `[stackstorm]`"
+                        .into(),
+                ),
+            });
+        }
+        runners
     }
 
     fn state(&mut self, raw: raw::RawState) -> StateConfig {

@@ -18,6 +18,8 @@ pub(super) struct RawSiteConfig {
     pub(super) state: Option<RawState>,
     #[serde(default, rename = "pack")]
     pub(super) packs: Vec<RawPack>,
+    #[serde(default, rename = "runner")]
+    pub(super) runners: Vec<RawRunner>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,12 +45,17 @@ pub(super) struct RawStackStorm {
     pub(super) register: Option<Spanned<Vec<String>>>,
     pub(super) unregister: Option<Spanned<Vec<String>>>,
     pub(super) test: Option<Spanned<Vec<String>>>,
+    pub(super) st2_python: Option<Spanned<String>>,
+    pub(super) register_runners: Option<Spanned<Vec<String>>>,
+    pub(super) restart: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMirror {
     pub(super) path: Spanned<String>,
+    pub(super) installer: Option<Spanned<String>>,
+    pub(super) uv: Option<Spanned<String>>,
 }
 
 /// `[state]`: where the installed state is kept; absent, the embedded file store.
@@ -72,4 +79,12 @@ pub(super) struct RawPack {
     pub(super) subdir: Option<Spanned<String>>,
     pub(super) enabled: Option<bool>,
     pub(super) config: Option<BTreeMap<Spanned<String>, toml::Value>>,
+}
+
+/// One `[[runner]]`: a StackStorm runner distribution, from the mirror.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRunner {
+    pub(super) name: Spanned<String>,
+    pub(super) version: Option<Spanned<String>>,
 }

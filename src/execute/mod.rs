@@ -303,6 +303,9 @@ struct Context<'a> {
     progress: Progress<'a>,
 }
 
+/// uv's cache, under `state_dir`, when `[mirror] installer = "uv"`.
+const UV_CACHE: &str = "cache/uv";
+
 impl<'a> Context<'a> {
     fn new(
         config: &'a SiteConfig,
@@ -315,7 +318,12 @@ impl<'a> Context<'a> {
             config,
             layout: Layout::new(config),
             store,
-            builder: EnvBuilder::new(config.stackstorm.python.clone(), config.mirror.path.clone()),
+            builder: EnvBuilder::new(
+                config.stackstorm.python.clone(),
+                config.mirror.path.clone(),
+                config.mirror.installer.clone(),
+                config.agent.state_dir.join(UV_CACHE),
+            ),
             run,
             records: Mutex::new(records),
             progress,
