@@ -55,6 +55,33 @@ pub fn resolve(
     let python = PythonIdentity::probe(&config.stackstorm.python)
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
+    if let (Some(python), Some(st2_python)) = (&python, &config.stackstorm.st2_python) {
+        match PythonIdentity::probe(st2_python) {
+            Ok(st2) if st2.minor_version() != python.minor_version() => {
+                resolution.problems.push(finding(
+                    Severity::Error,
+                    format!(
+                        "Pack virtualenvs would run Python {} (`{}`), but StackStorm runs Python \
+                         {} (`{}`): actions import st2common from StackStorm's site-packages, \
+                         built for its own Python",
+                        python.minor_version(),
+                        python.path().display(),
+                        st2.minor_version(),
+                        st2.path().display()
+                    ),
+                    None,
+                    Some(format!(
+                        "set `[stackstorm] python` to an interpreter of Python {}, e.g. \
+                         `python = \"{}\"`",
+                        st2.minor_version(),
+                        st2.path().display()
+                    )),
+                ));
+            }
+            Ok(_) => {}
+            Err(err) => resolution.problems.push(error(Report::new(&err))),
+        }
+    }
     let cache = config.agent.state_dir.join(MIRROR_CACHE);
     let mirror = MirrorIndex::scan(&config.mirror.path, Some(&cache))
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))

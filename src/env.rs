@@ -660,6 +660,91 @@ mod tests {
         assert_eq!(builder.ensure(&env, &inputs).unwrap(), EnvOutcome::Reused);
     }
 
+    /// The uv binary `scripts/with-mongodb` installs (`PACKSYNC_TEST_UV`).
+    fn test_uv() -> PathBuf {
+        let uv = std::env::var_os("PACKSYNC_TEST_UV")
+            .map(PathBuf::from)
+            .expect(
+                "PACKSYNC_TEST_UV is not set: run the tests with `scripts/test`, which installs uv",
+            );
+        assert!(
+            uv.is_file(),
+            "PACKSYNC_TEST_UV `{}` is no file",
+            uv.display()
+        );
+        uv
+    }
+
+    /// Every `name-version.dist-info` and module of the env's site-packages, and its `.pyc`s.
+    fn installed(env: &Path) -> (Vec<String>, usize) {
+        let site = site_packages(env).unwrap();
+        let mut names: Vec<String> = fs_err::read_dir(&site)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with("_virtualenv") && name != "__pycache__")
+            .collect();
+        names.sort();
+        let pycs = names
+            .iter()
+            .filter_map(|name| fs_err::read_dir(site.join(name).join("__pycache__")).ok())
+            .map(Iterator::count)
+            .sum();
+        (names, pycs)
+    }
+
+    #[test]
+    fn uv_builds_the_env_pip_builds() {
+        let scratch = Scratch::new();
+        let pip = scratch.builder(&[("tinydep", "1.0"), ("otherdep", "2.0")]);
+        let uv = EnvBuilder::new(
+            PYTHON.clone(),
+            scratch.path().join("mirror"),
+            Installer::Uv(test_uv()),
+            scratch.path().join("uv-cache"),
+        );
+        let inputs = scratch.inputs(
+            &[],
+            &["tinydep"],
+            &[("otherdep", "2.0"), ("tinydep", "1.0")],
+        );
+        let by_pip = scratch.path().join("envs/pip");
+        let by_uv = scratch.path().join("envs/uv");
+        assert_eq!(
+            pip.ensure(&by_pip, &inputs).unwrap(),
+            EnvOutcome::Built { pip: true }
+        );
+        assert_eq!(
+            uv.ensure(&by_uv, &inputs).unwrap(),
+            EnvOutcome::Built { pip: true }
+        );
+        let (pip_files, pip_pycs) = installed(&by_pip);
+        let (uv_files, uv_pycs) = installed(&by_uv);
+        assert_eq!(pip_files, uv_files);
+        assert!(
+            pip_files.contains(&"otherdep-2.0.dist-info".to_string()),
+            "{pip_files:?}"
+        );
+        assert!(
+            pip_pycs > 0 && uv_pycs == pip_pycs,
+            "bytecode: pip {pip_pycs}, uv {uv_pycs}"
+        );
+        assert_eq!(
+            stdout_of(
+                &by_uv,
+                "import tinydep, otherdep; print(otherdep.__version__)"
+            ),
+            "2.0"
+        );
+
+        // uv checks the hashes too.
+        let mut swapped = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
+        swapped.pins[0].sha256 = "1".repeat(64);
+        let err = uv
+            .ensure(&scratch.path().join("envs/uv-swapped"), &swapped)
+            .unwrap_err();
+        assert!(matches!(err, EnvError::Swapped { .. }), "{err:?}");
+    }
+
     #[test]
     fn a_file_swapped_in_the_mirror_since_resolution_is_refused() {
         let scratch = Scratch::new();

@@ -232,3 +232,49 @@ fn json_output_lists_every_problem() {
     ----- stderr -----
     "#);
 }
+
+/// An interpreter that says it is Python 3.8: `python3` with its self-description edited.
+fn python_3_8(site: &TestSite) -> std::path::PathBuf {
+    let path = site.path().join("st2/bin/python");
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::write(
+        &path,
+        format!(
+            "#!/bin/sh\n{} \"$@\" | sed -e 's/\"python_version\": \"3.[0-9]*\"/\"python_version\": \"3.8\"/' \
+             -e 's/\"python_full_version\": \"3.[0-9.]*\"/\"python_full_version\": \"3.8.20\"/'\n",
+            crate::common::site::python().display()
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn pack_virtualenvs_must_run_stackstorms_python_minor_version() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[]);
+    add_clush(&mut site);
+    let st2_python = python_3_8(&site);
+    site.stackstorm_line(&format!("st2_python = '{}'", st2_python.display()));
+    let output = crate::common::site::assert_exit(site.cmd(["check"]), 1)
+        .replace(&site.path().display().to_string(), "[TEMP]");
+    assert!(
+        output.contains(
+            "StackStorm runs Python 3.8 (`[TEMP]/st2/bin/python`): actions import st2common \
+             from StackStorm's site-packages, built for its own Python"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("hint: set `[stackstorm] python` to an interpreter of Python 3.8"),
+        "{output}"
+    );
+
+    // The same interpreter for both: nothing to say.
+    site.stackstorm_line(&format!(
+        "st2_python = '{}'",
+        crate::common::site::python().display()
+    ));
+    crate::common::site::assert_exit(site.cmd(["check"]), 0);
+}

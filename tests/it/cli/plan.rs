@@ -205,6 +205,34 @@ fn a_new_wheel_in_the_mirror_is_a_rebuild() {
     ");
 }
 
+/// A new wheel of a dependency's dependency rebuilds exactly the envs that resolve to it.
+#[test]
+fn a_new_wheel_deep_in_one_env_rebuilds_only_that_env() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[])
+        .wheel("fxtwo", "1.0", &["fxdep>=1"])
+        .wheel("fxdep", "1.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "fxtwo\n");
+    clush.commit("Needs fxtwo");
+    let slurm = site.pack_repo("slurm", "2.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .add_pack(PackEntry::new("slurm", slurm.path()));
+    site.record_installed();
+    site.wheel("fxdep", "1.1", &[])
+        .wheel("unrelated", "9.0", &[]);
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    rebuild     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        fxdep 1.0 -> 1.1 (mirror)
+    unchanged   slurm  2.0.0 (HEAD @ [SHORT])
+    Plan: 1 to rebuild, 1 unchanged
+
+    ----- stderr -----
+    ");
+}
+
 /// The virtualenv settings of `[stackstorm]` are inputs of every pack's virtualenv.
 #[test]
 fn new_virtualenv_settings_rebuild_the_packs() {

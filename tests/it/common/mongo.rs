@@ -97,7 +97,7 @@ impl Server {
     pub(crate) fn restart_with(&mut self, extra: &[&str]) {
         self.kill();
         let python = std::env::var_os("PACKSYNC_TEST_SECANTUS").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/secantus-venv/bin/python"),
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python"),
             PathBuf::from,
         );
         assert!(
