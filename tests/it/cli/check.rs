@@ -236,7 +236,7 @@ fn json_output_lists_every_problem() {
 /// An interpreter that says it is Python 3.8: `python3` with its self-description edited.
 fn python_3_8(site: &TestSite) -> std::path::PathBuf {
     let path = site.path().join("st2/bin/python");
-    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    fs_err::create_dir_all(site.path().join("st2/bin")).expect("a folder in the temp dir");
     fs_err::write(
         &path,
         format!(
@@ -245,8 +245,9 @@ fn python_3_8(site: &TestSite) -> std::path::PathBuf {
             crate::common::site::python().display()
         ),
     )
-    .unwrap();
-    fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    .expect("the script is written");
+    fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("the script is made executable");
     path
 }
 
