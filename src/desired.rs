@@ -9,6 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
+use pep440_rs::Version;
+use pep508_rs::PackageName;
+
 use crate::mirror::resolve::{self, Request, ResolveError, RootRequirement};
 use crate::mirror::{MetadataCache, MirrorIndex, Prereleases};
 use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revision};
@@ -55,32 +58,17 @@ pub fn resolve(
     let python = PythonIdentity::probe(&config.stackstorm.python)
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
-    if let (Some(python), Some(st2_python)) = (&python, &config.stackstorm.st2_python) {
-        match PythonIdentity::probe(st2_python) {
-            Ok(st2) if st2.minor_version() != python.minor_version() => {
-                resolution.problems.push(finding(
-                    Severity::Error,
-                    format!(
-                        "Pack virtualenvs would run Python {} (`{}`), but StackStorm runs Python \
-                         {} (`{}`): actions import st2common from StackStorm's site-packages, \
-                         built for its own Python",
-                        python.minor_version(),
-                        python.path().display(),
-                        st2.minor_version(),
-                        st2.path().display()
-                    ),
-                    None,
-                    Some(format!(
-                        "set `[stackstorm] python` to an interpreter of Python {}, e.g. \
-                         `python = \"{}\"`",
-                        st2.minor_version(),
-                        st2.path().display()
-                    )),
-                ));
-            }
-            Ok(_) => {}
-            Err(err) => resolution.problems.push(error(Report::new(&err))),
-        }
+    let st2 = config
+        .stackstorm
+        .st2_python
+        .as_ref()
+        .and_then(|st2_python| {
+            PythonIdentity::probe(st2_python)
+                .map_err(|err| resolution.problems.push(error(Report::new(&err))))
+                .ok()
+        });
+    if let (Some(python), Some(st2)) = (&python, &st2) {
+        resolution.problems.extend(same_minor_version(python, st2));
     }
     let cache = config.agent.state_dir.join(MIRROR_CACHE);
     let mirror = MirrorIndex::scan(&config.mirror.path, Some(&cache))
@@ -137,10 +125,47 @@ pub fn resolve(
             _ => resolution.desired.unresolved.push(pack.name.clone()),
         }
     }
+    if !config.runners.is_empty()
+        && only.is_none()
+        && let (Some(st2), Some(_)) = (&st2, &mirror)
+    {
+        resolution.desired.runners = reader.runners(st2, &mut resolution.problems);
+    }
     if let Some(mirror) = &mirror {
         metadata.save(mirror.files().iter().map(|file| file.sha256.as_str()));
     }
     resolution
+}
+
+/// The distributions of the target environment a resolution relies on.
+type Provided = Vec<(PackageName, Version)>;
+
+/// Where runner sets live under `state_dir`.
+pub const RUNNERS_DIR: &str = "runners";
+
+/// Pack virtualenvs import st2common from StackStorm's site-packages: they must run its Python
+/// minor version.
+fn same_minor_version(python: &PythonIdentity, st2: &PythonIdentity) -> Option<Problem> {
+    (st2.minor_version() != python.minor_version()).then(|| {
+        finding(
+            Severity::Error,
+            format!(
+                "Pack virtualenvs would run Python {} (`{}`), but StackStorm runs Python {} \
+                 (`{}`): actions import st2common from StackStorm's site-packages, built for \
+                 its own Python",
+                python.minor_version(),
+                python.path().display(),
+                st2.minor_version(),
+                st2.path().display()
+            ),
+            None,
+            Some(format!(
+                "set `[stackstorm] python` to an interpreter of Python {}, e.g. `python = \"{}\"`",
+                st2.minor_version(),
+                st2.path().display()
+            )),
+        )
+    })
 }
 
 fn error(report: Report) -> Problem {
@@ -443,7 +468,7 @@ impl PackReader<'_> {
             python,
             provided: &BTreeMap::new(),
         };
-        let pins = self.resolve_pins(mirror, request, problems)?;
+        let (pins, _) = self.resolve_pins(mirror, request, problems)?;
         Some(EnvInputs {
             python: python.label(),
             settings: self.env_settings(python),
@@ -453,15 +478,16 @@ impl PackReader<'_> {
     }
 
     /// The mirror files `request` resolves to, each checked against `SHA256SUMS` and, for an
-    /// sdist, that its build backend is in the mirror; `None` after pushing every problem.
+    /// sdist, that its build backend is in the mirror, and the provided distributions it uses;
+    /// `None` after pushing every problem.
     fn resolve_pins(
         &self,
         mirror: &MirrorIndex,
         request: Request<'_>,
         problems: &mut Vec<Problem>,
-    ) -> Option<Vec<Pin>> {
+    ) -> Option<(Vec<Pin>, Provided)> {
         if request.requirements.is_empty() {
-            return Some(Vec::new());
+            return Some((Vec::new(), Vec::new()));
         }
         let resolved = match resolve::resolve(mirror, self.metadata, request) {
             Ok(resolved) => resolved,
@@ -494,7 +520,59 @@ impl PackReader<'_> {
                 .iter()
                 .map(|err| error(Report::new(err))),
         );
-        (problems.len() == before).then(|| resolved.files.iter().map(|file| file.pin()).collect())
+        (problems.len() == before).then(|| {
+            (
+                resolved.files.iter().map(|file| file.pin()).collect(),
+                resolved.provided,
+            )
+        })
+    }
+
+    /// The runner set: the `[[runner]]` requirements resolved for StackStorm's interpreter,
+    /// with what its environment already has fixed at the installed version.
+    fn runners(&self, st2: &PythonIdentity, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
+        let mirror = self.mirror?;
+        let provided = st2
+            .installed_distributions(&self.config.agent.state_dir.join(RUNNERS_DIR))
+            .map_err(|err| problems.push(error(Report::new(&err))))
+            .ok()?;
+        let roots: Vec<RootRequirement> = self
+            .config
+            .runners
+            .iter()
+            .map(|runner| RootRequirement {
+                requirement: runner.requirement.clone(),
+                origin: format!("[[runner]] at {}", runner.location),
+            })
+            .collect();
+        let request = Request {
+            requirements: &roots,
+            constraints: &[],
+            prereleases: Prereleases::IfRequested,
+            python: st2,
+            provided: &provided,
+        };
+        let before = problems.len();
+        let Some((pins, provided)) = self.resolve_pins(mirror, request, problems) else {
+            for problem in &mut problems[before..] {
+                problem.report.message = format!("runners: {}", problem.report.message);
+            }
+            return None;
+        };
+        let mut requirements: Vec<String> = roots
+            .iter()
+            .map(|root| root.requirement.to_string())
+            .collect();
+        requirements.sort();
+        Some(EnvInputs {
+            python: st2.label(),
+            settings: provided
+                .iter()
+                .map(|(name, version)| format!("provided {name}=={version}"))
+                .collect(),
+            requirements,
+            pins,
+        })
     }
 
     /// The virtualenv layout choices, as recorded in the env inputs.

@@ -1,6 +1,6 @@
-//! StackStorm hooks: the `[stackstorm]` commands (`test`, `register`, `unregister`), run as
-//! argv lists without a shell, with `{placeholder}`s filled in per pack. The contract is the
-//! argv and the exit code.
+//! StackStorm hooks: the `[stackstorm]` commands (`test`, `register`, `unregister`, and for
+//! runners `register_runners` and `restart`), run as argv lists without a shell, with
+//! `{placeholder}`s filled in per pack. The contract is the argv and the exit code.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ pub enum Hook {
     Test,
     Register,
     Unregister,
+    RegisterRunners,
+    Restart,
 }
 
 impl fmt::Display for Hook {
@@ -24,6 +26,8 @@ impl fmt::Display for Hook {
             Hook::Test => "test",
             Hook::Register => "register",
             Hook::Unregister => "unregister",
+            Hook::RegisterRunners => "register_runners",
+            Hook::Restart => "restart",
         })
     }
 }
@@ -42,19 +46,20 @@ pub struct Placeholders {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("Cannot run the `{hook}` command `{program}` for pack `{pack}`")]
+    #[error("Cannot run the `{hook}` command `{program}` for {subject}")]
     Spawn {
         hook: Hook,
-        pack: PackName,
+        /// "pack `clush`", "the runners".
+        subject: String,
         program: String,
         #[source]
         source: std::io::Error,
     },
     /// `output` is the end of what the command printed (stdout and stderr).
-    #[error("The `{hook}` command for pack `{pack}` failed ({status}): {command}")]
+    #[error("The `{hook}` command for {subject} failed ({status}): {command}")]
     Failed {
         hook: Hook,
-        pack: PackName,
+        subject: String,
         command: String,
         status: ExitStatus,
         output: String,
@@ -80,10 +85,29 @@ pub fn run(
     values: &Placeholders,
 ) -> Result<(), EngineError> {
     let argv: Vec<String> = template.0.iter().map(|arg| fill(arg, values)).collect();
-    let command = display_command(&argv);
+    run_argv(
+        hook,
+        &format!("pack `{}`", values.pack),
+        Some(&values.pack),
+        &argv,
+    )
+}
+
+/// Runs a hook for the runner set (`register_runners`, `restart`): no placeholders.
+pub fn run_for_runners(hook: Hook, template: &CommandTemplate) -> Result<(), EngineError> {
+    run_argv(hook, "the runners", None, &template.0)
+}
+
+fn run_argv(
+    hook: Hook,
+    subject: &str,
+    pack: Option<&PackName>,
+    argv: &[String],
+) -> Result<(), EngineError> {
+    let command = display_command(argv);
     let spawn_error = |program: &str, source| EngineError::Spawn {
         hook,
-        pack: values.pack.clone(),
+        subject: subject.to_string(),
         program: program.to_string(),
         source,
     };
@@ -93,17 +117,21 @@ pub fn run(
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "the command is empty"),
         ));
     };
-    tracing::debug!(%hook, pack = %values.pack, %command, "running hook");
-    let output = Command::new(program)
+    tracing::debug!(%hook, subject, %command, "running hook");
+    let mut child = Command::new(program);
+    child
         .args(arguments)
-        .env(PACK_ENV, values.pack.as_str())
         .env(HOOK_ENV, hook.to_string())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if let Some(pack) = pack {
+        child.env(PACK_ENV, pack.as_str());
+    }
+    let output = child
         .output()
         .map_err(|source| spawn_error(program, source))?;
     tracing::debug!(
         %hook,
-        pack = %values.pack,
+        subject,
         status = %output.status,
         stdout = %String::from_utf8_lossy(&output.stdout),
         stderr = %String::from_utf8_lossy(&output.stderr),
@@ -114,7 +142,7 @@ pub fn run(
     }
     Err(EngineError::Failed {
         hook,
-        pack: values.pack.clone(),
+        subject: subject.to_string(),
         command,
         status: output.status,
         output: output_tail(&output),
@@ -261,7 +289,7 @@ mod tests {
         .unwrap_err();
         let EngineError::Failed {
             hook,
-            pack,
+            subject,
             command,
             status,
             output,
@@ -269,7 +297,7 @@ mod tests {
         else {
             panic!("unexpected {err:?}");
         };
-        assert_eq!((*hook, pack.as_str()), (Hook::Test, "clush"));
+        assert_eq!((*hook, subject.as_str()), (Hook::Test, "pack `clush`"));
         assert_eq!(status.code(), Some(3));
         assert_eq!(command, &format!("{program} clush 'it'\\''s'"));
         let lines: Vec<&str> = output.lines().collect();

@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::config::Installer;
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::fsx;
-use crate::model::{Digest, EnvInputs};
+use crate::model::{Digest, EnvInputs, Pin};
 use crate::store::BUILDING_MARKER;
 
 /// Builds virtualenvs; one per digest at a time, whatever the number of threads asking.
@@ -218,8 +218,24 @@ impl EnvBuilder {
         if inputs.pins.is_empty() {
             return Ok(false);
         }
+        let work = dir.join(BUILD_FILES);
+        fs_err::create_dir(&work).map_err(io("create", &work))?;
+        self.install_pins(&inputs.pins, &dir.join("bin/python"), None, &work)?;
+        fsx::remove_tree(&work).map_err(io("remove", &work))?;
+        Ok(true)
+    }
+
+    /// Installs exactly `pins` for the interpreter `python`: into its environment, or into the
+    /// folder `target` (`--target`, for a runner set). `work` holds the requirement file.
+    pub fn install_pins(
+        &self,
+        pins: &[Pin],
+        python: &Path,
+        target: Option<&Path>,
+        work: &Path,
+    ) -> Result<(), EnvError> {
         // The installer refuses a swapped file too; checking first names the file plainly.
-        for pin in &inputs.pins {
+        for pin in pins {
             let path = self.mirror.join(&pin.file);
             let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
             if actual != pin.sha256 {
@@ -230,26 +246,23 @@ impl EnvBuilder {
                 });
             }
         }
-        let work = dir.join(BUILD_FILES);
         let pinned_file = work.join("pinned.txt");
         let mut pinned = String::new();
-        for pin in &inputs.pins {
+        for pin in pins {
             let _ = writeln!(
                 pinned,
                 "{}=={} --hash=sha256:{}",
                 pin.name, pin.version, pin.sha256
             );
         }
-        fs_err::create_dir(&work).map_err(io("create", &work))?;
         fs_err::write(&pinned_file, pinned).map_err(io("write", &pinned_file))?;
 
-        let venv_python = dir.join("bin/python");
         let mut command = match &self.installer {
             Installer::Pip => {
                 let mut command = self.command();
                 command
                     .args(["-m", "pip", "--python"])
-                    .arg(&venv_python)
+                    .arg(python)
                     .args([
                         "install",
                         "--isolated",
@@ -263,7 +276,7 @@ impl EnvBuilder {
                 let mut command = clean_command(uv);
                 command
                     .args(["pip", "install", "--python"])
-                    .arg(&venv_python)
+                    .arg(python)
                     .args([
                         "--offline",
                         "--no-config",
@@ -275,6 +288,9 @@ impl EnvBuilder {
                 command
             }
         };
+        if let Some(target) = target {
+            command.arg("--target").arg(target);
+        }
         command
             .args([
                 "--no-index",
@@ -289,8 +305,9 @@ impl EnvBuilder {
             program: self.installer_program().to_path_buf(),
             source,
         })?;
+        let dir = target.unwrap_or_else(|| fsx::parent(work));
         tracing::debug!(
-            env = %dir.display(),
+            dir = %dir.display(),
             stdout = %String::from_utf8_lossy(&output.stdout),
             stderr = %String::from_utf8_lossy(&output.stderr),
             "installer finished"
@@ -304,8 +321,7 @@ impl EnvBuilder {
                 output: output_tail(&output),
             });
         }
-        fsx::remove_tree(&work).map_err(io("remove", &work))?;
-        Ok(true)
+        Ok(())
     }
 
     fn installer_program(&self) -> &Path {
@@ -377,13 +393,13 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvEr
     }
 }
 
-fn has_marker(dir: &Path) -> std::io::Result<bool> {
+pub(crate) fn has_marker(dir: &Path) -> std::io::Result<bool> {
     dir.join(BUILDING_MARKER).try_exists()
 }
 
 /// Creates `dir` holding only the building marker. It is made as a temp sibling and renamed,
 /// so that `dir` never exists without its marker, even after a crash right after `mkdir`.
-fn create_marked(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_marked(dir: &Path) -> std::io::Result<()> {
     let parent = dir
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
@@ -441,7 +457,7 @@ fn site_packages(dir: &Path) -> Result<PathBuf, EnvError> {
 /// env that is not final: every entry read-only first, then everything flushed to disk
 /// (`syncfs`: one call rather than an fsync per file), then the marker removed (which needs the
 /// top folder still writable), then the top folder read-only and the removal made durable.
-fn seal(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn seal(dir: &Path) -> std::io::Result<()> {
     for entry in fs_err::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name() != BUILDING_MARKER {
@@ -461,7 +477,6 @@ mod tests {
     use std::sync::LazyLock;
 
     use super::*;
-    use crate::model::Pin;
 
     /// The interpreter itself, not a pyenv shim (which takes a good part of a second to start).
     static PYTHON: LazyLock<PathBuf> = LazyLock::new(|| {

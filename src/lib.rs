@@ -39,6 +39,7 @@ pub mod model;
 pub mod pack;
 pub mod plan;
 pub mod python;
+pub mod runners;
 pub mod source;
 pub mod state;
 pub mod store;

@@ -263,6 +263,11 @@ pub struct Desired {
     /// Packs in the site config whose desired state could not be read; the error is reported
     /// elsewhere, and the plan leaves them alone (they are neither orphans nor removals).
     pub unresolved: Vec<PackName>,
+    /// The runner set `[[runner]]` asks for: an environment overlay on StackStorm's own
+    /// (`python` is `st2_python`, `requirements` the runners, `settings` what StackStorm's
+    /// environment provides to it, `pins` what the set installs). `None` without runners, or
+    /// when they cannot be resolved (reported elsewhere).
+    pub runners: Option<EnvInputs>,
 }
 
 /// A pack release that packsync installed.
@@ -288,6 +293,8 @@ pub struct UnmanagedPack {
 pub struct Installed {
     pub packs: BTreeMap<PackName, InstalledPack>,
     pub unmanaged: BTreeMap<PackName, UnmanagedPack>,
+    /// The active runner set, as its `runner-set.json` says.
+    pub runners: Option<EnvInputs>,
 }
 
 /// Whether packs that left the site config are removed.
@@ -485,13 +492,27 @@ pub struct Change {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub changes: Vec<Change>,
+    /// The runner set to switch to; runners go live before any pack, whose actions may use
+    /// them.
+    pub runners: Option<RunnerChange>,
+}
+
+/// A new runner set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunnerChange {
+    /// The digest of the active set, if any.
+    pub from: Option<Digest>,
+    pub to: EnvInputs,
+    pub reasons: Vec<Reason>,
 }
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.changes
-            .iter()
-            .any(|change| change.action.changes_host())
+        self.runners.is_some()
+            || self
+                .changes
+                .iter()
+                .any(|change| change.action.changes_host())
     }
 
     /// How many changes of each action, in [`Action::ALL`] order.

@@ -4,13 +4,13 @@
 //! The interpreter is asked once, with a small script that prints JSON, rather than guessed
 //! from its path: StackStorm ships its own Python, and only it knows its version and platform.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use pep440_rs::{Version, VersionParseError};
-use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, PackageName};
 use serde::Deserialize;
 
 use crate::diagnostics::Diagnose;
@@ -148,6 +148,15 @@ impl Diagnose for PythonError {
     }
 }
 
+/// Prints `[name, version, location]` of every installed distribution, as JSON.
+const DISTRIBUTIONS_SCRIPT: &str = r#"
+import json, importlib.metadata as md
+print(json.dumps([
+    [d.metadata["Name"], d.version, str(d.locate_file(""))]
+    for d in md.distributions() if d.metadata["Name"]
+]))
+"#;
+
 /// The tags of pure-Python wheels, for an interpreter that can say nothing better (no pip, no
 /// packaging): `py3X-none-any`, `py3-none-any`, then the older minor versions, as
 /// `packaging.tags.compatible_tags` orders them.
@@ -262,6 +271,51 @@ impl PythonIdentity {
     /// StackStorm host); `None` for an interpreter outside any virtualenv.
     pub fn venv_site_packages(&self) -> Option<&Path> {
         self.venv_site_packages.as_deref()
+    }
+
+    /// The distributions installed for this interpreter (site-packages and `.pth` additions),
+    /// leaving out those under `except` (packsync's own runner sets). The first of a name on
+    /// `sys.path` wins, as it does for imports.
+    pub fn installed_distributions(
+        &self,
+        except: &Path,
+    ) -> Result<BTreeMap<PackageName, Version>, PythonError> {
+        let output = Command::new(&self.path)
+            .args(["-I", "-c", DISTRIBUTIONS_SCRIPT])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| PythonError::Spawn {
+                path: self.path.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            return Err(PythonError::Failed {
+                path: self.path.clone(),
+                status: output.status,
+                stderr: (!stderr.is_empty()).then_some(Stderr(stderr)),
+            });
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let listed: Vec<(String, String, PathBuf)> = serde_json::from_str(
+            stdout.trim_end().lines().last().unwrap_or_default(),
+        )
+        .map_err(|source| PythonError::Garbage {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut installed = BTreeMap::new();
+        for (name, version, location) in listed {
+            if location.starts_with(except) {
+                continue;
+            }
+            // A distribution whose metadata says no valid name or version is not one pip
+            // would count either.
+            if let (Ok(name), Ok(version)) = (name.parse(), version.parse()) {
+                installed.entry(name).or_insert(version);
+            }
+        }
+        Ok(installed)
     }
 
     /// How much the interpreter prefers a wheel with this tag (`py3-none-any`), 0 the best;

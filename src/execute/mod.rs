@@ -25,8 +25,9 @@ use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
-use crate::model::{Action, PackName, Plan, ReleaseId, Revision};
+use crate::model::{Action, Digest, PackName, Plan, ReleaseId, Revision, RunnerChange};
 use crate::plan::PlanError;
+use crate::runners::{self, RunnersLayout};
 use crate::state::{
     self, Observed, Operation, Outcome, PackRecord, RunRecord, StateError, StateStore,
 };
@@ -121,6 +122,7 @@ fn plan_from(
             .packs
             .retain(|name, _| only.contains(name));
     }
+    observed.installed.runners = runners::installed(&RunnersLayout::new(config));
     let resolution = desired::resolve(config, only, WorkTrees::Ignore);
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;
     Ok(Planned {
@@ -228,13 +230,28 @@ pub struct Applied {
     pub steps: Vec<StepReport>,
     /// Releases and virtualenvs beyond `keep_releases`, removed.
     pub collected: Collected,
+    /// The runner set switch, when the plan has one (none with `--noop`).
+    pub runners: Option<RunnerStep>,
+}
+
+/// What became of the runner set change.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerStep {
+    pub from: Option<Digest>,
+    pub to: Digest,
+    /// `clush-runner==1.2.*`, as asked for.
+    pub runners: Vec<String>,
+    pub outcome: Outcome,
+    pub error: Option<Report>,
 }
 
 impl Applied {
     pub fn failures(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| s.outcome != Outcome::Applied)
+            .map(|s| s.outcome)
+            .chain(self.runners.iter().map(|r| r.outcome))
+            .filter(|outcome| *outcome != Outcome::Applied)
             .count()
             + self.planned.resolution.desired.unresolved.len()
     }
@@ -242,11 +259,14 @@ impl Applied {
     pub fn changes(&self) -> usize {
         self.steps
             .iter()
-            .filter(|s| s.outcome == Outcome::Applied)
+            .map(|s| s.outcome)
+            .chain(self.runners.iter().map(|r| r.outcome))
+            .filter(|outcome| *outcome == Outcome::Applied)
             .count()
     }
 
-    /// Changes of the plan that touch the host (with `--noop`: pending).
+    /// Changes of the plan that touch the host (with `--noop`: pending), the runner set
+    /// included.
     pub fn planned(&self) -> usize {
         self.planned
             .plan
@@ -254,11 +274,13 @@ impl Applied {
             .iter()
             .filter(|c| c.action.changes_host())
             .count()
+            + usize::from(self.planned.plan.runners.is_some())
     }
 
     /// Packs the plan leaves as they are.
     pub fn unchanged(&self) -> usize {
-        self.planned.plan.changes.len() - self.planned()
+        self.planned.plan.changes.len() + usize::from(self.planned.plan.runners.is_some())
+            - self.planned()
     }
 
     /// The record of this run, ended now with Puppet's detailed `exit_code`.
@@ -372,6 +394,7 @@ pub fn apply(
         recovered,
         steps: Vec::new(),
         collected: Collected::default(),
+        runners: None,
     };
     if options.mode == DryRun::Noop {
         return Ok(applied);
@@ -384,12 +407,40 @@ pub fn apply(
         progress,
     );
     applied.steps = context.repair(&applied.planned);
+    // Runners first: the packs' actions may use them, and registering an action whose runner
+    // StackStorm does not know fails.
+    applied.runners = applied
+        .planned
+        .plan
+        .runners
+        .as_ref()
+        .map(|change| context.switch_runners(change));
     applied.steps.extend(context.carry_out(&applied.planned));
     applied.collected = context.collect_garbage()?;
     Ok(applied)
 }
 
 impl Context<'_> {
+    fn switch_runners(&self, change: &RunnerChange) -> RunnerStep {
+        let to = change.to.digest();
+        tracing::info!(set = %to.short(), "switching the runner set");
+        let switched = runners::switch(self.config, &self.builder, &change.to);
+        if let Err(err) = &switched {
+            tracing::warn!(error = %err, "the runner set was not switched");
+        }
+        RunnerStep {
+            from: change.from.clone(),
+            to,
+            runners: change.to.requirements.clone(),
+            outcome: if switched.is_ok() {
+                Outcome::Applied
+            } else {
+                Outcome::Failed
+            },
+            error: switched.err().map(|err| Report::new(&err)),
+        }
+    }
+
     /// Corrects every record that disagrees with disk, each a `repair` step; a pack that went
     /// live without its record (a run killed after the switch) is registered again, unless the
     /// plan changes it anyway.

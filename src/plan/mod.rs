@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::model::{
     Action, Change, Desired, DesiredPack, EnvInputs, Installed, InstalledPack, PackName, Plan,
-    Prune, Reason, Revision,
+    Prune, Reason, Revision, RunnerChange,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +79,10 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
             reasons: vec![reason],
         });
     }
-    Ok(Plan { changes })
+    Ok(Plan {
+        changes,
+        runners: plan_runners(desired.runners.as_ref(), installed.runners.as_ref()),
+    })
 }
 
 /// Names in an order where every pack comes after the site packs it depends on; among packs
@@ -224,6 +227,31 @@ fn version_change(from: &Revision, to: &Revision) -> Reason {
         from: from.version.clone(),
         to: to.version.clone(),
     }
+}
+
+/// The runner set to switch to: the desired one when it differs from the active one. Runners
+/// that left the site config stay as they are (StackStorm has them registered).
+fn plan_runners(
+    desired: Option<&EnvInputs>,
+    installed: Option<&EnvInputs>,
+) -> Option<RunnerChange> {
+    let to = desired?;
+    if installed.is_some_and(|installed| installed.digest() == to.digest()) {
+        return None;
+    }
+    Some(RunnerChange {
+        from: installed.map(EnvInputs::digest),
+        to: to.clone(),
+        reasons: installed.map_or_else(
+            || {
+                to.requirements
+                    .iter()
+                    .map(|line| Reason::RequirementAdded(line.clone()))
+                    .collect()
+            },
+            |installed| env_reasons(Some(installed), to),
+        ),
+    })
 }
 
 /// What changed between two sets of env inputs; a generic reason when the old ones are unknown.

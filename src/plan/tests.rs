@@ -55,6 +55,7 @@ fn installed(packs: &[InstalledPack]) -> Installed {
     Installed {
         packs: packs.iter().map(|p| (p.name.clone(), p.clone())).collect(),
         unmanaged: BTreeMap::new(),
+        runners: None,
     }
 }
 
@@ -214,6 +215,7 @@ fn unresolved_and_disabled_packs_are_left_alone() {
         packs: vec![],
         disabled: vec![name("a")],
         unresolved: vec![name("b")],
+        runners: None,
     };
     let plan = plan(&d, &current, Prune::On).unwrap();
     assert_eq!(
@@ -288,4 +290,61 @@ fn summary_counts_every_action() {
     assert_eq!(counts[&Action::Unchanged], 1);
     assert_eq!(counts[&Action::Remove], 0);
     assert_eq!(counts.len(), Action::ALL.len());
+}
+
+/// The inputs of a runner set asking for `clush-runner==1.2.*` and resolving to `version`.
+fn runner_set(version: &str) -> EnvInputs {
+    EnvInputs {
+        python: "cpython-3.11.7 x86_64-linux /opt/stackstorm/st2/bin/python".into(),
+        settings: vec!["provided six==1.16.0".into()],
+        requirements: vec!["clush-runner==1.2.*".into()],
+        pins: vec![crate::model::Pin {
+            name: "clush-runner".into(),
+            version: version.into(),
+            file: format!("clush_runner-{version}-py3-none-any.whl"),
+            sha256: version.repeat(8),
+        }],
+    }
+}
+
+#[test]
+fn the_runner_set_switches_only_when_its_inputs_change() {
+    let mut desired = Desired {
+        runners: Some(runner_set("1.2.0")),
+        ..Desired::default()
+    };
+    let mut current = installed(&[]);
+    let first = plan(&desired, &current, Prune::Off)
+        .unwrap()
+        .runners
+        .unwrap();
+    assert_eq!(first.from, None);
+    assert_eq!(
+        first.reasons,
+        [Reason::RequirementAdded("clush-runner==1.2.*".into())]
+    );
+
+    current.runners = Some(runner_set("1.2.0"));
+    let same = plan(&desired, &current, Prune::Off).unwrap();
+    assert_eq!(same.runners, None);
+    assert!(!same.has_changes());
+
+    desired.runners = Some(runner_set("1.2.1"));
+    let newer = plan(&desired, &current, Prune::Off)
+        .unwrap()
+        .runners
+        .unwrap();
+    assert_eq!(newer.from, Some(runner_set("1.2.0").digest()));
+    assert_eq!(
+        newer.reasons,
+        [Reason::PinChanged {
+            name: "clush-runner".into(),
+            from: "1.2.0".into(),
+            to: "1.2.1".into()
+        }]
+    );
+
+    // Runners that left the site config stay as they are.
+    desired.runners = None;
+    assert_eq!(plan(&desired, &current, Prune::Off).unwrap().runners, None);
 }

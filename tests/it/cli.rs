@@ -5,6 +5,7 @@ mod apply;
 mod check;
 mod mongodb;
 mod plan;
+mod runners;
 
 use std::io::Read as _;
 use std::process::Stdio;

@@ -12,7 +12,7 @@ use super::plan::{render, revision, summary};
 use super::{Site, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
 use crate::diagnostics::{Problem, Report, Severity};
-use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, StepReport};
+use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, RunnerStep, StepReport};
 use crate::model::{Change, PackName, ReleaseId};
 use crate::state::{Operation, Outcome};
 
@@ -21,6 +21,9 @@ struct ApplyReport<'a> {
     noop: bool,
     changes: &'a [Change],
     steps: &'a [StepReport],
+    /// The runner set switch; absent when there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runners: Option<&'a RunnerStep>,
     repaired: Vec<Repaired<'a>>,
     summary: ApplySummary,
     problems: &'a [Problem],
@@ -78,6 +81,7 @@ pub(crate) fn apply(
         noop: args.noop,
         changes: &plan.changes,
         steps: &applied.steps,
+        runners: applied.runners.as_ref(),
         repaired: applied
             .planned
             .observed
@@ -165,6 +169,9 @@ fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
         .max()
         .unwrap_or(0);
     let mut out = String::new();
+    if let Some(runners) = &applied.runners {
+        print_runners(runners, &mut out, printer);
+    }
     for step in &applied.steps {
         let target = step.to.as_ref().or(step.from.as_ref());
         let _ = write!(
@@ -207,6 +214,29 @@ fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
         let _ = write!(out, "Apply: {}", parts.join(", "));
     }
     printer.data(out);
+}
+
+/// The runner set line, and its error.
+fn print_runners(runners: &RunnerStep, out: &mut String, printer: Printer) {
+    if let Some(error) = &runners.error {
+        let mut error = error.clone();
+        error.message = format!("runners: {}", error.message);
+        printer.problem(&Problem {
+            severity: Severity::Error,
+            report: error,
+        });
+    }
+    let word = if runners.outcome == Outcome::Applied {
+        "switched"
+    } else {
+        "failed"
+    };
+    let _ = writeln!(
+        out,
+        "{word:<12} runners  set {}: {}",
+        runners.to.short(),
+        runners.runners.join(", ")
+    );
 }
 
 /// `installed`, `upgraded`, ... for a change that went live; `failed`, or `reverted` when it

@@ -9,12 +9,15 @@ use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
 use crate::diagnostics::Problem;
 use crate::execute::{self, Planned};
-use crate::model::{Action, Change, PackName, Plan, Revision, short_commit};
+use crate::model::{Action, Change, PackName, Plan, Revision, RunnerChange, short_commit};
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
 pub(super) struct PlanReport<'a> {
     changes: &'a [Change],
+    /// The runner set to switch to; absent when it stays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runners: Option<&'a RunnerChange>,
     summary: Summary,
     problems: &'a [Problem],
 }
@@ -51,6 +54,7 @@ pub(crate) fn plan(
     if global.json {
         printer.json(&PlanReport {
             changes: &plan.changes,
+            runners: plan.runners.as_ref(),
             summary,
             problems: &resolution.problems,
         });
@@ -79,7 +83,8 @@ pub(super) fn summary(plan: &Plan, errors: usize) -> Summary {
         .changes
         .iter()
         .filter(|c| c.action.changes_host())
-        .count();
+        .count()
+        + usize::from(plan.runners.is_some());
     Summary {
         counts,
         changes,
@@ -96,6 +101,22 @@ pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
         .max()
         .unwrap_or(0);
     let mut out = String::new();
+    if let Some(runners) = &plan.runners {
+        let from = runners
+            .from
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |digest| digest.short().to_string());
+        let _ = writeln!(
+            out,
+            "{:<11} runners  set {from} -> {}: {}",
+            "switch",
+            runners.to.digest().short(),
+            runners.to.requirements.join(", ")
+        );
+        for reason in &runners.reasons {
+            let _ = writeln!(out, "    {reason}");
+        }
+    }
     for change in &plan.changes {
         let revisions = revision_change(change.from.as_ref(), change.to.as_ref());
         let _ = writeln!(
@@ -119,6 +140,12 @@ pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
             })
         })
         .chain((summary.errors > 0).then(|| format!("{} not planned (errors)", summary.errors)))
+        .collect();
+    let counts: Vec<String> = plan
+        .runners
+        .iter()
+        .map(|_| "runner set to switch".to_string())
+        .chain(counts)
         .collect();
     if counts.is_empty() {
         out.push_str("Plan: no packs");

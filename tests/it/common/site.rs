@@ -113,6 +113,8 @@ pub(crate) struct TestSite {
     /// The MongoDB server and database of `[state]`; `None`: the embedded store.
     mongodb: Option<(String, String)>,
     packs: Vec<PackEntry>,
+    /// `[[runner]]` entries: name and version specifier.
+    runners: Vec<(String, String)>,
 }
 
 impl TestSite {
@@ -140,7 +142,14 @@ impl TestSite {
             mongodb: (backend == Backend::MongoDb)
                 .then(|| (mongo::url(), mongo::unique_database())),
             packs: Vec::new(),
+            runners: Vec::new(),
         }
+    }
+
+    /// Adds `[[runner]]` `name` with `version`.
+    pub(crate) fn add_runner(&mut self, name: &str, version: &str) -> &mut Self {
+        self.runners.push((name.to_owned(), version.to_owned()));
+        self
     }
 
     /// Keeps the state in `database` of the MongoDB server at `url` from now on.
@@ -285,6 +294,12 @@ LOG='{root}/engine.log'
                     let _ = writeln!(text, "{key} = {value}");
                 }
             }
+        }
+        for (name, version) in &self.runners {
+            let _ = write!(
+                text,
+                "\n[[runner]]\nname = \"{name}\"\nversion = \"{version}\"\n"
+            );
         }
         // Last, so that the lines of the packs are the same on both backends.
         if let Some((url, database)) = &self.mongodb {

@@ -1,0 +1,385 @@
+//! StackStorm runners as immutable runner sets, never installed into StackStorm's own
+//! virtualenv.
+//!
+//! A runner set is the `[[runner]]` distributions and the dependencies StackStorm's environment
+//! does not already have, installed with `--target` into `state_dir/runners/sets/<digest>/
+//! site-packages` and sealed read-only, like a pack virtualenv. StackStorm's interpreter sees
+//! the active set through one `.pth` file in its site-packages (written once) that adds
+//! `state_dir/runners/current/site-packages`, and `current` is the one link switched by
+//! `rename(2)`. After the switch a health check runs StackStorm's interpreter: every runner
+//! must be found under the `st2common.runners.runner` entry-point group, its module must import
+//! and its `runner.yaml` must be a list of runners with `name` and `runner_module`. A failed
+//! check switches back; a passed one runs `register_runners`, then `restart`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::config::SiteConfig;
+use crate::diagnostics::{Diagnose, output_tail};
+use crate::engine::{self, EngineError, Hook};
+use crate::env::{self, EnvBuilder, EnvError};
+use crate::fsx;
+use crate::model::{Digest, EnvInputs};
+use crate::python::PythonIdentity;
+
+/// The file each set keeps its inputs in, read back to know what is active.
+const INPUTS_FILE: &str = "runner-set.json";
+/// The hook in StackStorm's site-packages.
+const PTH_FILE: &str = "packsync-runners.pth";
+/// StackStorm's entry-point group for runners.
+const ENTRY_POINT_GROUP: &str = "st2common.runners.runner";
+
+/// Where runner sets live.
+#[derive(Debug, Clone)]
+pub struct RunnersLayout {
+    root: PathBuf,
+}
+
+impl RunnersLayout {
+    pub fn new(config: &SiteConfig) -> Self {
+        Self {
+            root: config.agent.state_dir.join(crate::desired::RUNNERS_DIR),
+        }
+    }
+
+    /// `runners/current`: the link StackStorm's `.pth` hook goes through.
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    pub fn set(&self, digest: &Digest) -> PathBuf {
+        self.root.join("sets").join(digest.short())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("Failed to {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Failed to build the runner set `{}`", dir.display())]
+    Build {
+        dir: PathBuf,
+        #[source]
+        source: Box<EnvError>,
+    },
+    #[error("StackStorm's Python has no site-packages to hook the runner set into: `{}` runs in no virtualenv", python.display())]
+    NoSitePackages { python: PathBuf },
+    #[error("The runner health check failed, the previous runner set is live again: {}", problems.join("; "))]
+    Unhealthy { problems: Vec<String> },
+    #[error("Cannot run the runner health check with `{}`", python.display())]
+    Check {
+        python: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Diagnose for RunnerError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunnerError::NoSitePackages { .. } => Some(
+                "set `[stackstorm] st2_python` to StackStorm's own interpreter, \
+                 `/opt/stackstorm/st2/bin/python`"
+                    .to_string(),
+            ),
+            RunnerError::Unhealthy { .. } => Some(
+                "a runner distribution declares its runner with an entry point in \
+                 `st2common.runners.runner` and ships `runner.yaml` (a list of runners with \
+                 `name` and `runner_module`) next to its module; fix the runner and publish a \
+                 new version to the mirror"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunnerError {
+    let path = path.to_path_buf();
+    move |source| RunnerError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The inputs of the active runner set; `None` when there is none (or it cannot be read,
+/// which the next switch repairs).
+pub fn installed(layout: &RunnersLayout) -> Option<EnvInputs> {
+    let text = fs_err::read(layout.current().join(INPUTS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Makes the runner set of `inputs` live: built if needed, linked, checked, registered.
+pub fn switch(
+    config: &SiteConfig,
+    builder: &EnvBuilder,
+    inputs: &EnvInputs,
+) -> Result<(), RunnerError> {
+    let layout = RunnersLayout::new(config);
+    let st2_python = config
+        .stackstorm
+        .st2_python
+        .as_deref()
+        .expect("the config requires st2_python with runners");
+    let st2 = PythonIdentity::probe(st2_python).map_err(|err| RunnerError::Check {
+        python: st2_python.to_path_buf(),
+        source: std::io::Error::other(err.to_string()),
+    })?;
+    let set = layout.set(&inputs.digest());
+    build(builder, &set, inputs, st2_python)?;
+    hook(&st2, &layout)?;
+
+    let current = layout.current();
+    let previous = fsx::link_target(&current).map_err(io("read", &current))?;
+    fsx::replace_symlink(&set, &current).map_err(io("switch", &current))?;
+    tracing::info!(set = %set.display(), "runner set switched");
+    let names: Vec<String> = config
+        .runners
+        .iter()
+        .map(|runner| runner.requirement.name.to_string())
+        .collect();
+    if let Err(problems) = check(st2_python, &names) {
+        let restored = match &previous {
+            Some(previous) => fsx::replace_symlink(previous, &current),
+            None => fsx::remove_if_exists(&current),
+        };
+        restored.map_err(io("switch back", &current))?;
+        return Err(RunnerError::Unhealthy { problems });
+    }
+    if let Some(register) = &config.stackstorm.register_runners {
+        engine::run_for_runners(Hook::RegisterRunners, register)?;
+    }
+    if let Some(restart) = &config.stackstorm.restart {
+        engine::run_for_runners(Hook::Restart, restart)?;
+    }
+    Ok(())
+}
+
+/// Builds the set at `dir` unless it is there complete: marked while it is built, sealed
+/// read-only, like a virtualenv.
+fn build(
+    builder: &EnvBuilder,
+    dir: &Path,
+    inputs: &EnvInputs,
+    st2_python: &Path,
+) -> Result<(), RunnerError> {
+    let build_error = |source| RunnerError::Build {
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    };
+    if dir.is_dir() {
+        if !env::has_marker(dir).map_err(io("read", dir))? {
+            return Ok(());
+        }
+        fsx::remove_tree(dir).map_err(io("remove the unfinished runner set", dir))?;
+    }
+    env::create_marked(dir).map_err(io("create", dir))?;
+    let built = (|| {
+        let work = dir.join(".packsync-build");
+        fs_err::create_dir(&work).map_err(io("create", &work))?;
+        if !inputs.pins.is_empty() {
+            builder
+                .install_pins(
+                    &inputs.pins,
+                    st2_python,
+                    Some(&dir.join("site-packages")),
+                    &work,
+                )
+                .map_err(build_error)?;
+        }
+        fsx::remove_tree(&work).map_err(io("remove", &work))?;
+        let json = serde_json::to_vec_pretty(inputs).expect("env inputs serialise");
+        let inputs_file = dir.join(INPUTS_FILE);
+        fs_err::write(&inputs_file, json).map_err(io("write", &inputs_file))?;
+        env::seal(dir).map_err(io("seal", dir))
+    })();
+    if built.is_err() {
+        let _ = fsx::remove_tree(dir);
+    }
+    built
+}
+
+/// Writes the `.pth` hook into StackStorm's site-packages when it is not there already.
+fn hook(st2: &PythonIdentity, layout: &RunnersLayout) -> Result<(), RunnerError> {
+    let site_packages = st2
+        .venv_site_packages()
+        .ok_or_else(|| RunnerError::NoSitePackages {
+            python: st2.path().to_path_buf(),
+        })?;
+    let path = site_packages.join(PTH_FILE);
+    // `addsitedir` (not a bare path line) so that `.pth` files of the set are processed too.
+    let literal = layout
+        .current()
+        .join("site-packages")
+        .to_string_lossy()
+        .replace('\\', r"\\")
+        .replace('\'', r"\'");
+    let content = format!(
+        "# Written by packsync: the active runner set (see `packsync status`).\n\
+         import site; site.addsitedir('{literal}')\n"
+    );
+    if fs_err::read_to_string(&path).is_ok_and(|existing| existing == content) {
+        return Ok(());
+    }
+    fsx::write_atomic(&path, content.as_bytes()).map_err(io("write", &path))
+}
+
+/// What the health check script reports per runner distribution.
+#[derive(Debug, Deserialize)]
+struct Found {
+    error: Option<String>,
+    entry_points: Vec<EntryPoint>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EntryPoint {
+    name: String,
+    error: Option<String>,
+    runner_yaml: Option<String>,
+}
+
+/// Finds each runner distribution as StackStorm would, imports its runner modules and reads
+/// their `runner.yaml`; prints JSON. Python 3.8+ (StackStorm's oldest), stdlib only.
+const CHECK_SCRIPT: &str = r#"
+import importlib, importlib.metadata as md, json, os, sys
+found = {}
+for name in sys.argv[1:]:
+    report = {"error": None, "entry_points": []}
+    found[name] = report
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        report["error"] = "not installed"
+        continue
+    for ep in dist.entry_points:
+        if ep.group != GROUP:
+            continue
+        item = {"name": ep.name, "error": None, "runner_yaml": None}
+        report["entry_points"].append(item)
+        try:
+            module = importlib.import_module(ep.value.split(":")[0])
+            with open(os.path.join(os.path.dirname(module.__file__), "runner.yaml")) as f:
+                item["runner_yaml"] = f.read()
+        except Exception as error:
+            item["error"] = "%s: %s" % (type(error).__name__, error)
+print(json.dumps(found))
+"#;
+
+/// Runs the health check with StackStorm's interpreter; every problem found, or none.
+fn check(st2_python: &Path, names: &[String]) -> Result<(), Vec<String>> {
+    let script = CHECK_SCRIPT.replace("GROUP", &format!("{ENTRY_POINT_GROUP:?}"));
+    let output = Command::new(st2_python)
+        .args(["-I", "-c", &script])
+        .args(names)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| vec![format!("cannot run `{}`: {err}", st2_python.display())])?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let found: std::collections::BTreeMap<String, Found> = serde_json::from_str(
+        stdout.trim_end().lines().last().unwrap_or_default(),
+    )
+    .map_err(|_| {
+        vec![format!(
+            "`{}` failed to run the check: {}",
+            st2_python.display(),
+            output_tail(&output)
+        )]
+    })?;
+    let mut problems = Vec::new();
+    for name in names {
+        let Some(found) = found.get(name) else {
+            problems.push(format!("{name}: not checked"));
+            continue;
+        };
+        if let Some(error) = &found.error {
+            problems.push(format!("{name}: {error}"));
+            continue;
+        }
+        if found.entry_points.is_empty() {
+            problems.push(format!(
+                "{name}: declares no entry point in `{ENTRY_POINT_GROUP}`"
+            ));
+        }
+        for entry_point in &found.entry_points {
+            if let Some(error) = &entry_point.error {
+                problems.push(format!("{name}: runner `{}`: {error}", entry_point.name));
+            } else if let Some(yaml) = &entry_point.runner_yaml
+                && let Err(problem) = validate_runner_yaml(yaml, &entry_point.name)
+            {
+                problems.push(format!(
+                    "{name}: runner `{}`: runner.yaml {problem}",
+                    entry_point.name
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// StackStorm's rules for `runner.yaml`: a list of mappings with a `name` and a
+/// `runner_module`, one of them named as the entry point (st2 also tries `_` as `-`).
+fn validate_runner_yaml(yaml: &str, entry_point: &str) -> Result<(), String> {
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(yaml).map_err(|err| format!("is not YAML: {err}"))?;
+    let runners = value
+        .as_sequence()
+        .ok_or("is not a list of runners".to_string())?;
+    let mut names = Vec::new();
+    for (index, runner) in runners.iter().enumerate() {
+        let field = |key: &str| runner.get(key).and_then(serde_yaml::Value::as_str);
+        let Some(name) = field("name") else {
+            return Err(format!("entry {} has no `name`", index + 1));
+        };
+        if field("runner_module").is_none() {
+            return Err(format!("runner `{name}` has no `runner_module`"));
+        }
+        names.push(name.to_string());
+    }
+    let wanted = entry_point.replace('_', "-");
+    if names.iter().any(|name| name.replace('_', "-") == wanted) {
+        Ok(())
+    } else {
+        Err(format!(
+            "names no runner `{entry_point}` (it has {})",
+            names.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runner_yaml_follows_stackstorms_rules() {
+        let good = "- name: clush-runner\n  runner_module: clush_runner.clush_runner\n";
+        assert_eq!(validate_runner_yaml(good, "clush-runner"), Ok(()));
+        assert_eq!(validate_runner_yaml(good, "clush_runner"), Ok(()));
+        assert_eq!(
+            validate_runner_yaml(good, "other"),
+            Err("names no runner `other` (it has clush-runner)".into())
+        );
+        assert_eq!(
+            validate_runner_yaml("- name: x\n", "x"),
+            Err("runner `x` has no `runner_module`".into())
+        );
+        assert_eq!(
+            validate_runner_yaml("name: x\nrunner_module: y\n", "x"),
+            Err("is not a list of runners".into())
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Runners: a fake StackStorm virtualenv, real runner wheels with their entry point, real pip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::site::{TestSite, assert_exit, python};
+
+const MAKE_RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_runner.py");
+const MAKE_ST2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_st2.py");
+
+fn fixture(script: &str, args: &[&str]) -> PathBuf {
+    let output = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs the fixture");
+    assert!(output.status.success(), "{script} {args:?}: {output:?}");
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// A site whose StackStorm (a fake st2 virtualenv providing six) wants `clush_runner==1.2.*`.
+fn runner_site() -> (TestSite, PathBuf) {
+    let mut site = TestSite::new();
+    let mirror = site.mirror();
+    let st2 = site.path().join("st2");
+    let st2_python = fixture(
+        MAKE_ST2,
+        &[
+            st2.to_str().expect("a UTF-8 temp path"),
+            "--provide",
+            "six==1.16.0",
+        ],
+    );
+    site.wheel("six", "1.17.0", &[])
+        .wheel("clustershell", "1.9.2", &[]);
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.2.0",
+            mirror.to_str().expect("a UTF-8 temp path"),
+            "--requires",
+            "ClusterShell>=1.9",
+            "--requires",
+            "six",
+        ],
+    );
+    let register = site.engine_script("register-runners", "echo register_runners >> \"$LOG\"");
+    let restart = site.engine_script("restart", "echo restart >> \"$LOG\"");
+    site.stackstorm_line(&format!("st2_python = '{}'", st2_python.display()))
+        .stackstorm_line(&format!("register_runners = ['{}']", register.display()))
+        .stackstorm_line(&format!("restart = ['{}']", restart.display()))
+        .add_runner("clush_runner", "==1.2.*");
+    (site, st2_python)
+}
+
+fn st2_runs(st2_python: &Path, code: &str) -> String {
+    let output = Command::new(st2_python)
+        .args(["-c", code])
+        .output()
+        .expect("the st2 python runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn runners_go_live_as_a_runner_set_stackstorm_sees() {
+    let (site, st2_python) = runner_site();
+    let plan = assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 2);
+    assert!(plan.contains("switch      runners  set none -> "), "{plan}");
+    assert!(
+        plan.contains("requirement added: clush-runner==1.2.*"),
+        "{plan}"
+    );
+
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(output.contains("switched     runners  set "), "{output}");
+    assert_eq!(site.engine_log(), "register_runners\nrestart\n");
+
+    // StackStorm's interpreter finds the runner through the hook, its dependency from the set,
+    // and `six` from its own site-packages (provided: not installed again).
+    let found = st2_runs(
+        &st2_python,
+        "import importlib.metadata as md, clustershell, six; \
+         eps = [e.name for e in md.entry_points(group='st2common.runners.runner')]; \
+         print(eps, md.version('clush_runner'), six.__file__.count('runners'))",
+    );
+    assert_eq!(found, "['clush-runner'] 1.2.0 0");
+    let current = site.state_dir().join("runners/current");
+    let set = fs_err::read_link(&current).unwrap();
+    assert!(
+        set.starts_with(site.state_dir().join("runners/sets")),
+        "{set:?}"
+    );
+    let installed: Vec<String> = fs_err::read_dir(set.join("site-packages"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".dist-info"))
+        .collect();
+    assert_eq!(
+        installed.len(),
+        2,
+        "the runner and clustershell only: {installed:?}"
+    );
+    // st2's site-packages got one file, the hook, and nothing else of packsync.
+    let hook = fs_err::read_to_string(
+        site.path()
+            .join("st2/lib/python3.11/site-packages/packsync-runners.pth"),
+    )
+    .unwrap();
+    assert!(
+        hook.contains(&current.join("site-packages").display().to_string()),
+        "{hook}"
+    );
+
+    // Converged: nothing to do, no hook runs.
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    assert_eq!(site.engine_log(), "register_runners\nrestart\n");
+
+    // A new runner version in the mirror: a new set, the old one kept.
+    let mirror = site.mirror();
+    fixture(
+        MAKE_RUNNER,
+        &["--wheel", "clush_runner", "1.2.1", mirror.to_str().unwrap()],
+    );
+    let plan = assert_exit(site.cmd(["plan"]), 0);
+    assert!(
+        plan.contains("clush-runner 1.2.0 -> 1.2.1 (mirror)"),
+        "{plan}"
+    );
+    assert!(plan.contains("clustershell 1.9.2 dropped"), "{plan}");
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert_eq!(
+        st2_runs(
+            &st2_python,
+            "import importlib.metadata as md; print(md.version('clush_runner'))"
+        ),
+        "1.2.1"
+    );
+    assert!(set.is_dir(), "the previous set stays for rollback");
+}
+
+#[test]
+fn a_runner_that_fails_the_health_check_is_switched_back() {
+    let (site, st2_python) = runner_site();
+    assert_exit(site.cmd(["apply"]), 0);
+    let current = site.state_dir().join("runners/current");
+    let good = fs_err::read_link(&current).unwrap();
+
+    let mirror = site.mirror();
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.2.2",
+            mirror.to_str().unwrap(),
+            "--bad-yaml",
+        ],
+    );
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 4)
+        .replace(&site.path().display().to_string(), "[TEMP]");
+    assert!(
+        output.contains(
+            "error: runners: The runner health check failed, the previous runner set is live \
+             again: clush-runner: runner `clush-runner`: runner.yaml runner `clush-runner` has \
+             no `runner_module`"
+        ),
+        "{output}"
+    );
+    assert!(output.contains("failed       runners  set "), "{output}");
+    assert_eq!(fs_err::read_link(&current).unwrap(), good);
+    assert_eq!(
+        st2_runs(
+            &st2_python,
+            "import importlib.metadata as md; print(md.version('clush_runner'))"
+        ),
+        "1.2.0"
+    );
+    assert_eq!(
+        site.engine_log(),
+        "register_runners\nrestart\n",
+        "no hook for a failed set"
+    );
+}
+
+#[test]
+fn a_runner_stackstorm_cannot_get_is_reported_by_check() {
+    let (mut site, _) = runner_site();
+    site.add_runner("milkcheck_runner", ">=2");
+    let output = assert_exit(site.cmd(["check"]), 1);
+    assert!(output.contains("runners: [[runner]] at "), "{output}");
+    assert!(
+        output
+            .contains(" milkcheck-runner>=2 : mirror has no distribution named `milkcheck-runner`"),
+        "{output}"
+    );
+}
