@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use super::{
     ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, ReleaseRecord, RunRecord,
-    StateStore, installed,
+    RunnerSwitch, StateStore, installed,
 };
 use crate::activate::Adoption;
 use crate::model::{Digest, EnvInputs, PackName, Pin, ReleaseId, Revision};
@@ -361,6 +361,39 @@ pub(crate) fn runs_roundtrip_newest_first(store: &dyn StateStore) {
     assert!(store.runs(Some(0)).unwrap().is_empty());
 }
 
+pub(crate) fn runner_switches_roundtrip_newest_first(store: &dyn StateStore) {
+    assert!(store.runner_switches(None).unwrap().is_empty());
+    let first = RunnerSwitch {
+        at: at(0),
+        run: "run-0".into(),
+        host: "st2-prod-1".into(),
+        operation: Operation::Install,
+        from: None,
+        to: Digest::sha256(b"set 1"),
+        runners: vec!["clush-runner 1.2.0".into()],
+        outcome: Outcome::Applied,
+        error: None,
+        duration_ms: 900,
+    };
+    let failed = RunnerSwitch {
+        at: at(5),
+        run: "run-5".into(),
+        operation: Operation::Upgrade,
+        from: Some(first.to.clone()),
+        to: Digest::sha256(b"set 2"),
+        outcome: Outcome::RolledBack,
+        error: Some("the runner health check failed".into()),
+        ..first.clone()
+    };
+    store.record_runner_switch(&first).unwrap();
+    store.record_runner_switch(&failed).unwrap();
+    assert_eq!(
+        store.runner_switches(None).unwrap(),
+        [failed.clone(), first]
+    );
+    assert_eq!(store.runner_switches(Some(1)).unwrap(), [failed]);
+}
+
 /// Generates a `#[test]` for every contract test, each run by `$with_store`, a
 /// `fn(fn(&dyn StateStore))` that calls the test with a fresh, empty store of the backend.
 macro_rules! state_store_contract {
@@ -373,6 +406,7 @@ macro_rules! state_store_contract {
             history_newest_first_and_filtered,
             concurrent_saves_of_different_packs_are_kept,
             runs_roundtrip_newest_first,
+            runner_switches_roundtrip_newest_first,
         );
     };
     (@tests $with_store:path; $($test:ident,)*) => {

@@ -16,7 +16,7 @@ use fs_err::os::unix::fs::FileExt as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{HistoryEntry, PackRecord, RunRecord};
+use super::{HistoryEntry, PackRecord, RunRecord, RunnerSwitch};
 use super::{StateError, StateStore};
 use crate::fsx;
 use crate::model::PackName;
@@ -25,6 +25,7 @@ pub(super) const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "state.json";
 const HISTORY_FILE_NAME: &str = "history.jsonl";
 const RUNS_FILE_NAME: &str = "runs.jsonl";
+const RUNNER_SWITCHES_FILE_NAME: &str = "runner-switches.jsonl";
 
 /// `state_dir/state.json`, `state_dir/history.jsonl` and `state_dir/runs.jsonl`; missing
 /// files are an empty record, history and list of runs.
@@ -37,6 +38,7 @@ pub struct FileStore {
     path: PathBuf,
     history: PathBuf,
     runs: PathBuf,
+    runner_switches: PathBuf,
     /// Held across the read-modify-write of `state.json` and every append or journal read.
     lock: Arc<Mutex<()>>,
 }
@@ -57,6 +59,7 @@ impl FileStore {
             path: state_dir.join(FILE_NAME),
             history: state_dir.join(HISTORY_FILE_NAME),
             runs: state_dir.join(RUNS_FILE_NAME),
+            runner_switches: state_dir.join(RUNNER_SWITCHES_FILE_NAME),
             lock: Arc::new(Mutex::new(())),
         }
     }
@@ -294,6 +297,17 @@ impl StateStore for FileStore {
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError> {
         let _guard = self.lock();
         read_journal(&self.runs, |_| true, limit.unwrap_or(usize::MAX))
+    }
+
+    fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError> {
+        let _guard = self.lock();
+        self.create_dir()?;
+        self.append(&self.runner_switches, switch)
+    }
+
+    fn runner_switches(&self, limit: Option<usize>) -> Result<Vec<RunnerSwitch>, StateError> {
+        let _guard = self.lock();
+        read_journal(&self.runner_switches, |_| true, limit.unwrap_or(usize::MAX))
     }
 
     fn describe(&self) -> String {

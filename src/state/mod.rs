@@ -21,7 +21,7 @@ pub use file::FileStore;
 pub use mongo::{Imported, MongoStore};
 pub use record::{
     ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, RegisteredPack,
-    ReleaseRecord, RunRecord, installed,
+    ReleaseRecord, RunRecord, RunnerSwitch, installed,
 };
 
 use crate::config::{SiteConfig, StateConfig};
@@ -72,6 +72,12 @@ pub trait StateStore: Send + Sync {
 
     /// The runs, newest first, at most `limit`.
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Records a switch of the runner set (or a failed attempt).
+    fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError>;
+
+    /// The runner set switches, newest first, at most `limit`.
+    fn runner_switches(&self, limit: Option<usize>) -> Result<Vec<RunnerSwitch>, StateError>;
 
     /// The records of the other hosts that share this store, by host.
     fn other_hosts(&self) -> Result<BTreeMap<String, HostRecords>, StateError> {

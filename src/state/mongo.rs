@@ -29,11 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ActiveRelease, Failure, FileStore, HistoryEntry, HostRecords, Operation, Outcome, PackRecord,
-    RegisteredPack, ReleaseRecord, RunRecord, StateError, StateStore,
+    RegisteredPack, ReleaseRecord, RunRecord, RunnerSwitch, StateError, StateStore,
 };
 use crate::activate::Adoption;
 use crate::config::{MongoConfig, SecretUrl};
-use crate::model::{self, PackName, ReleaseId, Revision};
+use crate::model::{self, Digest, PackName, ReleaseId, Revision};
 use crate::store::Layout;
 
 /// StackStorm's collection of registered packs (mongoengine's name for `PackDB`).
@@ -50,6 +50,7 @@ pub struct MongoStore {
     releases: Collection<Document>,
     history: Collection<Document>,
     runs: Collection<Document>,
+    runner_switches: Collection<Document>,
     /// Whether the indexes were made sure of: once per process, before the first write.
     indexed: Mutex<bool>,
     /// Cleared when the server refuses transactions (a standalone server).
@@ -98,6 +99,7 @@ impl MongoStore {
             releases: collection("releases"),
             history: collection("history"),
             runs: collection("runs"),
+            runner_switches: collection("runner_switches"),
             database,
             client,
             host: host.to_string(),
@@ -202,6 +204,10 @@ impl MongoStore {
             .map_err(|err| self.error("create an index", &err))?;
         self.runs
             .create_index(index(doc! { "host": 1, "started_at": -1 }))
+            .run()
+            .map_err(|err| self.error("create an index", &err))?;
+        self.runner_switches
+            .create_index(index(doc! { "host": 1, "time": -1 }))
             .run()
             .map_err(|err| self.error("create an index", &err))?;
         *indexed = true;
@@ -448,6 +454,23 @@ impl StateStore for MongoStore {
         Ok(documents.into_iter().map(RunRecord::from).collect())
     }
 
+    fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError> {
+        self.ensure_indexes()?;
+        self.runner_switches
+            .insert_one(to_document(&RunnerSwitchDocument::from(switch.clone())))
+            .run()
+            .map(drop)
+            .map_err(|err| self.error("record the runner switch", &err))
+    }
+
+    fn runner_switches(&self, limit: Option<usize>) -> Result<Vec<RunnerSwitch>, StateError> {
+        let filter = doc! { "host": &self.host };
+        let sort = doc! { "time": -1, "_id": -1 };
+        let documents: Vec<RunnerSwitchDocument> =
+            self.find(&self.runner_switches, filter, sort, limit)?;
+        Ok(documents.into_iter().map(RunnerSwitch::from).collect())
+    }
+
     fn other_hosts(&self) -> Result<BTreeMap<String, HostRecords>, StateError> {
         let documents: Vec<ReleasesDocument> = self.find(
             &self.releases,
@@ -664,6 +687,55 @@ impl From<HistoryDocument> for HistoryEntry {
 }
 
 /// `<prefix>runs`: one run.
+/// A document of `runner_switches`: a [`RunnerSwitch`] with its time as a BSON date.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunnerSwitchDocument {
+    host: String,
+    run: String,
+    action: Operation,
+    from: Option<Digest>,
+    to: Digest,
+    runners: Vec<String>,
+    outcome: Outcome,
+    error: Option<String>,
+    duration_ms: u64,
+    time: DateTime,
+}
+
+impl From<RunnerSwitch> for RunnerSwitchDocument {
+    fn from(switch: RunnerSwitch) -> Self {
+        Self {
+            host: switch.host,
+            run: switch.run,
+            action: switch.operation,
+            from: switch.from,
+            to: switch.to,
+            runners: switch.runners,
+            outcome: switch.outcome,
+            error: switch.error,
+            duration_ms: switch.duration_ms,
+            time: date(switch.at),
+        }
+    }
+}
+
+impl From<RunnerSwitchDocument> for RunnerSwitch {
+    fn from(document: RunnerSwitchDocument) -> Self {
+        Self {
+            at: timestamp(document.time),
+            run: document.run,
+            host: document.host,
+            operation: document.action,
+            from: document.from,
+            to: document.to,
+            runners: document.runners,
+            outcome: document.outcome,
+            error: document.error,
+            duration_ms: document.duration_ms,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RunDocument {
     host: String,

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::activate::Adoption;
-use crate::model::{Action, EnvInputs, InstalledPack, PackName, ReleaseId, Revision};
+use crate::model::{Action, Digest, EnvInputs, InstalledPack, PackName, ReleaseId, Revision};
 
 /// Everything recorded about one pack on this host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +150,27 @@ pub struct HistoryEntry {
     /// The release that went live (or was tried).
     #[serde(default)]
     pub release: Option<ReleaseId>,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// One switch of the runner set (or an attempt at one), for `history --runners` and
+/// `rollback --runners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerSwitch {
+    pub at: jiff::Timestamp,
+    pub run: String,
+    pub host: String,
+    /// `install` (the first set), `upgrade` (a new set) or `rollback`.
+    pub operation: Operation,
+    /// The set that was live before, if any.
+    #[serde(default)]
+    pub from: Option<Digest>,
+    pub to: Digest,
+    /// The runner distributions of the set, `name version`.
+    pub runners: Vec<String>,
     pub outcome: Outcome,
     #[serde(default)]
     pub error: Option<String>,
