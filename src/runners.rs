@@ -50,7 +50,12 @@ impl RunnersLayout {
     }
 
     pub fn set(&self, digest: &Digest) -> PathBuf {
-        self.root.join("sets").join(digest.short())
+        self.sets().join(digest.short())
+    }
+
+    /// `runners/sets`, one folder per set, named by the short digest of its inputs.
+    pub fn sets(&self) -> PathBuf {
+        self.root.join("sets")
     }
 }
 
@@ -115,8 +120,86 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Runne
 /// The inputs of the active runner set; `None` when there is none (or it cannot be read,
 /// which the next switch repairs).
 pub fn installed(layout: &RunnersLayout) -> Option<EnvInputs> {
-    let text = fs_err::read(layout.current().join(INPUTS_FILE)).ok()?;
+    read_inputs(&layout.current())
+}
+
+/// The inputs of the kept, complete set named `set` (its short digest).
+pub fn kept(layout: &RunnersLayout, set: &str) -> Option<EnvInputs> {
+    let plain = !set.is_empty() && set.chars().all(|c| c.is_ascii_hexdigit());
+    let dir = layout.sets().join(set);
+    let complete = plain && !env::has_marker(&dir).unwrap_or(true);
+    complete.then(|| read_inputs(&dir)).flatten()
+}
+
+fn read_inputs(set: &Path) -> Option<EnvInputs> {
+    let text = fs_err::read(set.join(INPUTS_FILE)).ok()?;
     serde_json::from_slice(&text).ok()
+}
+
+/// Removes the runner sets beyond the `keep` newest (the live one always kept, and counted),
+/// and any a crash left unfinished; returns what it removed.
+pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, RunnerError> {
+    let sets_dir = layout.sets();
+    let live = fsx::link_target(&layout.current()).map_err(io("read", &layout.current()))?;
+    let mut sets = Vec::new();
+    match fs_err::read_dir(&sets_dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry.map_err(io("read", &sets_dir))?.path();
+                if Some(&path) == live.as_ref() {
+                    continue;
+                }
+                let modified = fs_err::metadata(&path)
+                    .and_then(|meta| meta.modified())
+                    .map_err(io("read", &path))?;
+                let unfinished = env::has_marker(&path).map_err(io("read", &path))?;
+                sets.push((unfinished, modified, path));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io("read", &sets_dir)(err)),
+    }
+    // Finished sets newest first; unfinished ones are garbage whatever their age.
+    sets.sort_by_key(|(unfinished, modified, _)| (*unfinished, std::cmp::Reverse(*modified)));
+    let others = keep.saturating_sub(usize::from(live.is_some()));
+    let mut removed = Vec::new();
+    for (index, (unfinished, _, path)) in sets.into_iter().enumerate() {
+        if unfinished || index >= others {
+            fsx::remove_tree(&path).map_err(io("remove", &path))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// The runner distributions of the set `inputs`, `name version`, from the mirror or from
+/// StackStorm's own environment.
+pub fn versions(config: &SiteConfig, inputs: &EnvInputs) -> Vec<String> {
+    config
+        .runners
+        .iter()
+        .map(|runner| {
+            let name = runner.requirement.name.to_string();
+            let pinned = inputs
+                .pins
+                .iter()
+                .find(|pin| pin.name == name)
+                .map(|pin| pin.version.clone());
+            let provided = || {
+                inputs.settings.iter().find_map(|setting| {
+                    setting
+                        .strip_prefix("provided ")?
+                        .strip_prefix(name.as_str())?
+                        .strip_prefix("==")
+                        .map(str::to_string)
+                })
+            };
+            match pinned.or_else(provided) {
+                Some(version) => format!("{name} {version}"),
+                None => name,
+            }
+        })
+        .collect()
 }
 
 /// Makes the runner set of `inputs` live: built if needed, linked, checked, registered.

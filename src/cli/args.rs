@@ -122,6 +122,9 @@ pub struct HistoryArgs {
     /// Only this pack
     #[arg(long = "pack", value_name = "NAME", value_parser = parse_pack_name)]
     pub pack: Option<PackName>,
+    /// The switches of the runner set instead of the packs' history
+    #[arg(long, conflicts_with = "pack")]
+    pub runners: bool,
     /// At most this many entries
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,
@@ -130,9 +133,13 @@ pub struct HistoryArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The pack to roll back
-    #[arg(value_name = "PACK", value_parser = parse_pack_name)]
-    pub pack: PackName,
-    /// The kept release to go to (default: the one before the live one)
+    #[arg(value_name = "PACK", value_parser = parse_pack_name, required_unless_present = "runners")]
+    pub pack: Option<PackName>,
+    /// Roll the runner set back instead of a pack
+    #[arg(long, conflicts_with = "pack")]
+    pub runners: bool,
+    /// The kept release (or, with `--runners`, runner set) to go to (default: the one before
+    /// the live one)
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
     #[command(flatten)]

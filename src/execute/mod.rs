@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 pub use status::{
-    ActiveStatus, EngineStatus, PackState, PackStatus, RecordedState, RecordedStatus, other_hosts,
-    status,
+    ActiveStatus, EngineStatus, PackState, PackStatus, RecordedState, RecordedStatus,
+    RunnerSetStatus, Status, other_hosts, status,
 };
 pub use step::{EnvReport, StepError};
 
@@ -25,11 +25,11 @@ use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
-use crate::model::{Action, Digest, PackName, Plan, ReleaseId, Revision, RunnerChange};
+use crate::model::{Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange};
 use crate::plan::PlanError;
 use crate::runners::{self, RunnersLayout};
 use crate::state::{
-    self, Observed, Operation, Outcome, PackRecord, RunRecord, StateError, StateStore,
+    self, Observed, Operation, Outcome, PackRecord, RunRecord, RunnerSwitch, StateError, StateStore,
 };
 use crate::store::{self, Collected, Layout, Recovered, StoreError};
 
@@ -60,6 +60,12 @@ pub enum ExecuteError {
     NoEarlierRelease { pack: PackName },
     #[error("Pack `{pack}` is not installed by packsync on this host")]
     NotInstalled { pack: PackName },
+    #[error("No runner set `{set}` is kept in `{}`", dir.display())]
+    NoSuchRunnerSet { set: String, dir: PathBuf },
+    #[error("No earlier runner set to roll back to")]
+    NoEarlierRunnerSet,
+    #[error(transparent)]
+    Runners(#[from] runners::RunnerError),
 }
 
 impl Diagnose for ExecuteError {
@@ -70,6 +76,9 @@ impl Diagnose for ExecuteError {
                  the same); pass `--allow-empty` if removing them all is intended"
                     .to_string(),
             ),
+            ExecuteError::NoSuchRunnerSet { .. } | ExecuteError::NoEarlierRunnerSet => Some(
+                "`packsync history --runners` lists the runner sets that went live".to_string(),
+            ),
             ExecuteError::NoSuchRelease { pack, .. } | ExecuteError::NoEarlierRelease { pack } => {
                 Some(format!(
                     "`packsync status --json` lists the kept releases of `{pack}`"
@@ -79,6 +88,7 @@ impl Diagnose for ExecuteError {
             ExecuteError::Plan(err) => err.hint(),
             ExecuteError::Store(err) => err.hint(),
             ExecuteError::State(err) => err.hint(),
+            ExecuteError::Runners(err) => err.hint(),
             ExecuteError::UnknownPack { .. } | ExecuteError::NotInstalled { .. } => None,
         }
     }
@@ -237,9 +247,10 @@ pub struct Applied {
 /// What became of the runner set change.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunnerStep {
+    pub operation: Operation,
     pub from: Option<Digest>,
     pub to: Digest,
-    /// `clush-runner==1.2.*`, as asked for.
+    /// The runner distributions of the set, `name version`.
     pub runners: Vec<String>,
     pub outcome: Outcome,
     pub error: Option<Report>,
@@ -325,8 +336,66 @@ struct Context<'a> {
     progress: Progress<'a>,
 }
 
+/// Switches the runner set to `to` and records the switch.
+fn runner_step(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    builder: &EnvBuilder,
+    run: &RunInfo,
+    operation: Operation,
+    from: Option<Digest>,
+    to: &EnvInputs,
+) -> RunnerStep {
+    let digest = to.digest();
+    tracing::info!(set = %digest.short(), "switching the runner set");
+    let started = std::time::Instant::now();
+    let switched = runners::switch(config, builder, to);
+    let outcome = match &switched {
+        Ok(()) => Outcome::Applied,
+        Err(runners::RunnerError::Unhealthy { .. }) => Outcome::RolledBack,
+        Err(_) => Outcome::Failed,
+    };
+    if let Err(err) = &switched {
+        tracing::warn!(error = %err, "the runner set was not switched");
+    }
+    let step = RunnerStep {
+        operation,
+        from,
+        to: digest,
+        runners: runners::versions(config, to),
+        outcome,
+        error: switched.err().map(|err| Report::new(&err)),
+    };
+    let record = RunnerSwitch {
+        at: crate::model::now(),
+        run: run.id.clone(),
+        host: run.host.clone(),
+        operation,
+        from: step.from.clone(),
+        to: step.to.clone(),
+        runners: step.runners.clone(),
+        outcome,
+        error: step.error.as_ref().map(Report::one_line),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    if let Err(err) = store.record_runner_switch(&record) {
+        tracing::warn!(error = %err, "the runner switch was not recorded");
+    }
+    step
+}
+
 /// uv's cache, under `state_dir`, when `[mirror] installer = "uv"`.
 const UV_CACHE: &str = "cache/uv";
+
+/// The builder of the virtualenvs and runner sets of `config`.
+fn env_builder(config: &SiteConfig) -> EnvBuilder {
+    EnvBuilder::new(
+        config.stackstorm.python.clone(),
+        config.mirror.path.clone(),
+        config.mirror.installer.clone(),
+        config.agent.state_dir.join(UV_CACHE),
+    )
+}
 
 impl<'a> Context<'a> {
     fn new(
@@ -340,12 +409,7 @@ impl<'a> Context<'a> {
             config,
             layout: Layout::new(config),
             store,
-            builder: EnvBuilder::new(
-                config.stackstorm.python.clone(),
-                config.mirror.path.clone(),
-                config.mirror.installer.clone(),
-                config.agent.state_dir.join(UV_CACHE),
-            ),
+            builder: env_builder(config),
             run,
             records: Mutex::new(records),
             progress,
@@ -422,23 +486,20 @@ pub fn apply(
 
 impl Context<'_> {
     fn switch_runners(&self, change: &RunnerChange) -> RunnerStep {
-        let to = change.to.digest();
-        tracing::info!(set = %to.short(), "switching the runner set");
-        let switched = runners::switch(self.config, &self.builder, &change.to);
-        if let Err(err) = &switched {
-            tracing::warn!(error = %err, "the runner set was not switched");
-        }
-        RunnerStep {
-            from: change.from.clone(),
-            to,
-            runners: change.to.requirements.clone(),
-            outcome: if switched.is_ok() {
-                Outcome::Applied
-            } else {
-                Outcome::Failed
-            },
-            error: switched.err().map(|err| Report::new(&err)),
-        }
+        let operation = if change.from.is_some() {
+            Operation::Upgrade
+        } else {
+            Operation::Install
+        };
+        runner_step(
+            self.config,
+            self.store,
+            &self.builder,
+            &self.run,
+            operation,
+            change.from.clone(),
+            &change.to,
+        )
     }
 
     /// Corrects every record that disagrees with disk, each a `repair` step; a pack that went
@@ -537,10 +598,12 @@ impl Context<'_> {
             .records
             .lock()
             .expect("no step panics while holding the records");
-        Ok(store::collect_garbage(
-            &self.layout,
-            &kept_releases(&records, None),
-        )?)
+        let mut collected = store::collect_garbage(&self.layout, &kept_releases(&records, None))?;
+        collected.runner_sets = runners::collect(
+            &RunnersLayout::new(self.config),
+            self.config.agent.keep_releases,
+        )?;
+        Ok(collected)
     }
 }
 
@@ -567,6 +630,40 @@ fn kept_releases(
             (pack.clone(), ids)
         })
         .collect()
+}
+
+/// Makes an earlier runner set live again (default: the last one that went live before the
+/// active one and is still kept), through the same switch, check and registration as `apply`.
+pub fn rollback_runners(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    to: Option<&str>,
+    run: &RunInfo,
+) -> Result<RunnerStep, ExecuteError> {
+    let layout = RunnersLayout::new(config);
+    let active = runners::installed(&layout).map(|inputs| inputs.digest());
+    let target = match to {
+        Some(set) => runners::kept(&layout, set).ok_or_else(|| ExecuteError::NoSuchRunnerSet {
+            set: set.to_string(),
+            dir: layout.sets(),
+        })?,
+        None => store
+            .runner_switches(None)?
+            .iter()
+            .filter(|switch| switch.outcome == Outcome::Applied)
+            .filter(|switch| Some(&switch.to) != active.as_ref())
+            .find_map(|switch| runners::kept(&layout, switch.to.short()))
+            .ok_or(ExecuteError::NoEarlierRunnerSet)?,
+    };
+    Ok(runner_step(
+        config,
+        store,
+        &env_builder(config),
+        run,
+        Operation::Rollback,
+        active,
+        &target,
+    ))
 }
 
 /// Makes an earlier kept release of `pack` live again (default: the one before the active
@@ -633,5 +730,7 @@ pub fn collect_garbage(
     keep: usize,
 ) -> Result<Collected, ExecuteError> {
     let kept = kept_releases(&store.load()?, Some(keep));
-    Ok(store::collect_garbage(&Layout::new(config), &kept)?)
+    let mut collected = store::collect_garbage(&Layout::new(config), &kept)?;
+    collected.runner_sets = runners::collect(&RunnersLayout::new(config), keep)?;
+    Ok(collected)
 }

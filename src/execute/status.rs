@@ -4,11 +4,13 @@
 
 use serde::Serialize;
 
-use super::{ExecuteError, plan};
+use super::{ExecuteError, Planned, plan};
 use crate::config::SiteConfig;
 use crate::model::{Action, PackName, ReleaseId, short_commit};
 use crate::source::RefSelector;
-use crate::state::{Failure, HistoryEntry, PackRecord, RegisteredPack, StateStore};
+use crate::state::{
+    Failure, HistoryEntry, Outcome, PackRecord, RegisteredPack, RunnerSwitch, StateStore,
+};
 
 /// How a pack stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -135,12 +137,80 @@ pub struct ActiveStatus {
     pub since: Option<jiff::Timestamp>,
 }
 
-/// The status of every pack of the site config and every pack packsync has a record of.
-pub fn status(
+/// The runner set: what is live, what the site config asks for, and the last switch.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerSetStatus {
+    pub state: PackState,
+    /// The short digest of the live set.
+    pub active: Option<String>,
+    /// Its runner distributions, `name version`.
+    pub runners: Vec<String>,
+    /// The set the plan would switch to.
+    pub pending: Option<String>,
+    pub last_switch: Option<RunnerSwitch>,
+}
+
+/// The status of the packs and of the runner set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub packs: Vec<PackStatus>,
+    /// `None` when the site has no runners and none are live.
+    pub runners: Option<RunnerSetStatus>,
+}
+
+/// The status of every pack of the site config and every pack packsync has a record of, and
+/// of the runner set.
+pub fn status(config: &SiteConfig, store: &dyn StateStore) -> Result<Status, ExecuteError> {
+    let planned = plan(config, store, None)?;
+    let runners = runner_status(config, store, &planned)?;
+    Ok(Status {
+        packs: pack_status(config, store, &planned)?,
+        runners,
+    })
+}
+
+fn runner_status(
     config: &SiteConfig,
     store: &dyn StateStore,
+    planned: &Planned,
+) -> Result<Option<RunnerSetStatus>, ExecuteError> {
+    let live = planned.observed.installed.runners.as_ref();
+    if config.runners.is_empty() && live.is_none() {
+        return Ok(None);
+    }
+    let last_switch = store.runner_switches(Some(1))?.into_iter().next();
+    let pending = planned
+        .plan
+        .runners
+        .as_ref()
+        .map(|change| change.to.digest());
+    let failed = last_switch.as_ref().is_some_and(|switch| {
+        switch.outcome != Outcome::Applied && Some(&switch.to) == pending.as_ref()
+    });
+    let unresolved = !config.runners.is_empty() && planned.resolution.desired.runners.is_none();
+    let state = if failed || unresolved {
+        PackState::Failed
+    } else if pending.is_some() {
+        PackState::Pending
+    } else {
+        PackState::Ok
+    };
+    Ok(Some(RunnerSetStatus {
+        state,
+        active: live.map(|inputs| inputs.digest().short().to_string()),
+        runners: live
+            .map(|inputs| crate::runners::versions(config, inputs))
+            .unwrap_or_default(),
+        pending: pending.map(|digest| digest.short().to_string()),
+        last_switch,
+    }))
+}
+
+fn pack_status(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    planned: &Planned,
 ) -> Result<Vec<PackStatus>, ExecuteError> {
-    let planned = plan(config, store, None)?;
     let history = store.history(None, None)?;
     let registered = store.registered_packs()?;
     let mut packs: Vec<PackName> = config.packs.iter().map(|p| p.name.clone()).collect();

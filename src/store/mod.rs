@@ -146,6 +146,9 @@ pub struct Recovered {
 pub struct Collected {
     pub releases: Vec<PathBuf>,
     pub envs: Vec<PathBuf>,
+    /// Runner sets beyond `keep_releases` (see `runners::collect`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runner_sets: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -742,6 +745,7 @@ mod tests {
             Collected {
                 releases: vec![old.dir, dropped.dir, gone_env.dir],
                 envs: vec![e2, e4],
+                runner_sets: Vec::new(),
             }
         );
         assert!(live.manifest.is_file());

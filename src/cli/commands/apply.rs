@@ -226,14 +226,10 @@ fn print_runners(runners: &RunnerStep, out: &mut String, printer: Printer) {
             report: error,
         });
     }
-    let word = if runners.outcome == Outcome::Applied {
-        "switched"
-    } else {
-        "failed"
-    };
     let _ = writeln!(
         out,
-        "{word:<12} runners  set {}: {}",
+        "{:<12} runners  set {}: {}",
+        outcome_word(runners.operation, runners.outcome),
         runners.to.short(),
         runners.runners.join(", ")
     );

@@ -5,10 +5,11 @@ use serde::Serialize;
 use super::plan::revision;
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
+use crate::config::SiteConfig;
 use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, RunInfo};
 use crate::model::{PackName, ReleaseId};
-use crate::state::Outcome;
+use crate::state::{Outcome, StateStore};
 use crate::store::Collected;
 
 pub(crate) fn rollback(
@@ -24,6 +25,9 @@ pub(crate) fn rollback(
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
+    let Some(pack) = &args.pack else {
+        return rollback_runners(&config, store.as_ref(), args, global, printer);
+    };
     let to = match args.to.as_deref() {
         Some(name) => Some(ReleaseId::from_name(name).ok_or_else(|| {
             anyhow::anyhow!("`{name}` is not a release id (e.g. `1.8.1-3f2a9c1-e4b1c2d8`)")
@@ -34,7 +38,7 @@ pub(crate) fn rollback(
     let step = execute::rollback(
         &config,
         store.as_ref(),
-        &args.pack,
+        pack,
         to.as_ref(),
         RunInfo::new(config.host()),
         &progress,
@@ -62,6 +66,55 @@ pub(crate) fn rollback(
             Outcome::Failed | Outcome::RolledBack => {
                 printer.data(format_args!("failed       {}  {target}", step.pack));
             }
+        }
+    }
+    Ok(if step.outcome == Outcome::Applied {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// `rollback --runners`.
+fn rollback_runners(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    args: &RollbackArgs,
+    global: &GlobalArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let step = execute::rollback_runners(
+        config,
+        store,
+        args.to.as_deref(),
+        &RunInfo::new(config.host()),
+    )?;
+    if global.json {
+        printer.json(&step);
+    } else {
+        if let Some(error) = &step.error {
+            let mut error = error.clone();
+            error.message = format!("runners: {}", error.message);
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: error,
+            });
+        }
+        let word = if step.outcome == Outcome::Applied {
+            "rolled back"
+        } else {
+            "failed"
+        };
+        printer.data(format_args!(
+            "{word:<12} runners  set {}: {}",
+            step.to.short(),
+            step.runners.join(", ")
+        ));
+        if step.outcome == Outcome::Applied {
+            printer.note(
+                "note: the site config still asks for the runners that were live before; the \
+                 next `apply` goes back to them unless the config changes",
+            );
         }
     }
     Ok(if step.outcome == Outcome::Applied {

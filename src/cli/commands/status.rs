@@ -10,12 +10,16 @@ use serde::Serialize;
 
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, StatusArgs};
-use crate::execute::{self, ActiveStatus, PackState, PackStatus, RecordedStatus};
+use crate::execute::{
+    self, ActiveStatus, PackState, PackStatus, RecordedStatus, RunnerSetStatus, Status,
+};
 
 #[derive(Serialize)]
 struct StatusReport<'a> {
     host: String,
     packs: &'a [PackStatus],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runners: Option<&'a RunnerSetStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     other_hosts: Option<Vec<HostReport<'a>>>,
 }
@@ -39,7 +43,7 @@ pub(crate) fn status(
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let packs = execute::status(&config, store.as_ref())?;
+    let Status { packs, runners } = execute::status(&config, store.as_ref())?;
     let others = if args.all_hosts {
         execute::other_hosts(store.as_ref())?
     } else {
@@ -49,6 +53,7 @@ pub(crate) fn status(
         printer.json(&StatusReport {
             host: config.host(),
             packs: &packs,
+            runners: runners.as_ref(),
             other_hosts: args.all_hosts.then(|| {
                 others
                     .iter()
@@ -59,6 +64,9 @@ pub(crate) fn status(
         return Ok(ExitStatus::Success);
     }
     let mut out = render(&packs);
+    if let Some(runners) = &runners {
+        out.push_str(&render_runners(runners));
+    }
     if args.all_hosts {
         let _ = write!(
             out,
@@ -79,6 +87,30 @@ pub(crate) fn status(
     }
     printer.data(out);
     Ok(ExitStatus::Success)
+}
+
+/// `Runners: ok, set 3f2a9c1d4e5f (clush-runner 1.2.0)`, and what is pending or failed.
+fn render_runners(runners: &RunnerSetStatus) -> String {
+    let mut out = format!("\n\nRunners: {}", json_word(runners.state));
+    match &runners.active {
+        Some(set) => {
+            let _ = write!(out, ", set {set} ({})", runners.runners.join(", "));
+        }
+        None => out.push_str(", no set live"),
+    }
+    if let Some(pending) = &runners.pending {
+        let _ = write!(out, "\n  pending: set {pending} (`packsync plan` says why)");
+    }
+    if let Some(switch) = runners.last_switch.as_ref().filter(|s| s.error.is_some()) {
+        let _ = write!(
+            out,
+            "\n  last switch to set {} {}: {}",
+            switch.to.short(),
+            switch.outcome.as_str(),
+            switch.error.as_deref().unwrap_or_default()
+        );
+    }
+    out
 }
 
 /// `1.8.1 (v1.8.1 @ 3f2a9c1) env 7a8a9fcae232`.

@@ -75,7 +75,7 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
     );
 
     let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
-    assert!(output.contains("switched     runners  set "), "{output}");
+    assert!(output.contains("installed    runners  set "), "{output}");
     assert_eq!(site.engine_log(), "register_runners\nrestart\n");
 
     // StackStorm's interpreter finds the runner through the hook, its dependency from the set,
@@ -142,6 +142,72 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
 }
 
 #[test]
+fn runner_sets_are_kept_for_status_history_rollback_and_gc() {
+    let (site, st2_python) = runner_site();
+    assert_exit(site.cmd(["apply"]), 0);
+    let current = site.state_dir().join("runners/current");
+    let set = fs_err::read_link(&current).unwrap();
+    let mirror = site.mirror();
+    fixture(
+        MAKE_RUNNER,
+        &["--wheel", "clush_runner", "1.2.1", mirror.to_str().unwrap()],
+    );
+    assert_exit(site.cmd(["apply"]), 0);
+
+    let status = assert_exit(site.cmd(["status"]), 0);
+    assert!(
+        status.contains("Runners: ok, set ") && status.contains("(clush-runner 1.2.1)"),
+        "{status}"
+    );
+    let history = assert_exit(site.cmd(["history", "--runners"]), 0);
+    let lines: Vec<&str> = history
+        .lines()
+        .filter(|line| line.contains("  runners  "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert!(
+        lines[0].contains("runners  upgrade     applied      set "),
+        "{history}"
+    );
+    assert!(lines[0].ends_with(": clush-runner 1.2.1"), "{history}");
+    assert!(
+        lines[1].contains("runners  install     applied      set none -> "),
+        "{history}"
+    );
+
+    // Back to the set before, through the same check and hooks.
+    let output = assert_exit(site.cmd(["rollback", "--runners"]), 0);
+    assert!(output.contains("rolled back  runners  set "), "{output}");
+    assert!(output.contains(": clush-runner 1.2.0"), "{output}");
+    assert_eq!(fs_err::read_link(&current).unwrap(), set);
+    assert_eq!(
+        st2_runs(
+            &st2_python,
+            "import importlib.metadata as md; print(md.version('clush_runner'))"
+        ),
+        "1.2.0"
+    );
+    assert_eq!(
+        site.engine_log(),
+        "register_runners\nrestart\n".repeat(3),
+        "install, upgrade, rollback"
+    );
+    let history = assert_exit(site.cmd(["history", "--runners", "--limit", "1"]), 0);
+    assert!(
+        history.contains("runners  rollback    applied"),
+        "{history}"
+    );
+    let output = assert_exit(
+        site.cmd(["rollback", "--runners", "--to", "0123456789ab"]),
+        1,
+    );
+    assert!(
+        output.contains("No runner set `0123456789ab` is kept in"),
+        "{output}"
+    );
+}
+
+#[test]
 fn a_runner_that_fails_the_health_check_is_switched_back() {
     let (site, st2_python) = runner_site();
     assert_exit(site.cmd(["apply"]), 0);
@@ -169,7 +235,7 @@ fn a_runner_that_fails_the_health_check_is_switched_back() {
         ),
         "{output}"
     );
-    assert!(output.contains("failed       runners  set "), "{output}");
+    assert!(output.contains("reverted     runners  set "), "{output}");
     assert_eq!(fs_err::read_link(&current).unwrap(), good);
     assert_eq!(
         st2_runs(
