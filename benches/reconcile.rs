@@ -178,7 +178,7 @@ fn git(dir: &Path, args: &[&str]) {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Requirements {
-    /// `requirements.txt` with `six` (planned only, never installed: the wheel is a stub).
+    /// `requirements.txt` with `six` (resolved from its real wheel; planned only).
     OnePerPack,
     /// No requirements and no base requirements: every pack shares one empty virtualenv.
     None,
@@ -188,9 +188,11 @@ enum Requirements {
 fn build_site(root: &Path, site: &Path, requirements: Requirements) {
     let mirror = root.join("mirror");
     fs_err::create_dir_all(&mirror).unwrap();
-    fs_err::write(
-        mirror.join("six-1.16.0-py2.py3-none-any.whl"),
-        b"not read by plan",
+    // A real wheel: the resolver reads its metadata.
+    fs_err::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/mirror/six-1.17.0-py2.py3-none-any.whl"),
+        mirror.join("six-1.17.0-py2.py3-none-any.whl"),
     )
     .unwrap();
     // The interpreter itself, as a StackStorm host configures it (`/opt/stackstorm/st2/bin/python3`),
