@@ -125,6 +125,7 @@ fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
         crate::source::SourceError,
         crate::pack::PackError,
         crate::mirror::MirrorError,
+        crate::mirror::resolve::ResolveError,
         crate::python::PythonError,
         crate::state::StateError,
         crate::plan::PlanError,
@@ -133,6 +134,7 @@ fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
         crate::engine::EngineError,
         crate::env::EnvError,
         crate::lock::LockError,
+        crate::runners::RunnerError,
         crate::execute::ExecuteError,
     );
     None

@@ -90,8 +90,8 @@ impl crate::diagnostics::Diagnose for ResolveError {
                     .to_string(),
             ),
             ResolveError::BuildBackend { dist, .. } => Some(format!(
-                "add a wheel of the build backend it names (e.g. setuptools) to the mirror, or a \
-                 wheel of {dist} itself (`pip wheel --no-deps` on a machine that can build it)"
+                "add a wheel of what it builds with to the mirror, or a wheel of {dist} itself \
+                 (`pip wheel --no-deps` on a machine that can build it)"
             )),
             ResolveError::Mirror(err) => err.hint(),
         }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod mirror;
 mod mongodb;
 mod plan;
 mod runners;
@@ -120,6 +121,7 @@ fn history_help() {
                            /etc/packsync/packsync.toml]
           --pack <NAME>    Only this pack
           --json           Print one JSON document on stdout instead of text
+          --runners        The switches of the runner set instead of the packs' history
           --limit <N>      At most this many entries [default: 20]
       -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet          Print only errors on stderr
@@ -138,19 +140,21 @@ fn rollback_help() {
     ----- stdout -----
     Make an earlier kept release of a pack live again
 
-    Usage: packsync rollback [OPTIONS] <PACK>
+    Usage: packsync rollback [OPTIONS] [PACK]
 
     Arguments:
-      <PACK>  The pack to roll back
+      [PACK]  The pack to roll back
 
     Options:
           --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
                                      /etc/packsync/packsync.toml]
-          --to <RELEASE>             The kept release to go to (default: the one before the live one)
+          --runners                  Roll the runner set back instead of a pack
           --json                     Print one JSON document on stdout instead of text
+          --to <RELEASE>             The kept release (or, with `--runners`, runner set) to go to
+                                     (default: the one before the live one)
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
           --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
                                      exiting 75 at once
-      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr
       -h, --help                     Print help
       -V, --version                  Print version
