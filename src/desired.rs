@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
+use crate::env::EnvBuilder;
 use pep440_rs::Version;
 use pep508_rs::PackageName;
 
@@ -532,6 +533,41 @@ impl PackReader<'_> {
     /// with what its environment already has fixed at the installed version.
     fn runners(&self, st2: &PythonIdentity, problems: &mut Vec<Problem>) -> Option<EnvInputs> {
         let mirror = self.mirror?;
+        let builder = EnvBuilder::for_site(self.config);
+        let mut local = Vec::new();
+        for runner in &self.config.runners {
+            let Some(source) = &runner.source else {
+                continue;
+            };
+            match crate::runners::source_wheel(self.config, source, &builder) {
+                Ok(dir) => local.push(dir),
+                Err(err) => {
+                    let mut report = Report::new(&err);
+                    report.message = format!("runners: {}", report.message);
+                    problems.push(error(report));
+                }
+            }
+        }
+        if local.len()
+            < self
+                .config
+                .runners
+                .iter()
+                .filter(|r| r.source.is_some())
+                .count()
+        {
+            return None;
+        }
+        let overlaid;
+        let mirror = if local.is_empty() {
+            mirror
+        } else {
+            overlaid = mirror
+                .overlaid(&local)
+                .map_err(|err| problems.push(error(Report::new(&err))))
+                .ok()?;
+            &overlaid
+        };
         let provided = st2
             .installed_distributions(&self.config.agent.state_dir.join(RUNNERS_DIR))
             .map_err(|err| problems.push(error(Report::new(&err))))
@@ -569,6 +605,11 @@ impl PackReader<'_> {
             settings: provided
                 .iter()
                 .map(|(name, version)| format!("provided {name}=={version}"))
+                .chain(
+                    local.iter().map(|dir| {
+                        format!("{}{}", crate::runners::FIND_LINKS_SETTING, dir.display())
+                    }),
+                )
                 .collect(),
             requirements,
             pins,

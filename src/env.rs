@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use crate::config::Installer;
+use crate::config::{Installer, SiteConfig};
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::fsx;
 use crate::model::{Digest, EnvInputs, Pin};
@@ -106,6 +106,16 @@ impl Diagnose for EnvError {
 }
 
 impl EnvBuilder {
+    /// The builder of the virtualenvs, runner sets and runner wheels of `config`.
+    pub fn for_site(config: &SiteConfig) -> Self {
+        Self::new(
+            config.stackstorm.python.clone(),
+            config.mirror.path.clone(),
+            config.mirror.installer.clone(),
+            config.agent.state_dir.join(UV_CACHE),
+        )
+    }
+
     pub fn new(python: PathBuf, mirror: PathBuf, installer: Installer, uv_cache: PathBuf) -> Self {
         Self {
             python,
@@ -220,7 +230,7 @@ impl EnvBuilder {
         }
         let work = dir.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        self.install_pins(&inputs.pins, &dir.join("bin/python"), None, &work)?;
+        self.install_pins(&inputs.pins, &dir.join("bin/python"), None, &[], &work)?;
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
         Ok(true)
     }
@@ -232,11 +242,16 @@ impl EnvBuilder {
         pins: &[Pin],
         python: &Path,
         target: Option<&Path>,
+        extra_links: &[&Path],
         work: &Path,
     ) -> Result<(), EnvError> {
         // The installer refuses a swapped file too; checking first names the file plainly.
         for pin in pins {
-            let path = self.mirror.join(&pin.file);
+            let path = extra_links
+                .iter()
+                .map(|dir| dir.join(&pin.file))
+                .find(|path| path.is_file())
+                .unwrap_or_else(|| self.mirror.join(&pin.file));
             let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
             if actual != pin.sha256 {
                 return Err(EnvError::Swapped {
@@ -291,6 +306,9 @@ impl EnvBuilder {
         if let Some(target) = target {
             command.arg("--target").arg(target);
         }
+        for dir in extra_links {
+            command.arg("--find-links").arg(dir);
+        }
         command
             .args([
                 "--no-index",
@@ -322,6 +340,46 @@ impl EnvBuilder {
             });
         }
         Ok(())
+    }
+
+    /// Builds a wheel of the project at `project` into `out`, offline: `pip wheel --no-deps`,
+    /// its build backend installed from the mirror (build isolation).
+    pub fn build_wheel(&self, project: &Path, out: &Path) -> Result<(), EnvError> {
+        let mut command = self.command();
+        command
+            .args([
+                "-m",
+                "pip",
+                "wheel",
+                "--isolated",
+                "--no-input",
+                "--disable-pip-version-check",
+                "--no-cache-dir",
+                "--no-deps",
+                "--no-index",
+                "--find-links",
+            ])
+            .arg(&self.mirror)
+            .arg("--wheel-dir")
+            .arg(out)
+            .arg(project);
+        let output = self.output(&mut command)?;
+        tracing::debug!(
+            project = %project.display(),
+            stdout = %String::from_utf8_lossy(&output.stdout),
+            stderr = %String::from_utf8_lossy(&output.stderr),
+            "pip wheel finished"
+        );
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(EnvError::Install {
+            installer: self.python.clone(),
+            dir: out.to_path_buf(),
+            mirror: self.mirror.clone(),
+            status: output.status,
+            output: output_tail(&output),
+        })
     }
 
     fn installer_program(&self) -> &Path {
@@ -360,6 +418,9 @@ fn clean_command(program: &Path) -> Command {
     }
     command
 }
+
+/// uv's cache, under `state_dir`, when `[mirror] installer = "uv"`.
+const UV_CACHE: &str = "cache/uv";
 
 /// The setting that makes the base interpreter's site-packages visible.
 const SYSTEM_SITE_PACKAGES_SETTING: &str = "system-site-packages";

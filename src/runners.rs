@@ -16,13 +16,14 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use crate::config::SiteConfig;
+use crate::config::{RunnerSource, SiteConfig};
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::engine::{self, EngineError, Hook};
 use crate::env::{self, EnvBuilder, EnvError};
 use crate::fsx;
 use crate::model::{Digest, EnvInputs};
 use crate::python::PythonIdentity;
+use crate::source::{Repo, SourceError};
 
 /// The file each set keeps its inputs in, read back to know what is active.
 const INPUTS_FILE: &str = "runner-set.json";
@@ -84,6 +85,15 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("Failed to build a wheel of the runner in `{}` at {commit}", repo.display())]
+    Wheel {
+        repo: PathBuf,
+        commit: String,
+        #[source]
+        source: Box<EnvError>,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -103,6 +113,13 @@ impl Diagnose for RunnerError {
                  new version to the mirror"
                     .to_string(),
             ),
+            RunnerError::Wheel { .. } => Some(
+                "the runner builds offline with the build backend its pyproject.toml names \
+                 (`[build-system] requires`, setuptools by default): put a wheel of it in the \
+                 mirror"
+                    .to_string(),
+            ),
+            RunnerError::Source(err) => err.hint(),
             _ => None,
         }
     }
@@ -163,10 +180,34 @@ pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, Runn
     sets.sort_by_key(|(unfinished, modified, _)| (*unfinished, std::cmp::Reverse(*modified)));
     let others = keep.saturating_sub(usize::from(live.is_some()));
     let mut removed = Vec::new();
+    let mut kept: Vec<PathBuf> = live.into_iter().collect();
     for (index, (unfinished, _, path)) in sets.into_iter().enumerate() {
         if unfinished || index >= others {
             fsx::remove_tree(&path).map_err(io("remove", &path))?;
             removed.push(path);
+        } else {
+            kept.push(path);
+        }
+    }
+    // Wheels built from a runner's source: kept while a kept set installs from them.
+    let wheels_dir = layout.root.join("wheels");
+    let used: Vec<PathBuf> = kept
+        .iter()
+        .filter_map(|set| read_inputs(set))
+        .flat_map(|inputs| {
+            source_links(&inputs)
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if let Ok(entries) = fs_err::read_dir(&wheels_dir) {
+        for entry in entries {
+            let path = entry.map_err(io("read", &wheels_dir))?.path();
+            if !used.contains(&path) {
+                fsx::remove_tree(&path).map_err(io("remove", &path))?;
+                removed.push(path);
+            }
         }
     }
     Ok(removed)
@@ -271,11 +312,13 @@ fn build(
         let work = dir.join(".packsync-build");
         fs_err::create_dir(&work).map_err(io("create", &work))?;
         if !inputs.pins.is_empty() {
+            let links = source_links(inputs);
             builder
                 .install_pins(
                     &inputs.pins,
                     st2_python,
                     Some(&dir.join("site-packages")),
+                    &links,
                     &work,
                 )
                 .map_err(build_error)?;
@@ -290,6 +333,66 @@ fn build(
         let _ = fsx::remove_tree(dir);
     }
     built
+}
+
+/// The setting of a runner set that names a folder of runner wheels built from source.
+pub const FIND_LINKS_SETTING: &str = "find-links ";
+
+/// The folders of runner wheels built from source that the set `inputs` installs from.
+fn source_links(inputs: &EnvInputs) -> Vec<&Path> {
+    inputs
+        .settings
+        .iter()
+        .filter_map(|setting| setting.strip_prefix(FIND_LINKS_SETTING))
+        .map(Path::new)
+        .collect()
+}
+
+/// The folder holding the wheel of the runner at `source` (its committed tree at the selected
+/// ref), built offline the first time that tree is seen: `runners/wheels/<tree>`.
+pub fn source_wheel(
+    config: &SiteConfig,
+    source: &RunnerSource,
+    builder: &EnvBuilder,
+) -> Result<PathBuf, RunnerError> {
+    let repo = Repo::open(&source.repo)?;
+    let resolved = repo.resolve(&source.selector)?;
+    let tree = repo.pack_tree(&resolved.commit, None)?;
+    let dir = RunnersLayout::new(config)
+        .root
+        .join("wheels")
+        .join(&tree.id()[..12]);
+    if dir.is_dir() && !env::has_marker(&dir).map_err(io("read", &dir))? {
+        return Ok(dir);
+    }
+    fsx::remove_tree(&dir).map_err(io("remove the unfinished", &dir))?;
+    env::create_marked(&dir).map_err(io("create", &dir))?;
+    let project = dir.join(".source");
+    let built = tree
+        .export(&project)
+        .map_err(RunnerError::from)
+        .and_then(|()| {
+            builder
+                .build_wheel(&project, &dir)
+                .map_err(|source| RunnerError::Wheel {
+                    repo: source_repo(&repo),
+                    commit: resolved.commit.clone(),
+                    source: Box::new(source),
+                })
+        })
+        .and_then(|()| fsx::remove_tree(&project).map_err(io("remove", &project)))
+        .and_then(|()| {
+            let marker = dir.join(crate::store::BUILDING_MARKER);
+            fs_err::remove_file(&marker).map_err(io("remove", &marker))
+        });
+    if built.is_err() {
+        let _ = fsx::remove_tree(&dir);
+    }
+    built.map(|()| dir)
+}
+
+fn source_repo(repo: &Repo) -> PathBuf {
+    repo.path().to_path_buf()
 }
 
 /// Writes the `.pth` hook into StackStorm's site-packages when it is not there already.

@@ -152,8 +152,18 @@ pub enum Installer {
 pub struct RunnerConfig {
     /// The distribution and the versions wanted, e.g. `clush_runner==1.2.*`.
     pub requirement: pep508_rs::Requirement,
+    /// Built from this local Git repo (at `ref`, default `HEAD`) instead of taken from the
+    /// mirror.
+    pub source: Option<RunnerSource>,
     /// Where the runner is in the site config.
     pub location: Location,
+}
+
+/// Where a runner is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerSource {
+    pub repo: PathBuf,
+    pub selector: RefSelector,
 }
 
 /// An engine command: an argv list (no shell) with `{placeholder}`s.
@@ -481,8 +491,38 @@ impl Validator<'_> {
                 });
                 continue;
             }
+            let source = match (&runner.source, runner.git_ref) {
+                (Some(source), git_ref) => {
+                    match source::local_path(source.get_ref(), self.base_dir) {
+                        Ok(repo) => Some(RunnerSource {
+                            repo: normalize(&repo),
+                            selector: git_ref
+                                .map_or(RefSelector::Head, |r| RefSelector::Ref(r.into_inner())),
+                        }),
+                        Err(err) => {
+                            let hint = err.hint();
+                            self.error(source.span(), err.to_string(), hint);
+                            continue;
+                        }
+                    }
+                }
+                (None, Some(git_ref)) => {
+                    self.error(
+                        git_ref.span(),
+                        "`ref` needs `source`",
+                        Some(
+                            "set `source` to the runner's local Git repo, or remove `ref` to take \
+                             the runner from the mirror"
+                                .into(),
+                        ),
+                    );
+                    continue;
+                }
+                (None, None) => None,
+            };
             runners.push(RunnerConfig {
                 requirement,
+                source,
                 location,
             });
         }

@@ -87,4 +87,7 @@ pub(super) struct RawPack {
 pub(super) struct RawRunner {
     pub(super) name: Spanned<String>,
     pub(super) version: Option<Spanned<String>>,
+    pub(super) source: Option<Spanned<String>>,
+    #[serde(rename = "ref")]
+    pub(super) git_ref: Option<Spanned<String>>,
 }

@@ -384,19 +384,6 @@ fn runner_step(
     step
 }
 
-/// uv's cache, under `state_dir`, when `[mirror] installer = "uv"`.
-const UV_CACHE: &str = "cache/uv";
-
-/// The builder of the virtualenvs and runner sets of `config`.
-fn env_builder(config: &SiteConfig) -> EnvBuilder {
-    EnvBuilder::new(
-        config.stackstorm.python.clone(),
-        config.mirror.path.clone(),
-        config.mirror.installer.clone(),
-        config.agent.state_dir.join(UV_CACHE),
-    )
-}
-
 impl<'a> Context<'a> {
     fn new(
         config: &'a SiteConfig,
@@ -409,7 +396,7 @@ impl<'a> Context<'a> {
             config,
             layout: Layout::new(config),
             store,
-            builder: env_builder(config),
+            builder: EnvBuilder::for_site(config),
             run,
             records: Mutex::new(records),
             progress,
@@ -658,7 +645,7 @@ pub fn rollback_runners(
     Ok(runner_step(
         config,
         store,
-        &env_builder(config),
+        &EnvBuilder::for_site(config),
         run,
         Operation::Rollback,
         active,

@@ -226,11 +226,40 @@ impl MirrorIndex {
         &self.dir
     }
 
-    /// Checks `file` against `SHA256SUMS` when the mirror has one.
+    /// This mirror with the wheels and sdists of the folders `local` on top: a distribution
+    /// they have is taken from them only (a runner built from its source).
+    pub fn overlaid(&self, local: &[PathBuf]) -> Result<Self, MirrorError> {
+        let mut overlay = Vec::new();
+        for dir in local {
+            overlay.extend(Self::scan(dir, None)?.files);
+        }
+        let mut files: Vec<MirrorFile> = self
+            .files
+            .iter()
+            .filter(|file| !overlay.iter().any(|local| local.name == file.name))
+            .cloned()
+            .collect();
+        files.extend(overlay);
+        files.sort_by(|a, b| {
+            (&a.name, &a.version, &a.file_name).cmp(&(&b.name, &b.version, &b.file_name))
+        });
+        Ok(Self {
+            dir: self.dir.clone(),
+            files,
+            skipped: self.skipped.clone(),
+            checksums: self.checksums.clone(),
+        })
+    }
+
+    /// Checks `file` against `SHA256SUMS` when the mirror has one (a file of an overlay is
+    /// not the mirror's).
     pub fn verify_listed(&self, file: &MirrorFile) -> Result<(), MirrorError> {
         let Some(checksums) = &self.checksums else {
             return Ok(());
         };
+        if file.path.parent() != Some(self.dir.as_path()) {
+            return Ok(());
+        }
         let sums = self.dir.join(SHA256SUMS);
         match checksums.get(&file.file_name) {
             None => Err(MirrorError::NotListed {

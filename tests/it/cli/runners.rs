@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::git::GitRepo;
 use crate::common::site::{TestSite, assert_exit, python};
+use crate::common::wheels::make_backend_wheel;
 
 const MAKE_RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_runner.py");
 const MAKE_ST2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_st2.py");
@@ -262,4 +264,68 @@ fn a_runner_stackstorm_cannot_get_is_reported_by_check() {
             .contains(" milkcheck-runner>=2 : mirror has no distribution named `milkcheck-runner`"),
         "{output}"
     );
+}
+
+#[test]
+fn a_runner_builds_offline_from_its_git_repo() {
+    let (mut site, st2_python) = runner_site();
+    let mirror = site.mirror();
+    make_backend_wheel(&mirror, "fxbuild", "1.0");
+    let project = fixture(
+        MAKE_RUNNER,
+        &[
+            "--project",
+            "milkcheck_runner",
+            "2.0.0",
+            site.path().join("src").to_str().expect("a UTF-8 temp path"),
+            "--backend",
+            "fxbuild:fxbuild",
+            "--requires",
+            "six",
+        ],
+    );
+    let repo = GitRepo::init(&project);
+    repo.commit("milkcheck_runner 2.0.0");
+    site.add_runner_from("milkcheck_runner", &project);
+
+    let plan = assert_exit(site.cmd(["plan"]), 0);
+    assert!(
+        plan.contains("requirement added: milkcheck-runner"),
+        "{plan}"
+    );
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(
+        output.contains(": clush-runner 1.2.0, milkcheck-runner 2.0.0"),
+        "{output}"
+    );
+    let found = st2_runs(
+        &st2_python,
+        "import importlib.metadata as md; \
+         print(sorted(e.name for e in md.entry_points(group='st2common.runners.runner')))",
+    );
+    assert_eq!(found, "['clush-runner', 'milkcheck-runner']");
+
+    // Uncommitted edits do not count; a commit does.
+    let pyproject = fs_err::read_to_string(project.join("pyproject.toml")).unwrap();
+    repo.write("pyproject.toml", pyproject.replace("2.0.0", "2.0.1"));
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    repo.commit("milkcheck_runner 2.0.1");
+    let plan = assert_exit(site.cmd(["plan"]), 0);
+    assert!(
+        plan.contains("milkcheck-runner 2.0.0 -> 2.0.1 (mirror)"),
+        "{plan}"
+    );
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert_eq!(
+        st2_runs(
+            &st2_python,
+            "import importlib.metadata as md; print(md.version('milkcheck_runner'))"
+        ),
+        "2.0.1"
+    );
+    // Built wheels go with the last set that installs from them.
+    let wheels = site.state_dir().join("runners/wheels");
+    assert_eq!(fs_err::read_dir(&wheels).unwrap().count(), 2);
+    assert_exit(site.cmd(["gc", "--keep", "1"]), 0);
+    assert_eq!(fs_err::read_dir(&wheels).unwrap().count(), 1);
 }

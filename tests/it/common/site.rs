@@ -113,8 +113,8 @@ pub(crate) struct TestSite {
     /// The MongoDB server and database of `[state]`; `None`: the embedded store.
     mongodb: Option<(String, String)>,
     packs: Vec<PackEntry>,
-    /// `[[runner]]` entries: name and version specifier.
-    runners: Vec<(String, String)>,
+    /// `[[runner]]` entries, their `key = value` lines.
+    runners: Vec<String>,
 }
 
 impl TestSite {
@@ -148,7 +148,17 @@ impl TestSite {
 
     /// Adds `[[runner]]` `name` with `version`.
     pub(crate) fn add_runner(&mut self, name: &str, version: &str) -> &mut Self {
-        self.runners.push((name.to_owned(), version.to_owned()));
+        self.runners
+            .push(format!("name = \"{name}\"\nversion = \"{version}\"\n"));
+        self
+    }
+
+    /// Adds `[[runner]]` `name` built from the Git repo `source` (at its `HEAD`).
+    pub(crate) fn add_runner_from(&mut self, name: &str, source: &Path) -> &mut Self {
+        self.runners.push(format!(
+            "name = \"{name}\"\nsource = {}\n",
+            toml_path(source)
+        ));
         self
     }
 
@@ -295,11 +305,8 @@ LOG='{root}/engine.log'
                 }
             }
         }
-        for (name, version) in &self.runners {
-            let _ = write!(
-                text,
-                "\n[[runner]]\nname = \"{name}\"\nversion = \"{version}\"\n"
-            );
+        for runner in &self.runners {
+            let _ = write!(text, "\n[[runner]]\n{runner}");
         }
         // Last, so that the lines of the packs are the same on both backends.
         if let Some((url, database)) = &self.mongodb {
