@@ -449,6 +449,22 @@ impl Validator<'_> {
         let mut runners: Vec<RunnerConfig> = Vec::new();
         for runner in raw {
             let location = self.location(runner.name.span());
+            if let Some(version) = &runner.version
+                && pep440_rs::VersionSpecifiers::from_str(version.get_ref()).is_err()
+            {
+                self.error(
+                    version.span(),
+                    format!(
+                        "`version` `{}` is not a PEP 440 version specifier",
+                        version.get_ref()
+                    ),
+                    Some(
+                        "write an operator and a version, e.g. `\"==1.2.*\"` or `\">=1.2, <2\"`"
+                            .into(),
+                    ),
+                );
+                continue;
+            }
             let text = match &runner.version {
                 Some(version) => format!("{}{}", runner.name.get_ref(), version.get_ref()),
                 None => runner.name.get_ref().clone(),

@@ -254,3 +254,98 @@ fn state_errors_point_at_the_key_and_never_show_the_password() {
     );
     assert!(!errors.concat().contains("pw-never-shown"));
 }
+
+#[test]
+fn the_installer_is_pip_unless_uv_is_chosen() {
+    let parsed = |extra: &str| {
+        parse(
+            Path::new("/etc/packsync/site.toml"),
+            &MINIMAL.replace(
+                "path = \"/srv/wheels\"",
+                &format!("path = \"/srv/wheels\"\n{extra}"),
+            ),
+        )
+        .expect("a valid config")
+        .mirror
+        .installer
+    };
+    assert_eq!(parsed(""), Installer::Pip);
+    assert_eq!(parsed("installer = \"pip\""), Installer::Pip);
+    assert_eq!(
+        parsed("installer = \"uv\""),
+        Installer::Uv(PathBuf::from("uv"))
+    );
+    assert_eq!(
+        parsed("installer = \"uv\"\nuv = \"bin/uv\""),
+        Installer::Uv(PathBuf::from("/etc/packsync/bin/uv"))
+    );
+    assert_eq!(
+        errors(&MINIMAL.replace(
+            "path = \"/srv/wheels\"",
+            "path = \"/srv/wheels\"\ninstaller = \"poetry\"\nuv = \"/usr/bin/uv\"",
+        )),
+        ["/etc/packsync/site.toml:11:13: Unknown installer `poetry`"]
+    );
+    let uv_alone = errors(&MINIMAL.replace(
+        "path = \"/srv/wheels\"",
+        "path = \"/srv/wheels\"\nuv = \"/usr/bin/uv\"",
+    ));
+    assert_eq!(
+        uv_alone,
+        ["/etc/packsync/site.toml:11:6: `uv` is set but `installer` is not \"uv\""]
+    );
+}
+
+#[test]
+fn runners_need_st2_python_a_specifier_and_a_source_for_a_ref() {
+    let config = parse(
+        Path::new("/etc/packsync/site.toml"),
+        &format!(
+            "{}\n[[runner]]\nname = \"clush_runner\"\nversion = \"==1.2.*\"\n\n\
+             [[runner]]\nname = \"milkcheck_runner\"\nsource = \"../runners/milkcheck\"\n\
+             ref = \"v2\"\n",
+            MINIMAL.replace(
+                "python = \"python3\"",
+                "python = \"python3\"\nst2_python = \"/opt/stackstorm/st2/bin/python\""
+            )
+        ),
+    )
+    .expect("a valid config");
+    let [clush, milkcheck] = config.runners.as_slice() else {
+        panic!("two runners")
+    };
+    assert_eq!(clush.requirement.to_string(), "clush-runner==1.2.*");
+    assert_eq!(clush.source, None);
+    assert_eq!(
+        milkcheck.source,
+        Some(RunnerSource {
+            repo: PathBuf::from("/etc/runners/milkcheck"),
+            selector: RefSelector::Ref("v2".into()),
+        })
+    );
+
+    let errors = errors(&format!(
+        "{MINIMAL}\n[[runner]]\nname = \"clush_runner\"\nversion = \"1.2\"\n\n\
+         [[runner]]\nname = \"x\"\nref = \"main\"\n\n[[runner]]\nname = \"ok_runner\"\n\n\
+         [[runner]]\nname = \"ok_runner\"\n"
+    ));
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "/etc/packsync/site.toml:29:11: `version` `1.2` is not a PEP 440 version specifier"
+        ),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("/etc/packsync/site.toml:33:7: `ref` needs `source`"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].contains("Runner `ok-runner` is declared twice"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[3].contains("Runners need `[stackstorm] st2_python`"),
+        "{errors:#?}"
+    );
+}
