@@ -441,106 +441,109 @@ impl Validator<'_> {
         }
     }
 
+    /// One `[[runner]]`, or `None` after reporting why not.
+    fn runner(&mut self, runner: raw::RawRunner) -> Option<RunnerConfig> {
+        let location = self.location(runner.name.span());
+        if let Some(version) = &runner.version
+            && pep440_rs::VersionSpecifiers::from_str(version.get_ref()).is_err()
+        {
+            self.error(
+                version.span(),
+                format!(
+                    "`version` `{}` is not a PEP 440 version specifier",
+                    version.get_ref()
+                ),
+                Some(
+                    "write an operator and a version, e.g. `\"==1.2.*\"` or `\">=1.2, <2\"`".into(),
+                ),
+            );
+            return None;
+        }
+        let text = match &runner.version {
+            Some(version) => format!("{}{}", runner.name.get_ref(), version.get_ref()),
+            None => runner.name.get_ref().clone(),
+        };
+        let requirement = match pep508_rs::Requirement::from_str(&text) {
+            Ok(requirement) if requirement.marker.is_true() && requirement.extras.is_empty() => {
+                requirement
+            }
+            Ok(_) | Err(_) => {
+                let span = runner
+                    .version
+                    .as_ref()
+                    .map_or(runner.name.span(), Spanned::span);
+                self.error(
+                    span,
+                    format!("`{text}` is not a runner name with a PEP 440 version specifier"),
+                    Some(
+                        "write the distribution name and the versions, e.g. `name = \
+                         \"clush_runner\"` and `version = \"==1.2.*\"`"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+        };
+        let source = match (&runner.source, runner.git_ref) {
+            (Some(source), git_ref) => match source::local_path(source.get_ref(), self.base_dir) {
+                Ok(repo) => Some(RunnerSource {
+                    repo: normalize(&repo),
+                    selector: git_ref
+                        .map_or(RefSelector::Head, |r| RefSelector::Ref(r.into_inner())),
+                }),
+                Err(err) => {
+                    let hint = err.hint();
+                    self.error(source.span(), err.to_string(), hint);
+                    return None;
+                }
+            },
+            (None, Some(git_ref)) => {
+                self.error(
+                    git_ref.span(),
+                    "`ref` needs `source`",
+                    Some(
+                        "set `source` to the runner's local Git repo, or remove `ref` to take \
+                         the runner from the mirror"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+            (None, None) => None,
+        };
+        Some(RunnerConfig {
+            requirement,
+            source,
+            location,
+        })
+    }
+
     fn runners(
         &mut self,
         raw: Vec<raw::RawRunner>,
         stackstorm: &StackStormConfig,
     ) -> Vec<RunnerConfig> {
         let mut runners: Vec<RunnerConfig> = Vec::new();
-        for runner in raw {
-            let location = self.location(runner.name.span());
-            if let Some(version) = &runner.version
-                && pep440_rs::VersionSpecifiers::from_str(version.get_ref()).is_err()
-            {
-                self.error(
-                    version.span(),
-                    format!(
-                        "`version` `{}` is not a PEP 440 version specifier",
-                        version.get_ref()
-                    ),
-                    Some(
-                        "write an operator and a version, e.g. `\"==1.2.*\"` or `\">=1.2, <2\"`"
-                            .into(),
-                    ),
-                );
+        for raw_runner in raw {
+            let Some(runner) = self.runner(raw_runner) else {
                 continue;
-            }
-            let text = match &runner.version {
-                Some(version) => format!("{}{}", runner.name.get_ref(), version.get_ref()),
-                None => runner.name.get_ref().clone(),
-            };
-            let requirement = match pep508_rs::Requirement::from_str(&text) {
-                Ok(requirement)
-                    if requirement.marker.is_true() && requirement.extras.is_empty() =>
-                {
-                    requirement
-                }
-                Ok(_) | Err(_) => {
-                    let span = runner
-                        .version
-                        .as_ref()
-                        .map_or(runner.name.span(), Spanned::span);
-                    self.error(
-                        span,
-                        format!("`{text}` is not a runner name with a PEP 440 version specifier"),
-                        Some(
-                            "write the distribution name and the versions, e.g. `name = \
-                             \"clush_runner\"` and `version = \"==1.2.*\"`"
-                                .into(),
-                        ),
-                    );
-                    continue;
-                }
             };
             if let Some(first) = runners
                 .iter()
-                .find(|r| r.requirement.name == requirement.name)
+                .find(|r| r.requirement.name == runner.requirement.name)
             {
                 let message = format!(
                     "Runner `{}` is declared twice (first at {})",
-                    requirement.name, first.location
+                    runner.requirement.name, first.location
                 );
                 self.errors.push(ConfigError::Invalid {
-                    location,
+                    location: runner.location,
                     message,
                     hint: Some("remove one of the two `[[runner]]` entries".into()),
                 });
                 continue;
             }
-            let source = match (&runner.source, runner.git_ref) {
-                (Some(source), git_ref) => {
-                    match source::local_path(source.get_ref(), self.base_dir) {
-                        Ok(repo) => Some(RunnerSource {
-                            repo: normalize(&repo),
-                            selector: git_ref
-                                .map_or(RefSelector::Head, |r| RefSelector::Ref(r.into_inner())),
-                        }),
-                        Err(err) => {
-                            let hint = err.hint();
-                            self.error(source.span(), err.to_string(), hint);
-                            continue;
-                        }
-                    }
-                }
-                (None, Some(git_ref)) => {
-                    self.error(
-                        git_ref.span(),
-                        "`ref` needs `source`",
-                        Some(
-                            "set `source` to the runner's local Git repo, or remove `ref` to take \
-                             the runner from the mirror"
-                                .into(),
-                        ),
-                    );
-                    continue;
-                }
-                (None, None) => None,
-            };
-            runners.push(RunnerConfig {
-                requirement,
-                source,
-                location,
-            });
+            runners.push(runner);
         }
         if let Some(first) = runners.first()
             && stackstorm.st2_python.is_none()
