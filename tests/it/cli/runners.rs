@@ -105,6 +105,9 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
         2,
         "the runner and clustershell only: {installed:?}"
     );
+    // Compiled at build time: StackStorm's user cannot write into the sealed set.
+    let bytecode = set.join("site-packages/clush_runner/__pycache__");
+    assert!(fs_err::read_dir(&bytecode).unwrap().count() > 0);
     // st2's site-packages got one file, the hook, and nothing else of packsync.
     let hook = fs_err::read_to_string(
         site.path()
