@@ -10,6 +10,9 @@
 //! - the no-op apply with the state in MongoDB (target: median under 200 ms), on the server of
 //!   `PACKSYNC_TEST_MONGODB_URL`: run it as `scripts/with-mongodb cargo bench --bench
 //!   reconcile`, which starts SecantusDB.
+//!
+//! With `PACKSYNC_BENCH_BASELINE=<an earlier packsync binary>`, the no-op apply runs both
+//! binaries in turn on the same site, so that a change is measured against the machine's drift.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
 use std::fmt::Write as _;
@@ -22,6 +25,9 @@ use packsync::state::FileStore;
 
 const PACKS: usize = 200;
 const RUNS: usize = 30;
+/// Another `packsync` binary (an earlier commit's) to time the no-op apply against, runs
+/// interleaved with this one's.
+const BASELINE: &str = "PACKSYNC_BENCH_BASELINE";
 /// A first apply builds 200 releases; fewer runs keep the bench short.
 const FIRST_APPLY_RUNS: usize = 5;
 
@@ -77,8 +83,8 @@ fn bench_apply(root: &Path) {
     let root = root.join("apply");
     let site = root.join("site.toml");
     build_site(&root, &site, Requirements::None);
-    let apply = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_packsync"))
+    let apply_with = |binary: &Path, args: &[&str]| {
+        let out = Command::new(binary)
             .arg("--config")
             .arg(&site)
             .arg("apply")
@@ -92,6 +98,8 @@ fn bench_apply(root: &Path) {
         );
         String::from_utf8(out.stdout).unwrap()
     };
+    let binary = Path::new(env!("CARGO_BIN_EXE_packsync"));
+    let apply = |args: &[&str]| apply_with(binary, args);
     let reset = || {
         for dir in ["state", "packs", "virtualenvs", "configs"] {
             let path = root.join(dir);
@@ -116,10 +124,35 @@ fn bench_apply(root: &Path) {
         first[0],
         first[FIRST_APPLY_RUNS - 1]
     );
-    report("`packsync apply`, no-op (release binary)", || {
-        let out = apply(&[]);
-        assert!(out.contains("nothing to change"), "{out}");
-    });
+    match std::env::var_os(BASELINE) {
+        None => report("`packsync apply`, no-op (release binary)", || {
+            let out = apply(&[]);
+            assert!(out.contains("nothing to change"), "{out}");
+        }),
+        // Both binaries on the same site, runs interleaved: the machine's drift hits both.
+        Some(baseline) => {
+            let baseline = Path::new(&baseline);
+            let mut times = [Vec::new(), Vec::new()];
+            for _ in 0..=RUNS {
+                for (index, binary) in [binary, baseline].into_iter().enumerate() {
+                    let start = Instant::now();
+                    let out = apply_with(binary, &[]);
+                    times[index].push(start.elapsed());
+                    assert!(out.contains("nothing to change"), "{out}");
+                }
+            }
+            for (what, mut times) in [
+                "`packsync apply`, no-op (release binary)",
+                "`packsync apply`, no-op (baseline binary)",
+            ]
+            .into_iter()
+            .zip(times)
+            {
+                times.remove(0); // warm-up
+                print_times(what, &mut times);
+            }
+        }
+    }
 
     // The same site with its state in MongoDB: one more first apply fills the database.
     let url = std::env::var("PACKSYNC_TEST_MONGODB_URL").expect(
@@ -151,6 +184,10 @@ fn report(what: &str, mut run: impl FnMut()) {
             start.elapsed()
         })
         .collect();
+    print_times(what, &mut times);
+}
+
+fn print_times(what: &str, times: &mut [Duration]) {
     times.sort();
     println!(
         "{what:<45} median {:>9.2?}  min {:>9.2?}  max {:>9.2?}  ({RUNS} runs)",
