@@ -25,6 +25,8 @@ const CONFIG_SCHEMA: &str = "config.schema.yaml";
 const REQUIREMENTS: &str = "requirements.txt";
 /// The sha256 cache of the mirror index, under `state_dir`.
 const MIRROR_CACHE: &str = "mirror-index.json";
+/// The interpreters' descriptions, under `state_dir`.
+const PROBE_CACHE: &str = "python-probes.json";
 /// The metadata read from mirror files, by sha256, under `state_dir`.
 const METADATA_CACHE: &str = "mirror-metadata.json";
 
@@ -56,7 +58,8 @@ pub fn resolve(
     work_trees: WorkTrees,
 ) -> Resolution {
     let mut resolution = Resolution::default();
-    let python = PythonIdentity::probe(&config.stackstorm.python)
+    let probes = config.agent.state_dir.join(PROBE_CACHE);
+    let python = PythonIdentity::probe_cached(&config.stackstorm.python, &probes)
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
     let st2 = config
@@ -64,7 +67,7 @@ pub fn resolve(
         .st2_python
         .as_ref()
         .and_then(|st2_python| {
-            PythonIdentity::probe(st2_python)
+            PythonIdentity::probe_cached(st2_python, &probes)
                 .map_err(|err| resolution.problems.push(error(Report::new(&err))))
                 .ok()
         });

@@ -11,7 +11,7 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use pep440_rs::{Version, VersionParseError};
 use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, PackageName};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::Diagnose;
 
@@ -57,7 +57,7 @@ print(json.dumps({
 "#;
 
 /// What [`PROBE_SCRIPT`] prints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Probe {
     /// The wheel tags the interpreter installs, best first (`packaging.tags.sys_tags()`);
     /// `None` when neither pip nor packaging is importable.
@@ -157,6 +157,36 @@ print(json.dumps([
 ]))
 "#;
 
+/// The binary `python` runs (a bare name looked up on `PATH`, links followed), its size and
+/// modification time, and the kernel release; `None` when it cannot be told.
+fn binary_stamp(python: &Path) -> Option<(PathBuf, u64, i128, String)> {
+    let found = if python.components().count() > 1 {
+        python.to_path_buf()
+    } else {
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(python))
+            .find(|candidate| candidate.is_file())?
+    };
+    let binary = fs_err::canonicalize(found).ok()?;
+    let metadata = fs_err::metadata(&binary).ok()?;
+    let mtime_ns = metadata
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let kernel = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    Some((
+        binary,
+        metadata.len(),
+        i128::try_from(mtime_ns).ok()?,
+        kernel,
+    ))
+}
+
 /// The tags of pure-Python wheels, for an interpreter that can say nothing better (no pip, no
 /// packaging): `py3X-none-any`, `py3-none-any`, then the older minor versions, as
 /// `packaging.tags.compatible_tags` orders them.
@@ -177,10 +207,77 @@ fn pure_python_tags(python_version: &str) -> Vec<String> {
     tags
 }
 
+/// How long a cached description is trusted without asking the interpreter again, even when
+/// its binary did not change: what it says also depends on the system around it (the C
+/// library version decides the manylinux tags), which no file stamp covers.
+const PROBE_CACHE_MAX_AGE: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
+/// One cached description, and what it was valid for.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedProbe {
+    /// The binary the configured path resolved to, its size and modification time.
+    binary: PathBuf,
+    size: u64,
+    mtime_ns: i128,
+    /// `uname -r` (a marker value).
+    kernel: String,
+    probed_at: jiff::Timestamp,
+    probe: Probe,
+}
+
 impl PythonIdentity {
+    /// [`probe`](Self::probe), answered from the cache file at `cache` while the interpreter's
+    /// binary, the kernel and [`PROBE_CACHE_MAX_AGE`] say nothing changed: starting an
+    /// interpreter costs tens of milliseconds on every `plan` and `apply`. The cache is only a
+    /// cache: unreadable, it costs a probe; unwritable, it is logged at debug level.
+    pub fn probe_cached(python: &Path, cache: &Path) -> Result<Self, PythonError> {
+        let stamp = binary_stamp(python);
+        let mut cached: BTreeMap<PathBuf, CachedProbe> = fs_err::read(cache)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        if let Some((binary, size, mtime_ns, kernel)) = &stamp
+            && let Some(hit) = cached.get(python).filter(|hit| {
+                hit.binary == *binary
+                    && hit.size == *size
+                    && hit.mtime_ns == *mtime_ns
+                    && hit.kernel == *kernel
+                    && now.duration_since(hit.probed_at) < PROBE_CACHE_MAX_AGE
+            })
+        {
+            tracing::debug!(python = %python.display(), "interpreter description from the cache");
+            return Self::from_probe(python, hit.probe.clone());
+        }
+        let probe = Self::run_probe(python)?;
+        let identity = Self::from_probe(python, probe.clone())?;
+        if let Some((binary, size, mtime_ns, kernel)) = stamp {
+            cached.insert(
+                python.to_path_buf(),
+                CachedProbe {
+                    binary,
+                    size,
+                    mtime_ns,
+                    kernel,
+                    probed_at: now,
+                    probe,
+                },
+            );
+            let json = serde_json::to_vec(&cached).expect("probes serialise to JSON");
+            if let Err(error) = crate::fsx::write_atomic(cache, &json) {
+                tracing::debug!(%error, "interpreter description not cached");
+            }
+        }
+        Ok(identity)
+    }
+
     /// Runs `python` once, isolated (`-I`: no user site, no `PYTHON*` variables), and reads
     /// what it says about itself.
     pub fn probe(python: &Path) -> Result<Self, PythonError> {
+        Self::from_probe(python, Self::run_probe(python)?)
+    }
+
+    fn run_probe(python: &Path) -> Result<Probe, PythonError> {
         let path = python.to_path_buf();
         let output = Command::new(python)
             .args(["-I", "-c", PROBE_SCRIPT])
@@ -215,13 +312,14 @@ impl PythonIdentity {
         let stdout = String::from_utf8_lossy(&output.stdout);
         // The description is the last line: a `sitecustomize` may print before the script runs.
         let description = stdout.trim_end().lines().last().unwrap_or_default();
-        let probe: Probe = serde_json::from_str(description).map_err(|source| {
+        serde_json::from_str(description).map_err(|source| {
             tracing::debug!(python = %path.display(), %stdout, "unexpected interpreter output");
-            PythonError::Garbage {
-                path: path.clone(),
-                source,
-            }
-        })?;
+            PythonError::Garbage { path, source }
+        })
+    }
+
+    fn from_probe(python: &Path, probe: Probe) -> Result<Self, PythonError> {
+        let path = python.to_path_buf();
         let markers = MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
             implementation_name: &probe.implementation_name,
             implementation_version: &probe.implementation_version,

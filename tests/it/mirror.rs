@@ -512,6 +512,37 @@ fn probe_ignores_what_a_python_prints_before_the_identity() {
 }
 
 #[test]
+fn a_cached_description_is_used_until_the_interpreter_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = format!("echo run >> '{}'\nexec python3 \"$@\"", runs.display());
+    let python = fake_python(dir.path(), &script);
+    let cache = dir.path().join("python-probes.json");
+    let count = || {
+        fs_err::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    let first = PythonIdentity::probe_cached(&python, &cache).unwrap();
+    let second = PythonIdentity::probe_cached(&python, &cache).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(count(), 1, "the second answer comes from the cache");
+
+    // A new interpreter binary (an upgrade in place): asked again.
+    fs_err::write(&python, format!("#!/bin/sh\n# upgraded\n{script}\n")).unwrap();
+    let third = PythonIdentity::probe_cached(&python, &cache).unwrap();
+    assert_eq!(third, first);
+    assert_eq!(count(), 2);
+
+    // A broken cache costs a probe, nothing else.
+    fs_err::write(&cache, "not json").unwrap();
+    PythonIdentity::probe_cached(&python, &cache).unwrap();
+    assert_eq!(count(), 3);
+}
+
+#[test]
 fn probe_errors_name_the_interpreter_and_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let hint = "\nhint: set `[stackstorm] python` in the site config to StackStorm's interpreter, \
