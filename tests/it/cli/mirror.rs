@@ -9,24 +9,10 @@ use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::common::site::{PackEntry, TestSite, assert_exit, packsync, packsync_snapshot, run};
+use crate::common::site::{
+    PackEntry, TestSite, assert_exit, output_snapshot, packsync, packsync_snapshot, run,
+};
 use crate::common::wheels::{make_backend_wheel, make_dist, make_sdist};
-
-/// Like `packsync_snapshot!`, for an output already rendered by [`run`] (and edited).
-macro_rules! output_snapshot {
-    ($site:expr, $output:expr, @$snapshot:literal) => {{
-        let output: String = $output;
-        eprintln!("unfiltered output:\n{output}");
-        let filters = $site.filters();
-        let filters: Vec<(&str, &str)> = filters
-            .iter()
-            .map(|(pattern, replacement)| (pattern.as_str(), replacement.as_str()))
-            .collect();
-        insta::with_settings!({filters => filters}, {
-            insta::assert_snapshot!(output, @$snapshot);
-        });
-    }};
-}
 
 /// `<venv>/bin/python -c <code>`, its stdout trimmed.
 fn python_in(venv: &Path, code: &str) -> String {

@@ -57,6 +57,14 @@ fn runner_site() -> (TestSite, PathBuf) {
     (site, st2_python)
 }
 
+/// The version of `dist` StackStorm's interpreter finds.
+fn installed_version(st2_python: &Path, dist: &str) -> String {
+    st2_runs(
+        st2_python,
+        &format!("import importlib.metadata as md; print(md.version('{dist}'))"),
+    )
+}
+
 fn st2_runs(st2_python: &Path, code: &str) -> String {
     let output = Command::new(st2_python)
         .args(["-c", code])
@@ -136,13 +144,7 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
     );
     assert!(plan.contains("clustershell 1.9.2 dropped"), "{plan}");
     assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
-    assert_eq!(
-        st2_runs(
-            &st2_python,
-            "import importlib.metadata as md; print(md.version('clush_runner'))"
-        ),
-        "1.2.1"
-    );
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.1");
     assert!(set.is_dir(), "the previous set stays for rollback");
 }
 
@@ -185,13 +187,7 @@ fn runner_sets_are_kept_for_status_history_rollback_and_gc() {
     assert!(output.contains("rolled back  runners  set "), "{output}");
     assert!(output.contains(": clush-runner 1.2.0"), "{output}");
     assert_eq!(fs_err::read_link(&current).unwrap(), set);
-    assert_eq!(
-        st2_runs(
-            &st2_python,
-            "import importlib.metadata as md; print(md.version('clush_runner'))"
-        ),
-        "1.2.0"
-    );
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.0");
     assert_eq!(
         site.engine_log(),
         "register_runners\nrestart\n".repeat(3),
@@ -242,13 +238,7 @@ fn a_runner_that_fails_the_health_check_is_switched_back() {
     );
     assert!(output.contains("reverted     runners  set "), "{output}");
     assert_eq!(fs_err::read_link(&current).unwrap(), good);
-    assert_eq!(
-        st2_runs(
-            &st2_python,
-            "import importlib.metadata as md; print(md.version('clush_runner'))"
-        ),
-        "1.2.0"
-    );
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.0");
     assert_eq!(
         site.engine_log(),
         "register_runners\nrestart\n",
@@ -319,13 +309,7 @@ fn a_runner_builds_offline_from_its_git_repo() {
         "{plan}"
     );
     assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
-    assert_eq!(
-        st2_runs(
-            &st2_python,
-            "import importlib.metadata as md; print(md.version('milkcheck_runner'))"
-        ),
-        "2.0.1"
-    );
+    assert_eq!(installed_version(&st2_python, "milkcheck_runner"), "2.0.1");
     // Built wheels go with the last set that installs from them.
     let wheels = site.state_dir().join("runners/wheels");
     assert_eq!(fs_err::read_dir(&wheels).unwrap().count(), 2);

@@ -35,7 +35,19 @@ use super::wheels::make_wheel;
 /// an inline snapshot. The unfiltered output is printed too, shown when the snapshot differs.
 macro_rules! packsync_snapshot {
     ($site:expr, $command:expr, @$snapshot:literal) => {{
-        let output = $crate::common::site::run($command);
+        $crate::common::site::output_snapshot!(
+            $site,
+            $crate::common::site::run($command),
+            @$snapshot
+        );
+    }};
+}
+pub(crate) use packsync_snapshot;
+
+/// [`packsync_snapshot!`] for an output already run (and edited, e.g. a hash replaced).
+macro_rules! output_snapshot {
+    ($site:expr, $output:expr, @$snapshot:literal) => {{
+        let output: String = $output;
         eprintln!("unfiltered output:\n{output}");
         let filters = $site.filters();
         let filters: Vec<(&str, &str)> = filters
@@ -51,7 +63,7 @@ macro_rules! packsync_snapshot {
         }
     }};
 }
-pub(crate) use packsync_snapshot;
+pub(crate) use output_snapshot;
 
 /// The site config file, in the site's root.
 const CONFIG_FILE: &str = "packsync.toml";
