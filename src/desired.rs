@@ -473,6 +473,42 @@ impl PackReader<'_> {
             provided: &BTreeMap::new(),
         };
         let (pins, _) = self.resolve_pins(mirror, request, problems)?;
+        // `--hash` options of the pack's own lines pin the file too, as pip's hash mode does.
+        let before = problems.len();
+        for line in &requirements.requirements {
+            let Some(pin) = pins
+                .iter()
+                .find(|pin| !line.hashes.is_empty() && pin.name == line.requirement.name.as_ref())
+            else {
+                continue;
+            };
+            let allowed = line
+                .hashes
+                .iter()
+                .any(|hash| hash.strip_prefix("sha256:") == Some(pin.sha256.as_str()));
+            if !allowed {
+                problems.push(finding(
+                    Severity::Error,
+                    format!(
+                        "{}:{}: the mirror's `{}` has sha256 {}, which no `--hash` of the line \
+                         allows",
+                        line.file.strip_prefix(&in_pack).unwrap_or(&line.file),
+                        line.line,
+                        pin.file,
+                        pin.sha256
+                    ),
+                    None,
+                    Some(format!(
+                        "check the file, then add `--hash=sha256:{}` to the line, or put back \
+                         the file the line was written for",
+                        pin.sha256
+                    )),
+                ));
+            }
+        }
+        if problems.len() > before {
+            return None;
+        }
         Some(EnvInputs {
             python: python.label(),
             settings: self.env_settings(python),

@@ -338,3 +338,29 @@ fn a_corrupt_wheel_needed_by_a_new_revision_leaves_the_live_release_alone() {
         "1.0"
     );
 }
+
+#[test]
+fn a_hash_in_the_requirements_file_pins_the_mirror_file() {
+    let mut site = TestSite::new();
+    site.wheel("fxdep", "1.0", &[]);
+    let fxdep = sha256_of(&site.mirror().join("fxdep-1.0-py3-none-any.whl"));
+    add_pack_requiring(
+        &mut site,
+        "clush",
+        &format!("fxdep==1.0 --hash=sha256:{fxdep}\n"),
+    );
+    add_pack_requiring(
+        &mut site,
+        "slurm",
+        &format!("fxdep==1.0 --hash=sha256:{}\n", "0".repeat(64)),
+    );
+    let output = assert_exit(site.cmd(["check"]), 1);
+    assert!(
+        output.contains(&format!(
+            "error: [slurm] requirements.txt:1: the mirror's `fxdep-1.0-py3-none-any.whl` has \
+             sha256 {fxdep}, which no `--hash` of the line allows"
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("[clush]"), "{output}");
+}
