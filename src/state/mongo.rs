@@ -75,6 +75,7 @@ pub struct Imported {
     /// History entries added; those already there are skipped.
     pub history: usize,
     pub runs: usize,
+    pub runner_switches: usize,
 }
 
 impl MongoStore {
@@ -154,6 +155,32 @@ impl MongoStore {
             })
             .collect();
         imported.runs = self.insert_all(&self.runs, missing, "add runs")?;
+
+        let present: BTreeSet<(String, i64)> = self
+            .find::<RunnerSwitchDocument>(
+                &self.runner_switches,
+                doc! { "host": &self.host },
+                doc! {},
+                None,
+            )?
+            .into_iter()
+            .map(|switch| (switch.run, switch.time.timestamp_millis()))
+            .collect();
+        let mut switches = from.runner_switches(None)?;
+        switches.reverse();
+        let missing: Vec<Document> = switches
+            .into_iter()
+            .map(|mut switch| {
+                switch.host.clone_from(&self.host);
+                RunnerSwitchDocument::from(switch)
+            })
+            .filter(|document| {
+                !present.contains(&(document.run.clone(), document.time.timestamp_millis()))
+            })
+            .map(|document| to_document(&document))
+            .collect();
+        imported.runner_switches =
+            self.insert_all(&self.runner_switches, missing, "add runner switches")?;
         Ok(imported)
     }
 
@@ -1076,6 +1103,19 @@ mod tests {
         .unwrap();
         file.record_run(&run_record("st2-prod-1", 0)).unwrap();
         file.record_run(&run_record("st2-prod-1", 10)).unwrap();
+        let switch = RunnerSwitch {
+            at: at(3),
+            run: "run-3".into(),
+            host: "st2-prod-1".into(),
+            operation: Operation::Install,
+            from: None,
+            to: Digest::sha256(b"set"),
+            runners: vec!["clush-runner 1.2.0".into()],
+            outcome: Outcome::Applied,
+            error: None,
+            duration_ms: 800,
+        };
+        file.record_runner_switch(&switch).unwrap();
 
         let database = TestDatabase::new();
         let store = database.store("st2-prod-1");
@@ -1085,7 +1125,8 @@ mod tests {
             Imported {
                 records: 2,
                 history: 3,
-                runs: 2
+                runs: 2,
+                runner_switches: 1,
             }
         );
         assert_eq!(store.load().unwrap(), file.load().unwrap());
@@ -1101,10 +1142,12 @@ mod tests {
             Imported {
                 records: 2,
                 history: 0,
-                runs: 0
+                runs: 0,
+                runner_switches: 0,
             }
         );
         assert_eq!(store.history(None, None).unwrap().len(), 3);
+        assert_eq!(store.runner_switches(None).unwrap(), [switch]);
         assert_eq!(store.runs(None).unwrap().len(), 2);
     }
 

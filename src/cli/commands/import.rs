@@ -1,6 +1,7 @@
 //! `packsync state import`: copies this host's embedded store into the MongoDB store.
 //!
-//! `--json` prints `{"from": ..., "into": ..., "records": n, "history": n, "runs": n}`.
+//! `--json` prints `{"from": ..., "into": ..., "records": n, "history": n, "runs": n,
+//! "runner_switches": n}`.
 
 use serde::Serialize;
 
@@ -51,13 +52,14 @@ pub(crate) fn import_state(
         });
     } else {
         printer.data(format_args!(
-            "Imported from {} into {}: {} pack records, {} history entries, {} runs (entries \
-             and runs already there were skipped)",
+            "Imported from {} into {}: {} pack records, {} history entries, {} runs, {} runner \
+             switches (entries, runs and switches already there were skipped)",
             from.describe(),
             into.describe(),
             imported.records,
             imported.history,
-            imported.runs
+            imported.runs,
+            imported.runner_switches
         ));
     }
     Ok(ExitStatus::Success)

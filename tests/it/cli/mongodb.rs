@@ -165,7 +165,7 @@ fn import_copies_the_embedded_store_once_and_apply_goes_on_from_it() {
     packsync_snapshot!(site, site.cmd(["state", "import"]), @"
     exit_code: 0
     ----- stdout -----
-    Imported from `[TEMP]/state/state.json` into MongoDB at [MONGODB] (database `[DATABASE]`): 3 pack records, 3 history entries, 1 runs (entries and runs already there were skipped)
+    Imported from `[TEMP]/state/state.json` into MongoDB at [MONGODB] (database `[DATABASE]`): 3 pack records, 3 history entries, 1 runs, 0 runner switches (entries, runs and switches already there were skipped)
 
     ----- stderr -----
     ");
