@@ -26,7 +26,7 @@ const REQUIREMENTS: &str = "requirements.txt";
 /// The sha256 cache of the mirror index, under `state_dir`.
 const MIRROR_CACHE: &str = "mirror-index.json";
 /// The interpreters' descriptions, under `state_dir`.
-const PROBE_CACHE: &str = "python-probes.json";
+pub const PROBE_CACHE: &str = "python-probes.json";
 /// The metadata read from mirror files, by sha256, under `state_dir`.
 const METADATA_CACHE: &str = "mirror-metadata.json";
 

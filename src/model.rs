@@ -295,6 +295,8 @@ pub struct Installed {
     pub unmanaged: BTreeMap<PackName, UnmanagedPack>,
     /// The active runner set, as its `runner-set.json` says.
     pub runners: Option<EnvInputs>,
+    /// A runner set is live but StackStorm's interpreter does not load it.
+    pub runners_unhooked: bool,
 }
 
 /// Whether packs that left the site config are removed.
@@ -418,6 +420,9 @@ pub enum Reason {
     },
     /// The env digest changed and the installed record has no inputs to compare.
     EnvChanged,
+    /// The runner set is live but StackStorm's `.pth` hook to it is gone (its virtualenv was
+    /// rebuilt, e.g. by a StackStorm upgrade).
+    RunnerHookMissing,
     ConfigChanged,
     Disabled,
     LeftConfig,
@@ -462,6 +467,10 @@ impl fmt::Display for Reason {
                 write!(f, "{name} {version}: mirror file changed")
             }
             Reason::EnvChanged => f.write_str("virtualenv inputs changed"),
+            Reason::RunnerHookMissing => f.write_str(
+                "StackStorm's Python no longer loads the runner set (its `packsync-runners.pth` \
+                 is gone)",
+            ),
             Reason::ConfigChanged => f.write_str("pack config changed"),
             Reason::Disabled => f.write_str("disabled in the site config: left as installed"),
             Reason::LeftConfig => f.write_str("no longer in the site config (prune is on)"),

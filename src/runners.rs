@@ -255,10 +255,12 @@ pub fn switch(
         .st2_python
         .as_deref()
         .expect("the config requires st2_python with runners");
-    let st2 = PythonIdentity::probe(st2_python).map_err(|err| RunnerError::Check {
-        python: st2_python.to_path_buf(),
-        source: std::io::Error::other(err.to_string()),
-    })?;
+    let probes = config.agent.state_dir.join(crate::desired::PROBE_CACHE);
+    let st2 =
+        PythonIdentity::probe_cached(st2_python, &probes).map_err(|err| RunnerError::Check {
+            python: st2_python.to_path_buf(),
+            source: std::io::Error::other(err.to_string()),
+        })?;
     let set = layout.set(&inputs.digest());
     build(builder, &set, inputs, st2_python)?;
     hook(&st2, &layout)?;
@@ -397,6 +399,25 @@ fn source_repo(repo: &Repo) -> PathBuf {
 
 /// Writes the `.pth` hook into StackStorm's site-packages when it is not there already.
 fn hook(st2: &PythonIdentity, layout: &RunnersLayout) -> Result<(), RunnerError> {
+    let (path, content) = hook_file(st2, layout)?;
+    if fs_err::read_to_string(&path).is_ok_and(|existing| existing == content) {
+        return Ok(());
+    }
+    fsx::write_atomic(&path, content.as_bytes()).map_err(io("write", &path))
+}
+
+/// Whether StackStorm's interpreter `st2` loads the runner sets: its hook is in place.
+pub fn hooked(st2: &PythonIdentity, layout: &RunnersLayout) -> bool {
+    hook_file(st2, layout).is_ok_and(|(path, content)| {
+        fs_err::read_to_string(&path).is_ok_and(|existing| existing == content)
+    })
+}
+
+/// The hook's path in StackStorm's site-packages and its content.
+fn hook_file(
+    st2: &PythonIdentity,
+    layout: &RunnersLayout,
+) -> Result<(PathBuf, String), RunnerError> {
     let site_packages = st2
         .venv_site_packages()
         .ok_or_else(|| RunnerError::NoSitePackages {
@@ -414,10 +435,7 @@ fn hook(st2: &PythonIdentity, layout: &RunnersLayout) -> Result<(), RunnerError>
         "# Written by packsync: the active runner set (see `packsync status`).\n\
          import site; site.addsitedir('{literal}')\n"
     );
-    if fs_err::read_to_string(&path).is_ok_and(|existing| existing == content) {
-        return Ok(());
-    }
-    fsx::write_atomic(&path, content.as_bytes()).map_err(io("write", &path))
+    Ok((path, content))
 }
 
 /// What the health check script reports per runner distribution.

@@ -27,6 +27,7 @@ use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
 use crate::model::{Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange};
 use crate::plan::PlanError;
+use crate::python::PythonIdentity;
 use crate::runners::{self, RunnersLayout};
 use crate::state::{
     self, Observed, Operation, Outcome, PackRecord, RunRecord, RunnerSwitch, StateError, StateStore,
@@ -132,7 +133,16 @@ fn plan_from(
             .packs
             .retain(|name, _| only.contains(name));
     }
-    observed.installed.runners = runners::installed(&RunnersLayout::new(config));
+    let runners_layout = RunnersLayout::new(config);
+    observed.installed.runners = runners::installed(&runners_layout);
+    if observed.installed.runners.is_some()
+        && let Some(st2_python) = &config.stackstorm.st2_python
+    {
+        let probes = config.agent.state_dir.join(desired::PROBE_CACHE);
+        // An interpreter that cannot be asked is reported by the resolution.
+        observed.installed.runners_unhooked = PythonIdentity::probe_cached(st2_python, &probes)
+            .is_ok_and(|st2| !runners::hooked(&st2, &runners_layout));
+    }
     let resolution = desired::resolve(config, only, WorkTrees::Ignore);
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;
     Ok(Planned {
@@ -473,10 +483,10 @@ pub fn apply(
 
 impl Context<'_> {
     fn switch_runners(&self, change: &RunnerChange) -> RunnerStep {
-        let operation = if change.from.is_some() {
-            Operation::Upgrade
-        } else {
-            Operation::Install
+        let operation = match &change.from {
+            Some(from) if *from == change.to.digest() => Operation::Repair,
+            Some(_) => Operation::Upgrade,
+            None => Operation::Install,
         };
         runner_step(
             self.config,

@@ -190,6 +190,8 @@ fn runner_status(
     let unresolved = !config.runners.is_empty() && planned.resolution.desired.runners.is_none();
     let state = if failed || unresolved {
         PackState::Failed
+    } else if planned.observed.installed.runners_unhooked {
+        PackState::Drifted
     } else if pending.is_some() {
         PackState::Pending
     } else {

@@ -81,7 +81,11 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
     }
     Ok(Plan {
         changes,
-        runners: plan_runners(desired.runners.as_ref(), installed.runners.as_ref()),
+        runners: plan_runners(
+            desired.runners.as_ref(),
+            installed.runners.as_ref(),
+            installed.runners_unhooked,
+        ),
     })
 }
 
@@ -229,15 +233,21 @@ fn version_change(from: &Revision, to: &Revision) -> Reason {
     }
 }
 
-/// The runner set to switch to: the desired one when it differs from the active one. Runners
-/// that left the site config stay as they are (StackStorm has them registered).
+/// The runner set to switch to: the desired one when it differs from the active one, or the
+/// same again when StackStorm no longer loads it. Runners that left the site config stay as
+/// they are (StackStorm has them registered).
 fn plan_runners(
     desired: Option<&EnvInputs>,
     installed: Option<&EnvInputs>,
+    unhooked: bool,
 ) -> Option<RunnerChange> {
     let to = desired?;
     if installed.is_some_and(|installed| installed.digest() == to.digest()) {
-        return None;
+        return unhooked.then(|| RunnerChange {
+            from: Some(to.digest()),
+            to: to.clone(),
+            reasons: vec![Reason::RunnerHookMissing],
+        });
     }
     Some(RunnerChange {
         from: installed.map(EnvInputs::digest),

@@ -56,6 +56,7 @@ fn installed(packs: &[InstalledPack]) -> Installed {
         packs: packs.iter().map(|p| (p.name.clone(), p.clone())).collect(),
         unmanaged: BTreeMap::new(),
         runners: None,
+        runners_unhooked: false,
     }
 }
 
@@ -343,6 +344,16 @@ fn the_runner_set_switches_only_when_its_inputs_change() {
             to: "1.2.1".into()
         }]
     );
+
+    // Live but no longer loaded by StackStorm: the same set again.
+    current.runners = Some(runner_set("1.2.1"));
+    current.runners_unhooked = true;
+    let repair = plan(&desired, &current, Prune::Off)
+        .unwrap()
+        .runners
+        .unwrap();
+    assert_eq!(repair.from, Some(runner_set("1.2.1").digest()));
+    assert_eq!(repair.reasons, [Reason::RunnerHookMissing]);
 
     // Runners that left the site config stay as they are.
     desired.runners = None;

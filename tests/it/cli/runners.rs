@@ -131,6 +131,23 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
     assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
     assert_eq!(site.engine_log(), "register_runners\nrestart\n");
 
+    // StackStorm's virtualenv rebuilt (an upgrade): the hook is gone, and put back.
+    let hook_path = site
+        .path()
+        .join("st2/lib/python3.11/site-packages/packsync-runners.pth");
+    fs_err::remove_file(&hook_path).unwrap();
+    let status = assert_exit(site.cmd(["status"]), 0);
+    assert!(status.contains("Runners: drifted, set "), "{status}");
+    let plan = assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 2);
+    assert!(
+        plan.contains("StackStorm's Python no longer loads the runner set"),
+        "{plan}"
+    );
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(output.contains("repaired     runners  set "), "{output}");
+    assert_eq!(fs_err::read_to_string(&hook_path).unwrap(), hook);
+    assert_eq!(site.engine_log(), "register_runners\nrestart\n".repeat(2));
+
     // A new runner version in the mirror: a new set, the old one kept.
     let mirror = site.mirror();
     fixture(
