@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::git::GitRepo;
-use crate::common::site::{TestSite, assert_exit, python};
+use crate::common::site::{TestSite, assert_exit, python, run_json};
 use crate::common::wheels::make_backend_wheel;
 
 const MAKE_RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_runner.py");
@@ -83,6 +83,15 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
         plan.contains("requirement added: clush-runner==1.2.*"),
         "{plan}"
     );
+
+    let json = run_json(site.cmd(["plan", "--json"]));
+    assert_eq!(json["runners"]["from"], serde_json::Value::Null);
+    assert_eq!(
+        json["runners"]["to"]["requirements"][0],
+        "clush-runner==1.2.*"
+    );
+    assert_eq!(json["runners"]["to"]["settings"][0], "provided six==1.16.0");
+    assert_eq!(json["summary"]["changes"], 1);
 
     let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
     assert!(output.contains("installed    runners  set "), "{output}");
