@@ -25,6 +25,7 @@
 //! - [`cli`]: the command-line interface (argument parsing, printing, exit codes).
 
 pub mod activate;
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod desired;

@@ -3,13 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use packsync::cli::{self, Cli, ExitStatus, Printer};
+use packsync::cli::{self, Cli, Command, ExitStatus, Printer};
 use packsync::diagnostics::{Problem, Report, Severity};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    // The agent says what it does; a one-shot command only what went wrong.
+    let quiet_default = if matches!(cli.command, Command::Run) {
+        "packsync=info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.global.verbose, quiet_default);
     match cli::run(&cli) {
         Ok(status) => status.into(),
         Err(err) => {
@@ -23,10 +29,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr: `warn` by default, `-v` debug, `-vv` trace; `RUST_LOG` overrides.
-fn init_logging(verbose: u8) {
+/// Logs go to stderr: `quiet_default` by default, `-v` debug, `-vv` trace; `RUST_LOG`
+/// overrides.
+fn init_logging(verbose: u8, quiet_default: &str) {
     let default = match verbose {
-        0 => "warn",
+        0 => quiet_default,
         1 => "packsync=debug",
         _ => "packsync=trace",
     };

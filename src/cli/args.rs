@@ -53,6 +53,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Build, test, switch and register every change of the plan, one atomic switch per pack
     Apply(ApplyArgs),
+    /// Run as the agent: reconcile at start, on every commit, mirror or config change
+    /// (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
+    Run,
     /// Show per pack the desired ref, the live release and its state (ok, failed, drifted,
     /// pending)
     Status(StatusArgs),

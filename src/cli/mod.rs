@@ -21,6 +21,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Check => Ok(commands::check(&cli.global, printer)),
         Command::Plan(args) => commands::plan(&cli.global, args, printer),
         Command::Apply(args) => commands::apply(&cli.global, args, printer),
+        Command::Run => commands::run(&cli.global, printer),
         Command::Status(args) => commands::status(&cli.global, args, printer),
         Command::History(args) => commands::history(&cli.global, args, printer),
         Command::Rollback(args) => commands::rollback(&cli.global, args, printer),

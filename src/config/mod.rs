@@ -37,6 +37,10 @@ const DEFAULT_KEEP_RELEASES: usize = 3;
 const DEFAULT_DATABASE: &str = "st2";
 const DEFAULT_COLLECTION_PREFIX: &str = "packsync_";
 const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
+const DEFAULT_POLL: Duration = Duration::from_secs(30);
+/// Every 15 minutes, at second 0.
+const DEFAULT_CRON: &str = "0 */15 * * * *";
 
 /// Placeholders an engine command may use.
 const PLACEHOLDERS: [&str; 5] = ["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
@@ -52,6 +56,26 @@ pub struct SiteConfig {
     pub state: StateConfig,
     pub packs: Vec<PackConfig>,
     pub runners: Vec<RunnerConfig>,
+    pub watch: WatchConfig,
+    pub schedule: ScheduleConfig,
+}
+
+/// `[watch]`: how `packsync run` notices a commit, a new mirror file or a config edit.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Quiet time after the last event of a burst before reconciling.
+    pub debounce: Duration,
+    /// How often to look when the file system cannot notify (polling fallback).
+    pub poll: Duration,
+}
+
+/// `[schedule]`: the full reconciles of `packsync run`, whatever the watches saw.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Seconds-first cron syntax (the `cron` crate's), e.g. `0 */15 * * * *`.
+    pub cron: cron::Schedule,
+    /// Up to this much random delay, drawn again for every run.
+    pub splay: Duration,
 }
 
 impl SiteConfig {
@@ -396,6 +420,34 @@ impl Validator<'_> {
             packs.push(pack);
         }
         let runners = self.runners(raw.runners, &stackstorm);
+        let watch = WatchConfig {
+            debounce: raw
+                .watch
+                .debounce
+                .and_then(|raw| self.duration(&raw, "debounce"))
+                .unwrap_or(DEFAULT_DEBOUNCE),
+            poll: raw
+                .watch
+                .poll
+                .and_then(|raw| self.duration(&raw, "poll"))
+                .unwrap_or(DEFAULT_POLL),
+        };
+        let schedule = ScheduleConfig {
+            cron: raw
+                .schedule
+                .cron
+                .and_then(|raw| self.cron(&raw))
+                .unwrap_or_else(|| {
+                    DEFAULT_CRON
+                        .parse()
+                        .expect("the default cron expression parses")
+                }),
+            splay: raw
+                .schedule
+                .splay
+                .and_then(|raw| self.duration(&raw, "splay"))
+                .unwrap_or(Duration::ZERO),
+        };
         SiteConfig {
             path: self.path.to_path_buf(),
             agent,
@@ -404,6 +456,26 @@ impl Validator<'_> {
             state,
             packs,
             runners,
+            watch,
+            schedule,
+        }
+    }
+
+    fn cron(&mut self, raw: &Spanned<String>) -> Option<cron::Schedule> {
+        match raw.get_ref().parse::<cron::Schedule>() {
+            Ok(schedule) => Some(schedule),
+            Err(err) => {
+                self.error(
+                    raw.span(),
+                    format!("`cron` `{}` is not a cron expression: {err}", raw.get_ref()),
+                    Some(
+                        "six or seven fields, seconds first: `\"0 */15 * * * *\"` is every 15 \
+                         minutes"
+                            .into(),
+                    ),
+                );
+                None
+            }
         }
     }
 

@@ -16,6 +16,10 @@ pub(super) struct RawSiteConfig {
     pub(super) stackstorm: RawStackStorm,
     pub(super) mirror: Option<RawMirror>,
     pub(super) state: Option<RawState>,
+    #[serde(default)]
+    pub(super) watch: RawWatch,
+    #[serde(default)]
+    pub(super) schedule: RawSchedule,
     #[serde(default, rename = "pack")]
     pub(super) packs: Vec<RawPack>,
     #[serde(default, rename = "runner")]
@@ -90,4 +94,20 @@ pub(super) struct RawRunner {
     pub(super) source: Option<Spanned<String>>,
     #[serde(rename = "ref")]
     pub(super) git_ref: Option<Spanned<String>>,
+}
+
+/// `[watch]`: how `packsync run` notices changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWatch {
+    pub(super) debounce: Option<Spanned<String>>,
+    pub(super) poll: Option<Spanned<String>>,
+}
+
+/// `[schedule]`: the full reconciles of `packsync run`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    pub(super) cron: Option<Spanned<String>>,
+    pub(super) splay: Option<Spanned<String>>,
 }

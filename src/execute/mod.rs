@@ -10,7 +10,8 @@ mod step;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -25,6 +26,7 @@ use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
+use crate::fsx;
 use crate::model::{Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange};
 use crate::plan::PlanError;
 use crate::python::PythonIdentity;
@@ -169,6 +171,9 @@ pub struct ApplyOptions {
     pub only: Option<BTreeSet<PackName>>,
     /// Allow a plan that removes every pack.
     pub allow_empty: bool,
+    /// Set (by a SIGTERM to the agent): steps not started yet are left for the next run; a
+    /// step in progress finishes, so no switch is ever left half done.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Who runs, for history entries.
@@ -304,6 +309,17 @@ impl Applied {
             - self.planned()
     }
 
+    /// Puppet's detailed exit code: 0 nothing to change, 2 changes (with `noop`: pending), 4
+    /// failures, 6 both.
+    pub fn detailed_exit_code(&self, noop: bool) -> u8 {
+        let changed = if noop {
+            self.planned() > 0
+        } else {
+            self.changes() > 0
+        };
+        u8::from(changed) * 2 + u8::from(self.failures() > 0) * 4
+    }
+
     /// The record of this run, ended now with Puppet's detailed `exit_code`.
     pub fn run_record(&self, run: &RunInfo, noop: bool, exit_code: u8) -> RunRecord {
         let mut applied = BTreeMap::new();
@@ -344,6 +360,7 @@ struct Context<'a> {
     /// The store's records, kept current as steps finish (each step writes only its pack's).
     records: Mutex<BTreeMap<PackName, PackRecord>>,
     progress: Progress<'a>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// Switches the runner set to `to` and records the switch.
@@ -410,6 +427,7 @@ impl<'a> Context<'a> {
             run,
             records: Mutex::new(records),
             progress,
+            stop: None,
         }
     }
 }
@@ -460,13 +478,14 @@ pub fn apply(
     if options.mode == DryRun::Noop {
         return Ok(applied);
     }
-    let context = Context::new(
+    let mut context = Context::new(
         config,
         store,
         applied.planned.records.clone(),
         run,
         progress,
     );
+    context.stop.clone_from(&options.stop);
     applied.steps = context.repair(&applied.planned);
     // Runners first: the packs' actions may use them, and registering an action whose runner
     // StackStorm does not know fails.
@@ -567,12 +586,20 @@ impl Context<'_> {
                     .unwrap_or_default()
             })
             .collect();
-        schedule::in_dependency_order(&deps, self.config.agent.concurrency, |i| {
+        let steps = schedule::in_dependency_order(&deps, self.config.agent.concurrency, |i| {
             let change = changes[i];
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|stop| stop.load(Ordering::SeqCst))
+            {
+                tracing::info!(pack = %change.pack, "stopping: left for the next run");
+                return None;
+            }
             let operation = Operation::of(change.action).expect("only changes that touch the host");
             let _span = tracing::info_span!("step", pack = %change.pack, %operation).entered();
             if change.action == Action::Remove {
-                return self.remove(&change.pack, change.from.as_ref());
+                return Some(self.remove(&change.pack, change.from.as_ref()));
             }
             let pack = self
                 .config
@@ -584,8 +611,9 @@ impl Context<'_> {
                 .iter()
                 .find(|d| d.name == change.pack)
                 .expect("the plan deploys only resolved packs");
-            self.deploy(operation, pack, target, change.from.as_ref())
-        })
+            Some(self.deploy(operation, pack, target, change.from.as_ref()))
+        });
+        steps.into_iter().flatten().collect()
     }
 
     /// Removes the releases the records no longer keep (`[agent] keep_releases` per pack) and
@@ -627,6 +655,76 @@ fn kept_releases(
             (pack.clone(), ids)
         })
         .collect()
+}
+
+/// `state_dir/last_run.json`, for monitoring that reads files (Puppet's
+/// `last_run_summary.yaml`): the run's record and its failures.
+const LAST_RUN: &str = "last_run.json";
+
+#[derive(Debug, Serialize)]
+struct LastRun<'a> {
+    #[serde(flatten)]
+    record: &'a RunRecord,
+    duration_ms: i64,
+    failures: Vec<LastFailure<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct LastFailure<'a> {
+    /// A pack, or `runners`.
+    subject: &'a str,
+    error: String,
+}
+
+/// Ends a run: records it in the store and writes `state_dir/last_run.json`. What failed is
+/// returned for a warning: the run itself is done either way.
+pub fn finish_run(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    applied: &Applied,
+    run: &RunInfo,
+    noop: bool,
+) -> Vec<Report> {
+    let record = applied.run_record(run, noop, applied.detailed_exit_code(noop));
+    let mut warnings = Vec::new();
+    if let Err(err) = store.record_run(&record) {
+        warnings.push(Report::new(&err));
+    }
+    let failures = applied
+        .steps
+        .iter()
+        .filter_map(|step| Some((step.pack.as_str(), step.error.as_ref()?)))
+        .chain(
+            applied
+                .runners
+                .iter()
+                .filter_map(|step| Some(("runners", step.error.as_ref()?))),
+        )
+        .map(|(subject, error)| LastFailure {
+            subject,
+            error: error.one_line(),
+        })
+        .collect();
+    let last_run = LastRun {
+        duration_ms: record
+            .finished_at
+            .duration_since(record.started_at)
+            .as_millis()
+            .try_into()
+            .unwrap_or(i64::MAX),
+        record: &record,
+        failures,
+    };
+    let path = config.agent.state_dir.join(LAST_RUN);
+    let json = serde_json::to_vec_pretty(&last_run).expect("the run serialises to JSON");
+    if let Err(source) = fsx::write_atomic(&path, &json) {
+        warnings.push(Report::new(&StoreError::Io {
+            action: "write",
+            path,
+            source,
+        }));
+    }
+    warnings
 }
 
 /// Makes an earlier runner set live again (default: the last one that went live before the

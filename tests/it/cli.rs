@@ -1,6 +1,7 @@
 //! End-to-end tests of the `packsync` binary: a [`TestSite`](crate::common::site::TestSite)
 //! with real Git repos and wheels, the binary run against it, its output snapshotted.
 
+mod agent;
 mod apply;
 mod check;
 mod mirror;
@@ -29,6 +30,8 @@ fn help() {
                 against the mirror; print every problem. Exit 0 when valid, 1 when not
       plan      Show what `apply` would change, and why, without changing anything
       apply     Build, test, switch and register every change of the plan, one atomic switch per pack
+      run       Run as the agent: reconcile at start, on every commit, mirror or config change
+                (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
       status    Show per pack the desired ref, the live release and its state (ok, failed, drifted,
                 pending)
       history   Show what packsync changed on this host, newest first

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::plan::{render, revision, summary};
 use super::{Site, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
-use crate::diagnostics::{Problem, Report, Severity};
+use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, RunnerStep, StepReport};
 use crate::model::{Change, PackName, ReleaseId};
 use crate::state::{Operation, Outcome};
@@ -70,6 +70,7 @@ pub(crate) fn apply(
         },
         only: (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect::<BTreeSet<_>>()),
         allow_empty: args.allow_empty,
+        stop: None,
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
     let run = RunInfo::new(config.host());
@@ -114,12 +115,10 @@ pub(crate) fn apply(
             print_outcome(&applied, &report.summary, printer);
         }
     }
-    let detailed = exit_status(true, args.noop, &report.summary);
-    let record = applied.run_record(&run, args.noop, detailed.code());
-    if let Err(err) = store.record_run(&record) {
+    for report in execute::finish_run(&config, store.as_ref(), &applied, &run, args.noop) {
         printer.problem(&Problem {
             severity: Severity::Warning,
-            report: Report::new(&err),
+            report,
         });
     }
     Ok(exit_status(

@@ -6,6 +6,7 @@ mod history;
 mod import;
 mod plan;
 mod rollback;
+mod run;
 mod status;
 
 pub(super) use apply::apply;
@@ -14,6 +15,7 @@ pub(super) use history::history;
 pub(super) use import::import_state;
 pub(super) use plan::plan;
 pub(super) use rollback::{gc, rollback};
+pub(super) use run::run;
 pub(super) use status::status;
 
 use std::time::Duration;

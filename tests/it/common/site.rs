@@ -127,6 +127,8 @@ pub(crate) struct TestSite {
     packs: Vec<PackEntry>,
     /// `[[runner]]` entries, their `key = value` lines.
     runners: Vec<String>,
+    /// Whole sections (`[watch]` and its keys), as written.
+    sections: Vec<String>,
 }
 
 impl TestSite {
@@ -155,7 +157,14 @@ impl TestSite {
                 .then(|| (mongo::url(), mongo::unique_database())),
             packs: Vec::new(),
             runners: Vec::new(),
+            sections: Vec::new(),
         }
+    }
+
+    /// Adds a section as written, e.g. `"[watch]\ndebounce = \"300ms\"\n"`.
+    pub(crate) fn section(&mut self, text: &str) -> &mut Self {
+        self.sections.push(text.to_owned());
+        self
     }
 
     /// Adds `[[runner]]` `name` with `version`.
@@ -319,6 +328,9 @@ LOG='{root}/engine.log'
         }
         for runner in &self.runners {
             let _ = write!(text, "\n[[runner]]\n{runner}");
+        }
+        for section in &self.sections {
+            let _ = write!(text, "\n{section}");
         }
         // Last, so that the lines of the packs are the same on both backends.
         if let Some((url, database)) = &self.mongodb {

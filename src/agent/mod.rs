@@ -1,0 +1,337 @@
+//! `packsync run`: the long-running controller a site deploys (systemd service, Kubernetes
+//! sidecar).
+//!
+//! Level-triggered, as kube-rs controllers are: a trigger never carries what changed, only
+//! which packs to look at again, and each reconcile plans from scratch against disk and the
+//! store. The triggers are the start (a full reconcile), the watches of [`watch`] (a commit
+//! reconciles the packs of that repo; a mirror or config change, everything), debounced, and
+//! the `[schedule] cron` (a full reconcile, with a random splay drawn again for every run).
+//!
+//! One reconcile at a time, under the same lock as `packsync apply` (which waits or exits 75).
+//! SIGHUP re-reads the site config (an invalid one is logged, the old one kept); SIGTERM and
+//! SIGINT let the pack step in progress finish, leave the others for the next start, and exit
+//! 0.
+
+mod watch;
+
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::config::{self, SiteConfig};
+use crate::diagnostics::{Diagnose, Report};
+use crate::execute::{self, ApplyOptions, DryRun, RunInfo};
+use crate::model::PackName;
+
+/// How long a reconcile waits for a manual `apply` holding the lock.
+const LOCK_WAIT: Duration = Duration::from_hours(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("Cannot start the agent's event loop")]
+    Runtime(#[source] std::io::Error),
+    #[error("Cannot listen for {signal}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Diagnose for AgentError {}
+
+/// What a reconcile looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Everything,
+    Packs(BTreeSet<PackName>),
+}
+
+impl Scope {
+    fn merge(self, other: Scope) -> Scope {
+        match (self, other) {
+            (Scope::Packs(mut a), Scope::Packs(b)) => {
+                a.extend(b);
+                Scope::Packs(a)
+            }
+            _ => Scope::Everything,
+        }
+    }
+}
+
+/// What a watch saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Reconcile(Scope),
+    /// The site config file changed.
+    Reload,
+}
+
+/// Runs the agent on the site config at `path` (already loaded as `config`) until SIGTERM or
+/// SIGINT.
+pub fn run(path: &Path, config: SiteConfig) -> Result<(), AgentError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    runtime.block_on(Agent::new(path, config).run())
+}
+
+struct Agent {
+    path: PathBuf,
+    config: Arc<SiteConfig>,
+    /// Runs started by this process, for unique run ids.
+    runs: u64,
+    stop: Arc<AtomicBool>,
+}
+
+struct Signals {
+    hangup: Signal,
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+fn listen(kind: SignalKind, name: &'static str) -> Result<Signal, AgentError> {
+    signal(kind).map_err(|source| AgentError::Signal {
+        signal: name,
+        source,
+    })
+}
+
+impl Agent {
+    fn new(path: &Path, config: SiteConfig) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            config: Arc::new(config),
+            runs: 0,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    async fn run(mut self) -> Result<(), AgentError> {
+        let mut signals = Signals {
+            hangup: listen(SignalKind::hangup(), "SIGHUP")?,
+            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+        };
+        let (sender, mut triggers) = mpsc::unbounded_channel();
+        let mut watches = watch::Watches::start(&self.path, &self.config, sender.clone());
+        tracing::info!(config = %self.path.display(), "agent started");
+        let mut pending = Some(Scope::Everything);
+        loop {
+            if let Some(scope) = pending.take() {
+                let reload = self.reconcile(scope, &mut signals).await;
+                if self.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if reload && self.reload() {
+                    watches = watch::Watches::start(&self.path, &self.config, sender.clone());
+                    pending = Some(Scope::Everything);
+                    continue;
+                }
+            }
+            let next_run = self.next_scheduled();
+            tokio::select! {
+                _ = signals.terminate.recv() => break,
+                _ = signals.interrupt.recv() => break,
+                _ = signals.hangup.recv() => {
+                    tracing::info!("SIGHUP: re-reading the site config");
+                    if self.reload() {
+                        watches = watch::Watches::start(&self.path, &self.config, sender.clone());
+                        pending = Some(Scope::Everything);
+                    }
+                }
+                () = tokio::time::sleep(next_run) => {
+                    tracing::info!("scheduled reconcile");
+                    pending = Some(Scope::Everything);
+                }
+                Some(trigger) = triggers.recv() => {
+                    let (scope, reload) = self.debounce(trigger, &mut triggers).await;
+                    if reload && self.reload() {
+                        watches = watch::Watches::start(&self.path, &self.config, sender.clone());
+                        pending = Some(Scope::Everything);
+                    } else {
+                        pending = scope;
+                    }
+                }
+            }
+        }
+        drop(watches);
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+
+    /// Collects the triggers of a burst until `[watch] debounce` passes without one: the scope
+    /// to reconcile (if any) and whether the config changed.
+    async fn debounce(
+        &self,
+        first: Trigger,
+        triggers: &mut mpsc::UnboundedReceiver<Trigger>,
+    ) -> (Option<Scope>, bool) {
+        let mut scope = None;
+        let mut reload = false;
+        let mut add = |trigger| match trigger {
+            Trigger::Reconcile(more) => {
+                scope = Some(match scope.take() {
+                    Some(scope) => Scope::merge(scope, more),
+                    None => more,
+                });
+            }
+            Trigger::Reload => reload = true,
+        };
+        add(first);
+        let debounce = self.config.watch.debounce;
+        while let Ok(Some(trigger)) = tokio::time::timeout(debounce, triggers.recv()).await {
+            add(trigger);
+        }
+        (scope, reload)
+    }
+
+    /// Re-reads the site config; an invalid one is logged and the current one kept. Whether it
+    /// changed.
+    fn reload(&mut self) -> bool {
+        match config::load(&self.path) {
+            Ok(config) => {
+                tracing::info!(config = %self.path.display(), "site config re-read");
+                self.config = Arc::new(config);
+                true
+            }
+            Err(errors) => {
+                for error in &errors.0 {
+                    tracing::error!(
+                        error = %Report::new(error).one_line(),
+                        "the new site config is invalid; running on the previous one"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Time until the next scheduled run: the next cron time plus a splay drawn now.
+    fn next_scheduled(&self) -> Duration {
+        let schedule = &self.config.schedule;
+        let until_cron = schedule
+            .cron
+            .upcoming(chrono::Utc)
+            .next()
+            .and_then(|next| (next - chrono::Utc::now()).to_std().ok())
+            .unwrap_or(Duration::from_hours(1));
+        until_cron + random_below(schedule.splay)
+    }
+
+    /// One reconcile of `scope`, in a blocking thread, while the signals are still heard: a
+    /// SIGTERM lets the step in progress finish and stops there. Whether a SIGHUP came.
+    async fn reconcile(&mut self, scope: Scope, signals: &mut Signals) -> bool {
+        self.runs += 1;
+        let config = Arc::clone(&self.config);
+        let stop = Arc::clone(&self.stop);
+        let sequence = self.runs;
+        let mut task =
+            tokio::task::spawn_blocking(move || reconcile(&config, &scope, sequence, stop));
+        let mut reload = false;
+        loop {
+            tokio::select! {
+                done = &mut task => {
+                    if let Err(err) = done {
+                        tracing::error!(error = %err, "the reconcile panicked");
+                    }
+                    return reload;
+                }
+                _ = signals.terminate.recv() => self.stop_after_step("SIGTERM"),
+                _ = signals.interrupt.recv() => self.stop_after_step("SIGINT"),
+                _ = signals.hangup.recv() => reload = true,
+            }
+        }
+    }
+
+    fn stop_after_step(&self, signal: &str) {
+        tracing::info!(signal, "stopping once the pack step in progress is done");
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A random duration below `bound` (zero for zero): std's per-process random hash keys, as
+/// nothing here needs more than spreading hosts apart.
+fn random_below(bound: Duration) -> Duration {
+    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    Duration::from_nanos(hasher.finish() % nanos)
+}
+
+/// One reconcile, as `packsync apply` does it: lock, plan, apply, record the run.
+fn reconcile(config: &SiteConfig, scope: &Scope, sequence: u64, stop: Arc<AtomicBool>) {
+    let mut run = RunInfo::new(config.host());
+    run.id = format!("{}-{sequence}", run.id);
+    let span = tracing::info_span!("run", run = %run.id);
+    let _span = span.enter();
+    let only = match scope {
+        Scope::Everything => None,
+        Scope::Packs(packs) => Some(packs.clone()),
+    };
+    tracing::info!(packs = ?only, "reconciling");
+    let _lock = match crate::lock::acquire(&config.agent.state_dir, Some(LOCK_WAIT)) {
+        Ok(lock) => lock,
+        Err(err) => {
+            tracing::error!(error = %Report::new(&err).one_line(), "skipping this run");
+            return;
+        }
+    };
+    let store = match crate::state::open(config, &config.host()) {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::error!(error = %Report::new(&err).one_line(), "skipping this run");
+            return;
+        }
+    };
+    let options = ApplyOptions {
+        mode: DryRun::Apply,
+        only,
+        allow_empty: false,
+        stop: Some(stop),
+    };
+    let progress = |pack: &PackName, what: &str| tracing::info!(%pack, "{what}");
+    let applied = match execute::apply(config, store.as_ref(), &options, run.clone(), &progress) {
+        Ok(applied) => applied,
+        Err(err) => {
+            tracing::error!(error = %Report::new(&err).one_line(), "the run failed");
+            return;
+        }
+    };
+    for problem in &applied.planned.resolution.problems {
+        tracing::warn!(problem = %problem.report.one_line(), "{}", problem.severity.as_str());
+    }
+    for step in &applied.steps {
+        let operation = step.operation.as_str();
+        if let Some(error) = &step.error {
+            tracing::error!(pack = %step.pack, operation, error = %error.one_line(), "failed");
+        } else {
+            let release = step.release.as_ref().map(crate::model::ReleaseId::as_str);
+            tracing::info!(pack = %step.pack, operation, release, "done");
+        }
+    }
+    for warning in execute::finish_run(config, store.as_ref(), &applied, &run, false) {
+        tracing::warn!(warning = %warning.one_line(), "run not fully recorded");
+    }
+    tracing::info!(
+        applied = applied.changes(),
+        failed = applied.failures(),
+        exit_code = applied.detailed_exit_code(false),
+        "run finished"
+    );
+}

@@ -1,0 +1,185 @@
+//! `packsync run`: a real agent process, real commits, real signals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::site::{PackEntry, TestSite, pack_yaml};
+
+/// The agent of `site`, its log in `agent.log`; killed if a test fails before it stops.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(site: &TestSite) -> Self {
+        let log = site.path().join("agent.log");
+        let file = fs_err::File::create(&log).expect("the log file is created");
+        let child = site
+            .cmd(["run"])
+            .stdout(Stdio::null())
+            .stderr(file.into_parts().0)
+            .spawn()
+            .expect("packsync run starts");
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs_err::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// Waits (up to 30 s) until `ready` holds, with the log in the failure message.
+    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; agent log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The version of the live release of `pack`, from its `release.json`.
+fn live_version(site: &TestSite, pack: &str) -> Option<String> {
+    let release = fs_err::read_link(site.state_dir().join("current").join(pack)).ok()?;
+    let release = site.state_dir().join("current").join(release);
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(release.join("release.json")).ok()?).ok()?;
+    Some(json["revision"]["version"].as_str()?.to_owned())
+}
+
+fn last_run(state_dir: &Path) -> Option<serde_json::Value> {
+    serde_json::from_slice(&fs_err::read(state_dir.join("last_run.json")).ok()?).ok()
+}
+
+#[test]
+fn the_agent_deploys_each_commit_survives_a_bad_config_and_stops_on_sigterm() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    let slurm = site.pack_repo("slurm", "2.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .add_pack(PackEntry::new("slurm", slurm.path()))
+        .section("[watch]\ndebounce = \"200ms\"\n");
+    let agent = Agent::start(&site);
+
+    // At start: a full reconcile.
+    agent.wait_for("the first reconcile", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+            && live_version(&site, "slurm").as_deref() == Some("2.0.0")
+    });
+    agent.wait_for("last_run.json", || {
+        last_run(&site.state_dir()).is_some_and(|run| run["exit_code"] == 2)
+    });
+
+    // A commit: that pack only.
+    clush.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    clush.commit("clush 1.1.0");
+    agent.wait_for("clush 1.1.0 live", || {
+        live_version(&site, "clush").as_deref() == Some("1.1.0")
+    });
+    agent.wait_for("the run after the commit", || {
+        agent.log().matches("run finished").count() >= 2
+    });
+    let log = agent.log();
+    let second = &log[log.find("clush 1.1.0").map_or(0, |_| 0)..];
+    assert!(
+        second.contains("packs=Some({PackName(\"clush\")})"),
+        "{log}"
+    );
+
+    // A broken config, then SIGHUP: logged, the old config kept, the agent still deploys.
+    let good = fs_err::read_to_string(site.config_path()).unwrap();
+    fs_err::write(site.config_path(), "this is = not [valid").unwrap();
+    agent.signal("HUP");
+    agent.wait_for("the invalid config to be reported", || {
+        agent
+            .log()
+            .contains("the new site config is invalid; running on the previous one")
+    });
+    slurm.write("pack.yaml", pack_yaml("slurm", "2.1.0", ""));
+    slurm.commit("slurm 2.1.0");
+    agent.wait_for("slurm 2.1.0 live on the old config", || {
+        live_version(&site, "slurm").as_deref() == Some("2.1.0")
+    });
+    fs_err::write(site.config_path(), good).unwrap();
+
+    // SIGTERM: exit 0.
+    let mut agent = agent;
+    agent.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert!(agent.log().contains("agent stopped"), "{}", agent.log());
+}
+
+#[test]
+fn sigterm_lets_the_step_in_progress_finish_and_leaves_the_rest() {
+    let mut site = TestSite::new();
+    let alpha = site.pack_repo("alpha", "1.0.0");
+    let beta = site.pack_repo("beta", "1.0.0");
+    let register = site.engine_script(
+        "register",
+        "echo \"start $PACKSYNC_PACK\" >> \"$LOG\"\nsleep 2\necho \"done $PACKSYNC_PACK\" >> \"$LOG\"",
+    );
+    site.add_pack(PackEntry::new("alpha", alpha.path()))
+        .add_pack(PackEntry::new("beta", beta.path()))
+        .agent_line("concurrency = 1")
+        .stackstorm_line(&format!(
+            "register = ['{}', '{{pack}}']",
+            register.display()
+        ));
+    let mut agent = Agent::start(&site);
+    agent.wait_for("the first registration to start", || {
+        site.engine_log().contains("start alpha")
+    });
+    agent.signal("TERM");
+    let status = agent.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", agent.log());
+    assert_eq!(
+        site.engine_log(),
+        "start alpha\ndone alpha\n",
+        "alpha finished, beta not begun"
+    );
+    assert_eq!(live_version(&site, "alpha").as_deref(), Some("1.0.0"));
+    assert_eq!(live_version(&site, "beta"), None);
+    assert!(
+        agent.log().contains("left for the next run"),
+        "{}",
+        agent.log()
+    );
+
+    // The next start picks up what was left.
+    let agent = Agent::start(&site);
+    agent.wait_for("beta live", || {
+        live_version(&site, "beta").as_deref() == Some("1.0.0")
+    });
+}
