@@ -89,6 +89,15 @@ struct Agent {
     /// Runs started by this process, for unique run ids.
     runs: u64,
     stop: Arc<AtomicBool>,
+    retry: Option<Retry>,
+}
+
+/// Packs that failed, and when they are tried again.
+struct Retry {
+    packs: BTreeSet<PackName>,
+    /// Consecutive runs they failed in.
+    attempts: u32,
+    at: tokio::time::Instant,
 }
 
 struct Signals {
@@ -111,6 +120,7 @@ impl Agent {
             config: Arc::new(config),
             runs: 0,
             stop: Arc::new(AtomicBool::new(false)),
+            retry: None,
         }
     }
 
@@ -137,7 +147,13 @@ impl Agent {
                 }
             }
             let next_run = self.next_scheduled();
+            let retry_at = self.retry.as_ref().map(|retry| retry.at);
             tokio::select! {
+                () = sleep_until(retry_at) => {
+                    let packs = self.retry.as_ref().map(|retry| retry.packs.clone()).unwrap_or_default();
+                    tracing::info!(?packs, "retrying what failed");
+                    pending = Some(Scope::Packs(packs));
+                }
                 _ = signals.terminate.recv() => break,
                 _ = signals.interrupt.recv() => break,
                 _ = signals.hangup.recv() => {
@@ -233,14 +249,17 @@ impl Agent {
         let config = Arc::clone(&self.config);
         let stop = Arc::clone(&self.stop);
         let sequence = self.runs;
+        let looked_at = scope.clone();
         let mut task =
             tokio::task::spawn_blocking(move || reconcile(&config, &scope, sequence, stop));
         let mut reload = false;
         loop {
             tokio::select! {
                 done = &mut task => {
-                    if let Err(err) = done {
-                        tracing::error!(error = %err, "the reconcile panicked");
+                    match done {
+                        Ok(Some(failed)) => self.schedule_retry(&looked_at, failed),
+                        Ok(None) => {}
+                        Err(err) => tracing::error!(error = %err, "the reconcile panicked"),
                     }
                     return reload;
                 }
@@ -251,10 +270,58 @@ impl Agent {
         }
     }
 
+    /// After a run of `scope`: the packs that failed are tried again after `[schedule] retry`,
+    /// doubled for each run they fail again, at most the cron period; packs that went through
+    /// are no longer retried.
+    fn schedule_retry(&mut self, scope: &Scope, failed: BTreeSet<PackName>) {
+        let previous = self.retry.take();
+        let attempts = previous.as_ref().map_or(0, |retry| retry.attempts);
+        // Those a run did not look at are still to be retried.
+        let mut packs: BTreeSet<PackName> = match (previous, scope) {
+            (Some(retry), Scope::Packs(looked_at)) => {
+                retry.packs.difference(looked_at).cloned().collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        let failed_again = !failed.is_empty();
+        packs.extend(failed);
+        if packs.is_empty() {
+            return;
+        }
+        let attempts = attempts + u32::from(failed_again);
+        let schedule = &self.config.schedule;
+        let period = cron_period(&schedule.cron).unwrap_or(Duration::from_hours(1));
+        let delay = schedule
+            .retry
+            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
+            .min(period.max(schedule.retry));
+        tracing::info!(?packs, attempts, ?delay, "failed packs will be tried again");
+        self.retry = Some(Retry {
+            packs,
+            attempts,
+            at: tokio::time::Instant::now() + delay,
+        });
+    }
+
     fn stop_after_step(&self, signal: &str) {
         tracing::info!(signal, "stopping once the pack step in progress is done");
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The time between two runs of `cron`.
+fn cron_period(cron: &cron::Schedule) -> Option<Duration> {
+    let mut upcoming = cron.upcoming(chrono::Utc);
+    let first = upcoming.next()?;
+    (upcoming.next()? - first).to_std().ok()
 }
 
 /// A random duration below `bound` (zero for zero): std's per-process random hash keys, as
@@ -274,8 +341,14 @@ fn random_below(bound: Duration) -> Duration {
     Duration::from_nanos(hasher.finish() % nanos)
 }
 
-/// One reconcile, as `packsync apply` does it: lock, plan, apply, record the run.
-fn reconcile(config: &SiteConfig, scope: &Scope, sequence: u64, stop: Arc<AtomicBool>) {
+/// One reconcile, as `packsync apply` does it: lock, plan, apply, record the run. The packs
+/// that failed (or could not be planned), to be tried again; `None` when the run itself failed.
+fn reconcile(
+    config: &SiteConfig,
+    scope: &Scope,
+    sequence: u64,
+    stop: Arc<AtomicBool>,
+) -> Option<BTreeSet<PackName>> {
     let mut run = RunInfo::new(config.host());
     run.id = format!("{}-{sequence}", run.id);
     let span = tracing::info_span!("run", run = %run.id);
@@ -289,14 +362,14 @@ fn reconcile(config: &SiteConfig, scope: &Scope, sequence: u64, stop: Arc<Atomic
         Ok(lock) => lock,
         Err(err) => {
             tracing::error!(error = %Report::new(&err).one_line(), "skipping this run");
-            return;
+            return None;
         }
     };
     let store = match crate::state::open(config, &config.host()) {
         Ok(store) => store,
         Err(err) => {
             tracing::error!(error = %Report::new(&err).one_line(), "skipping this run");
-            return;
+            return None;
         }
     };
     let options = ApplyOptions {
@@ -310,7 +383,7 @@ fn reconcile(config: &SiteConfig, scope: &Scope, sequence: u64, stop: Arc<Atomic
         Ok(applied) => applied,
         Err(err) => {
             tracing::error!(error = %Report::new(&err).one_line(), "the run failed");
-            return;
+            return None;
         }
     };
     for problem in &applied.planned.resolution.problems {
@@ -334,4 +407,21 @@ fn reconcile(config: &SiteConfig, scope: &Scope, sequence: u64, stop: Arc<Atomic
         exit_code = applied.detailed_exit_code(false),
         "run finished"
     );
+    Some(
+        applied
+            .steps
+            .iter()
+            .filter(|step| step.outcome != crate::state::Outcome::Applied)
+            .map(|step| step.pack.clone())
+            .chain(
+                applied
+                    .planned
+                    .resolution
+                    .desired
+                    .unresolved
+                    .iter()
+                    .cloned(),
+            )
+            .collect(),
+    )
 }

@@ -39,6 +39,7 @@ const DEFAULT_COLLECTION_PREFIX: &str = "packsync_";
 const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const DEFAULT_POLL: Duration = Duration::from_secs(30);
+const DEFAULT_RETRY: Duration = Duration::from_mins(1);
 /// Every 15 minutes, at second 0.
 const DEFAULT_CRON: &str = "0 */15 * * * *";
 
@@ -76,6 +77,8 @@ pub struct ScheduleConfig {
     pub cron: cron::Schedule,
     /// Up to this much random delay, drawn again for every run.
     pub splay: Duration,
+    /// The first wait before failed packs are tried again; it doubles up to the cron period.
+    pub retry: Duration,
 }
 
 impl SiteConfig {
@@ -447,6 +450,11 @@ impl Validator<'_> {
                 .splay
                 .and_then(|raw| self.duration(&raw, "splay"))
                 .unwrap_or(Duration::ZERO),
+            retry: raw
+                .schedule
+                .retry
+                .and_then(|raw| self.duration(&raw, "retry"))
+                .unwrap_or(DEFAULT_RETRY),
         };
         SiteConfig {
             path: self.path.to_path_buf(),

@@ -110,4 +110,5 @@ pub(super) struct RawWatch {
 pub(super) struct RawSchedule {
     pub(super) cron: Option<Spanned<String>>,
     pub(super) splay: Option<Spanned<String>>,
+    pub(super) retry: Option<Spanned<String>>,
 }

@@ -183,3 +183,79 @@ fn sigterm_lets_the_step_in_progress_finish_and_leaves_the_rest() {
         live_version(&site, "beta").as_deref() == Some("1.0.0")
     });
 }
+
+#[test]
+fn a_new_wheel_rebuilds_only_the_dependent_env_and_a_config_edit_is_picked_up() {
+    let mut site = TestSite::new();
+    site.wheel("fxdep", "1.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "fxdep\n");
+    clush.commit("clush needs fxdep");
+    let slurm = site.pack_repo("slurm", "2.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .add_pack(PackEntry::new("slurm", slurm.path()))
+        .section("[watch]\ndebounce = \"200ms\"\n");
+    let agent = Agent::start(&site);
+    let env_of = |pack: &str| fs_err::canonicalize(site.venvs_dir().join(pack)).ok();
+    agent.wait_for("the first reconcile", || {
+        env_of("clush").is_some() && env_of("slurm").is_some()
+    });
+    let (clush_env, slurm_env) = (env_of("clush"), env_of("slurm"));
+
+    site.wheel("fxdep", "1.1", &[]);
+    agent.wait_for("clush rebuilt", || env_of("clush") != clush_env);
+    assert_eq!(env_of("slurm"), slurm_env, "slurm's env does not use fxdep");
+    let python = site.venvs_dir().join("clush/bin/python");
+    let version = Command::new(python)
+        .args(["-c", "import fxdep; print(fxdep.__version__)"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), "1.1");
+
+    // The site config edited in place: read again, the new pack deployed.
+    let diskless = site.pack_repo("diskless", "0.1.0");
+    site.add_pack(PackEntry::new("diskless", diskless.path()));
+    fs_err::write(site.config_path(), site.config_text()).unwrap();
+    agent.wait_for("diskless live", || {
+        live_version(&site, "diskless").as_deref() == Some("0.1.0")
+    });
+    assert!(
+        agent.log().contains("site config re-read"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn a_failed_pack_is_retried_with_backoff_not_in_a_loop() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    // Refuses the first two registrations.
+    let register = site.engine_script(
+        "register",
+        "echo attempt >> \"$LOG\"\n[ \"$(grep -c attempt \"$LOG\")\" -gt 2 ]",
+    );
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .stackstorm_line(&format!("register = ['{}']", register.display()))
+        .section("[watch]\ndebounce = \"200ms\"\n[schedule]\nretry = \"300ms\"\n");
+    let agent = Agent::start(&site);
+    agent.wait_for("the third attempt to go through", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+            && agent.log().matches("run finished").count() >= 3
+    });
+    let log = agent.log();
+    assert!(log.contains("failed packs will be tried again"), "{log}");
+    assert!(
+        log.contains("attempts=2 delay=600ms"),
+        "the wait doubles: {log}"
+    );
+    // Converged: no more runs after the success.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        agent.log().matches("run finished").count(),
+        3,
+        "{}",
+        agent.log()
+    );
+    assert_eq!(site.engine_log().matches("attempt").count(), 3);
+}
