@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use packsync::cli::{self, Cli, Command, ExitStatus, Printer};
+use packsync::cli::{self, Cli, Command, ExitStatus, LogFormat, Printer};
 use packsync::diagnostics::{Problem, Report, Severity};
 use tracing_subscriber::EnvFilter;
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(cli.global.verbose, quiet_default);
+    init_logging(cli.global.verbose, quiet_default, cli.global.log_format);
     match cli::run(&cli) {
         Ok(status) => status.into(),
         Err(err) => {
@@ -31,15 +31,18 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr: `quiet_default` by default, `-v` debug, `-vv` trace; `RUST_LOG`
 /// overrides.
-fn init_logging(verbose: u8, quiet_default: &str) {
+fn init_logging(verbose: u8, quiet_default: &str, format: LogFormat) {
     let default = match verbose {
         0 => quiet_default,
         1 => "packsync=debug",
         _ => "packsync=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 }

@@ -42,6 +42,16 @@ pub struct GlobalArgs {
     /// Print only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// How logs are written on stderr: `text` for a terminal, `json` (one object per line) for
+    /// journald or ELK
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,8 +8,8 @@ mod exit;
 mod printer;
 
 pub use args::{
-    ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, PlanArgs,
-    RollbackArgs, StateCommand, StatusArgs,
+    ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, LogFormat,
+    PlanArgs, RollbackArgs, StateCommand, StatusArgs,
 };
 pub use exit::ExitStatus;
 pub use printer::Printer;

@@ -41,13 +41,16 @@ fn help() {
       help      Print this message or the help of the given subcommand(s)
 
     Options:
-          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
-                           /etc/packsync/packsync.toml]
-          --json           Print one JSON document on stdout instead of text
-      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
-      -q, --quiet          Print only errors on stderr
-      -h, --help           Print help
-      -V, --version        Print version
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --json                     Print one JSON document on stdout instead of text
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");
@@ -78,6 +81,9 @@ fn apply_help() {
           --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
                                      exiting 75 at once
           --allow-empty              Allow a plan that removes every pack of this host
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -96,14 +102,18 @@ fn status_help() {
     Usage: packsync status [OPTIONS]
 
     Options:
-          --all-hosts      Also show what the other hosts sharing the MongoDB state store have recorded
-          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
-                           /etc/packsync/packsync.toml]
-          --json           Print one JSON document on stdout instead of text
-      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
-      -q, --quiet          Print only errors on stderr
-      -h, --help           Print help
-      -V, --version        Print version
+          --all-hosts                Also show what the other hosts sharing the MongoDB state store have
+                                     recorded
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --json                     Print one JSON document on stdout instead of text
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");
@@ -120,16 +130,19 @@ fn history_help() {
     Usage: packsync history [OPTIONS]
 
     Options:
-          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
-                           /etc/packsync/packsync.toml]
-          --pack <NAME>    Only this pack
-          --json           Print one JSON document on stdout instead of text
-          --runners        The switches of the runner set instead of the packs' history
-          --limit <N>      At most this many entries [default: 20]
-      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
-      -q, --quiet          Print only errors on stderr
-      -h, --help           Print help
-      -V, --version        Print version
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --pack <NAME>              Only this pack
+          --json                     Print one JSON document on stdout instead of text
+          --runners                  The switches of the runner set instead of the packs' history
+          --limit <N>                At most this many entries [default: 20]
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");
@@ -159,6 +172,9 @@ fn rollback_help() {
           --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
                                      exiting 75 at once
       -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -186,6 +202,9 @@ fn gc_help() {
                                      exiting 75 at once
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -205,13 +224,16 @@ fn check_help() {
     Usage: packsync check [OPTIONS]
 
     Options:
-          --config <FILE>  The site config file [env: PACKSYNC_CONFIG=] [default:
-                           /etc/packsync/packsync.toml]
-          --json           Print one JSON document on stdout instead of text
-      -v, --verbose...     Log more (repeat for even more); `RUST_LOG` overrides
-      -q, --quiet          Print only errors on stderr
-      -h, --help           Print help
-      -V, --version        Print version
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --json                     Print one JSON document on stdout instead of text
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");
@@ -228,16 +250,19 @@ fn plan_help() {
     Usage: packsync plan [OPTIONS]
 
     Options:
-          --config <FILE>       The site config file [env: PACKSYNC_CONFIG=] [default:
-                                /etc/packsync/packsync.toml]
-          --pack <NAME>         Plan only this pack (repeat for more)
-          --detailed-exitcodes  Exit 2 when anything would change, 0 when nothing would (1 stays an
-                                error)
-          --json                Print one JSON document on stdout instead of text
-      -v, --verbose...          Log more (repeat for even more); `RUST_LOG` overrides
-      -q, --quiet               Print only errors on stderr
-      -h, --help                Print help
-      -V, --version             Print version
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --pack <NAME>              Plan only this pack (repeat for more)
+          --detailed-exitcodes       Exit 2 when anything would change, 0 when nothing would (1 stays an
+                                     error)
+          --json                     Print one JSON document on stdout instead of text
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+      -h, --help                     Print help
+      -V, --version                  Print version
 
     ----- stderr -----
     ");

@@ -14,10 +14,14 @@ struct Agent {
 
 impl Agent {
     fn start(site: &TestSite) -> Self {
+        Self::start_with(site, &[])
+    }
+
+    fn start_with(site: &TestSite, args: &[&str]) -> Self {
         let log = site.path().join("agent.log");
         let file = fs_err::File::create(&log).expect("the log file is created");
         let child = site
-            .cmd(["run"])
+            .cmd(std::iter::once("run").chain(args.iter().copied()))
             .stdout(Stdio::null())
             .stderr(file.into_parts().0)
             .spawn()
@@ -258,4 +262,30 @@ fn a_failed_pack_is_retried_with_backoff_not_in_a_loop() {
         agent.log()
     );
     assert_eq!(site.engine_log().matches("attempt").count(), 3);
+}
+
+#[test]
+fn json_logs_carry_the_run_span() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    let agent = Agent::start_with(&site, &["--log-format", "json"]);
+    agent.wait_for("the first run", || agent.log().contains("run finished"));
+    let lines: Vec<serde_json::Value> = agent
+        .log()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .collect();
+    let finished = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "run finished")
+        .expect("a run finished line");
+    assert_eq!(finished["level"], "INFO");
+    assert_eq!(finished["fields"]["exit_code"], 2);
+    assert!(
+        finished["span"]["run"]
+            .as_str()
+            .is_some_and(|run| run.ends_with("-1")),
+        "{finished}"
+    );
 }
