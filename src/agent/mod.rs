@@ -12,6 +12,7 @@
 //! SIGINT let the pack step in progress finish, leave the others for the next start, and exit
 //! 0.
 
+mod metrics;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -90,6 +91,7 @@ struct Agent {
     runs: u64,
     stop: Arc<AtomicBool>,
     retry: Option<Retry>,
+    metrics: metrics::Metrics,
 }
 
 /// Packs that failed, and when they are tried again.
@@ -121,6 +123,7 @@ impl Agent {
             runs: 0,
             stop: Arc::new(AtomicBool::new(false)),
             retry: None,
+            metrics: metrics::Metrics::default(),
         }
     }
 
@@ -132,6 +135,10 @@ impl Agent {
         };
         let (sender, mut triggers) = mpsc::unbounded_channel();
         let mut watches = watch::Watches::start(&self.path, &self.config, sender.clone());
+        // Bound once: a new address in a re-read config needs a restart.
+        if let Some(address) = self.config.agent.metrics_listen {
+            tokio::spawn(metrics::serve(address, self.metrics.clone()));
+        }
         tracing::info!(config = %self.path.display(), "agent started");
         let mut pending = Some(Scope::Everything);
         loop {
@@ -257,8 +264,11 @@ impl Agent {
             tokio::select! {
                 done = &mut task => {
                     match done {
-                        Ok(Some(failed)) => self.schedule_retry(&looked_at, failed),
-                        Ok(None) => {}
+                        Ok(Some((failed, summary))) => {
+                            self.metrics.record(Some(&summary));
+                            self.schedule_retry(&looked_at, failed);
+                        }
+                        Ok(None) => self.metrics.record(None),
                         Err(err) => tracing::error!(error = %err, "the reconcile panicked"),
                     }
                     return reload;
@@ -342,13 +352,15 @@ fn random_below(bound: Duration) -> Duration {
 }
 
 /// One reconcile, as `packsync apply` does it: lock, plan, apply, record the run. The packs
-/// that failed (or could not be planned), to be tried again; `None` when the run itself failed.
+/// that failed (or could not be planned), to be tried again, and what the run did; `None` when
+/// the run itself failed.
 fn reconcile(
     config: &SiteConfig,
     scope: &Scope,
     sequence: u64,
     stop: Arc<AtomicBool>,
-) -> Option<BTreeSet<PackName>> {
+) -> Option<(BTreeSet<PackName>, metrics::RunSummary)> {
+    let started = std::time::Instant::now();
     let mut run = RunInfo::new(config.host());
     run.id = format!("{}-{sequence}", run.id);
     let span = tracing::info_span!("run", run = %run.id);
@@ -407,21 +419,36 @@ fn reconcile(
         exit_code = applied.detailed_exit_code(false),
         "run finished"
     );
-    Some(
-        applied
-            .steps
+    let failed: BTreeSet<PackName> = applied
+        .steps
+        .iter()
+        .filter(|step| step.outcome != crate::state::Outcome::Applied)
+        .map(|step| step.pack.clone())
+        .chain(
+            applied
+                .planned
+                .resolution
+                .desired
+                .unresolved
+                .iter()
+                .cloned(),
+        )
+        .collect();
+    let counts = applied.run_record(&run, false, 0);
+    let summary = metrics::RunSummary {
+        applied: counts.applied,
+        failed: counts.failed,
+        converged: applied
+            .planned
+            .resolution
+            .desired
+            .packs
             .iter()
-            .filter(|step| step.outcome != crate::state::Outcome::Applied)
-            .map(|step| step.pack.clone())
-            .chain(
-                applied
-                    .planned
-                    .resolution
-                    .desired
-                    .unresolved
-                    .iter()
-                    .cloned(),
-            )
+            .map(|pack| pack.name.clone())
+            .filter(|pack| !failed.contains(pack))
             .collect(),
-    )
+        drifted: applied.planned.observed.drift.len(),
+        duration: started.elapsed(),
+    };
+    Some((failed, summary))
 }

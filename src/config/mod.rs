@@ -121,6 +121,8 @@ pub struct AgentConfig {
     pub keep_releases: usize,
     /// How many packs are built at once; default: the number of cores.
     pub concurrency: usize,
+    /// Where `packsync run` serves `/metrics` and `/healthz`; `None`: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -348,6 +350,21 @@ impl Validator<'_> {
             concurrency: self
                 .positive(raw.agent.concurrency.as_ref(), "concurrency")
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, Into::into)),
+            metrics_listen: raw.agent.metrics_listen.and_then(|raw| {
+                raw.get_ref()
+                    .parse()
+                    .map_err(|_| {
+                        self.error(
+                            raw.span(),
+                            format!(
+                                "`metrics_listen` `{}` is not an address and port",
+                                raw.get_ref()
+                            ),
+                            Some("write it as `metrics_listen = \"127.0.0.1:9101\"`".into()),
+                        );
+                    })
+                    .ok()
+            }),
         };
         let virtualenv = VirtualenvConfig {
             system_site_packages: raw.stackstorm.system_site_packages.unwrap_or(true),

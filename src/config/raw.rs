@@ -34,6 +34,7 @@ pub(super) struct RawAgent {
     pub(super) prune: Option<bool>,
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) concurrency: Option<Spanned<i64>>,
+    pub(super) metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

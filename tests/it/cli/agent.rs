@@ -289,3 +289,50 @@ fn json_logs_carry_the_run_span() {
         "{finished}"
     );
 }
+
+/// `GET path` on `address`: the status line and the body, or what went wrong.
+fn http_get(address: &str, path: &str) -> Result<(String, String), String> {
+    use std::io::{Read as _, Write as _};
+    let fail = |err: std::io::Error| format!("GET {path}: {err}");
+    let mut stream = std::net::TcpStream::connect(address).map_err(fail)?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").map_err(fail)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(fail)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no headers in {response:?}"))?;
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    Ok((status, body.to_owned()))
+}
+
+#[test]
+fn metrics_and_healthz_are_served() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .agent_line(&format!("metrics_listen = \"{address}\""));
+    let agent = Agent::start(&site);
+    agent.wait_for("the first run", || agent.log().contains("run finished"));
+    agent.wait_for("/healthz to answer 200", || {
+        http_get(&address, "/healthz").is_ok_and(|(status, _)| status == "HTTP/1.1 200 OK")
+    });
+    let (status, metrics) = http_get(&address, "/metrics").unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for line in [
+        "packsync_runs_total{result=\"ok\"} 1",
+        "packsync_changes_total{action=\"install\"} 1",
+        "packsync_run_duration_seconds_count 1",
+        "packsync_last_success_timestamp_seconds{pack=\"clush\"} ",
+        "packsync_drifted_packs 0",
+    ] {
+        assert!(metrics.contains(line), "{line:?} not in:\n{metrics}");
+    }
+    let (status, _) = http_get(&address, "/nothing").unwrap();
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
