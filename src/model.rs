@@ -263,11 +263,23 @@ pub struct Desired {
     /// Packs in the site config whose desired state could not be read; the error is reported
     /// elsewhere, and the plan leaves them alone (they are neither orphans nor removals).
     pub unresolved: Vec<PackName>,
+    /// Packs `packsync suspend` holds back, with the reason given: their changes are planned
+    /// but not carried out.
+    pub suspended: BTreeMap<PackName, String>,
     /// The runner set `[[runner]]` asks for: an environment overlay on StackStorm's own
     /// (`python` is `st2_python`, `requirements` the runners, `settings` what StackStorm's
     /// environment provides to it, `pins` what the set installs). `None` without runners, or
     /// when they cannot be resolved (reported elsewhere).
     pub runners: Option<EnvInputs>,
+}
+
+/// What `packsync suspend` holds back: one pack, or with no pack the whole host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    #[serde(default)]
+    pub pack: Option<PackName>,
+    pub reason: String,
+    pub at: jiff::Timestamp,
 }
 
 /// A pack release that packsync installed.
@@ -423,6 +435,11 @@ pub enum Reason {
     /// The runner set is live but StackStorm's `.pth` hook to it is gone (its virtualenv was
     /// rebuilt, e.g. by a StackStorm upgrade).
     RunnerHookMissing,
+    /// `packsync suspend`: the change `held` waits until `packsync resume`.
+    Suspended {
+        reason: String,
+        held: Action,
+    },
     ConfigChanged,
     Disabled,
     LeftConfig,
@@ -467,6 +484,11 @@ impl fmt::Display for Reason {
                 write!(f, "{name} {version}: mirror file changed")
             }
             Reason::EnvChanged => f.write_str("virtualenv inputs changed"),
+            Reason::Suspended { reason, held } => write!(
+                f,
+                "suspended ({reason}): the {} waits for `packsync resume`",
+                held.as_str()
+            ),
             Reason::RunnerHookMissing => f.write_str(
                 "StackStorm's Python no longer loads the runner set (its `packsync-runners.pth` \
                  is gone)",

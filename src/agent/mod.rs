@@ -393,6 +393,10 @@ fn reconcile(
     let progress = |pack: &PackName, what: &str| tracing::info!(%pack, "{what}");
     let applied = match execute::apply(config, store.as_ref(), &options, run.clone(), &progress) {
         Ok(applied) => applied,
+        Err(err @ execute::ExecuteError::HostSuspended { .. }) => {
+            tracing::info!(reason = %err, "nothing to do");
+            return Some((BTreeSet::new(), metrics::RunSummary::default()));
+        }
         Err(err) => {
             tracing::error!(error = %Report::new(&err).one_line(), "the run failed");
             return None;

@@ -63,6 +63,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Build, test, switch and register every change of the plan, one atomic switch per pack
     Apply(ApplyArgs),
+    /// Hold back the changes of a pack, or with no pack of the whole host, until `resume`
+    Suspend(SuspendArgs),
+    /// Let a suspended pack, or with no pack the host, change again
+    Resume(ResumeArgs),
     /// Run as the agent: reconcile at start, on every commit, mirror or config change
     /// (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
     Run,
@@ -128,6 +132,23 @@ pub struct LockArgs {
     /// Wait up to this many seconds for another run to finish instead of exiting 75 at once
     #[arg(long, value_name = "SECONDS")]
     pub wait_for_lock: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    /// The pack to hold back (default: the whole host)
+    #[arg(value_name = "PACK", value_parser = parse_pack_name)]
+    pub pack: Option<PackName>,
+    /// Why, shown by `plan` and `status`
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The pack to let change again (default: the whole host)
+    #[arg(value_name = "PACK", value_parser = parse_pack_name)]
+    pub pack: Option<PackName>,
 }
 
 #[derive(Debug, Args)]

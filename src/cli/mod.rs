@@ -9,7 +9,7 @@ mod printer;
 
 pub use args::{
     ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, LogFormat,
-    PlanArgs, RollbackArgs, StateCommand, StatusArgs,
+    PlanArgs, ResumeArgs, RollbackArgs, StateCommand, StatusArgs, SuspendArgs,
 };
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -22,6 +22,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Plan(args) => commands::plan(&cli.global, args, printer),
         Command::Apply(args) => commands::apply(&cli.global, args, printer),
         Command::Run => commands::run(&cli.global, printer),
+        Command::Suspend(args) => commands::suspend(&cli.global, args, printer),
+        Command::Resume(args) => commands::resume(&cli.global, args, printer),
         Command::Status(args) => commands::status(&cli.global, args, printer),
         Command::History(args) => commands::history(&cli.global, args, printer),
         Command::Rollback(args) => commands::rollback(&cli.global, args, printer),

@@ -27,7 +27,9 @@ use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
 use crate::env::EnvBuilder;
 use crate::fsx;
-use crate::model::{Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange};
+use crate::model::{
+    Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange, Suspension,
+};
 use crate::plan::PlanError;
 use crate::python::PythonIdentity;
 use crate::runners::{self, RunnersLayout};
@@ -43,6 +45,8 @@ pub struct Planned {
     pub records: BTreeMap<PackName, PackRecord>,
     pub observed: Observed,
     pub plan: Plan,
+    /// The suspension of the whole host, if any: `apply` changes nothing while it lasts.
+    pub host_suspended: Option<Suspension>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +71,11 @@ pub enum ExecuteError {
     NoSuchRunnerSet { set: String, dir: PathBuf },
     #[error("No earlier runner set to roll back to")]
     NoEarlierRunnerSet,
+    #[error("This host is suspended since {since} ({reason}): nothing changes")]
+    HostSuspended {
+        reason: String,
+        since: jiff::Timestamp,
+    },
     #[error(transparent)]
     Runners(#[from] runners::RunnerError),
 }
@@ -79,6 +88,9 @@ impl Diagnose for ExecuteError {
                  the same); pass `--allow-empty` if removing them all is intended"
                     .to_string(),
             ),
+            ExecuteError::HostSuspended { .. } => {
+                Some("`packsync resume` lets changes happen again".to_string())
+            }
             ExecuteError::NoSuchRunnerSet { .. } | ExecuteError::NoEarlierRunnerSet => Some(
                 "`packsync history --runners` lists the runner sets that went live".to_string(),
             ),
@@ -104,13 +116,14 @@ pub fn plan(
     store: &dyn StateStore,
     only: Option<&BTreeSet<PackName>>,
 ) -> Result<Planned, ExecuteError> {
-    plan_from(config, store.load()?, only)
+    plan_from(config, store.load()?, store.suspensions()?, only)
 }
 
 /// [`plan`] from the store's `records`, already read.
 fn plan_from(
     config: &SiteConfig,
     records: BTreeMap<PackName, PackRecord>,
+    suspensions: Vec<Suspension>,
     only: Option<&BTreeSet<PackName>>,
 ) -> Result<Planned, ExecuteError> {
     let layout = Layout::new(config);
@@ -145,13 +158,23 @@ fn plan_from(
         observed.installed.runners_unhooked = PythonIdentity::probe_cached(st2_python, &probes)
             .is_ok_and(|st2| !runners::hooked(&st2, &runners_layout));
     }
-    let resolution = desired::resolve(config, only, WorkTrees::Ignore);
+    let mut resolution = desired::resolve(config, only, WorkTrees::Ignore);
+    let mut host_suspended = None;
+    for suspension in suspensions {
+        match suspension.pack {
+            Some(pack) => {
+                resolution.desired.suspended.insert(pack, suspension.reason);
+            }
+            None => host_suspended = Some(suspension),
+        }
+    }
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;
     Ok(Planned {
         resolution,
         records,
         observed,
         plan,
+        host_suspended,
     })
 }
 
@@ -446,11 +469,20 @@ pub fn apply(
     // First: a store that cannot be read (a database down) stops the run before anything on
     // disk changes.
     let records = store.load()?;
+    let suspensions = store.suspensions()?;
+    if options.mode == DryRun::Apply
+        && let Some(host) = suspensions.iter().find(|s| s.pack.is_none())
+    {
+        return Err(ExecuteError::HostSuspended {
+            reason: host.reason.clone(),
+            since: host.at,
+        });
+    }
     let recovered = match options.mode {
         DryRun::Apply => store::prepare(&layout)?,
         DryRun::Noop => Recovered::default(),
     };
-    let planned = plan_from(config, records, options.only.as_ref())?;
+    let planned = plan_from(config, records, suspensions, options.only.as_ref())?;
     let removals = planned
         .plan
         .changes

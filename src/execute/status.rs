@@ -25,6 +25,8 @@ pub enum PackState {
     Drifted,
     /// `apply` would change it.
     Pending,
+    /// `packsync suspend` holds its changes back.
+    Suspended,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +40,9 @@ pub struct PackStatus {
     /// What `apply` would do, when not `unchanged`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Action>,
+    /// Why `packsync suspend` holds it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
     pub active: Option<ActiveStatus>,
     /// Kept releases, newest first.
     pub releases: Vec<ReleaseId>,
@@ -153,6 +158,9 @@ pub struct RunnerSetStatus {
 /// The status of the packs and of the runner set.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The suspension of the whole host, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_suspended: Option<crate::model::Suspension>,
     pub packs: Vec<PackStatus>,
     /// `None` when the site has no runners and none are live.
     pub runners: Option<RunnerSetStatus>,
@@ -164,6 +172,7 @@ pub fn status(config: &SiteConfig, store: &dyn StateStore) -> Result<Status, Exe
     let planned = plan(config, store, None)?;
     let runners = runner_status(config, store, &planned)?;
     Ok(Status {
+        host_suspended: planned.host_suspended.clone(),
         packs: pack_status(config, store, &planned)?,
         runners,
     })
@@ -245,7 +254,10 @@ fn pack_status(
                 EngineStatus { registered, drift }
             });
             let engine_drift = engine.as_ref().is_some_and(|e| e.drift);
-            let state = if last_failure.is_some() || unresolved {
+            let suspended = planned.resolution.desired.suspended.get(&pack).cloned();
+            let state = if suspended.is_some() {
+                PackState::Suspended
+            } else if last_failure.is_some() || unresolved {
                 PackState::Failed
             } else if drifted || engine_drift {
                 PackState::Drifted
@@ -269,6 +281,7 @@ fn pack_status(
                 enabled: pack_config.is_some_and(|p| p.enabled),
                 state,
                 pending,
+                suspended,
                 active,
                 releases: record
                     .map(|r| r.releases.iter().map(|r| r.id.clone()).collect())

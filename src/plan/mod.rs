@@ -42,9 +42,13 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
     let mut changes = Vec::with_capacity(desired.packs.len() + desired.disabled.len());
     for name in dependency_order(&by_name)? {
         let pack = by_name[name];
-        changes.push(match installed.packs.get(name) {
+        let change = match installed.packs.get(name) {
             Some(current) => compare(pack, current),
             None => install(pack, installed),
+        };
+        changes.push(match desired.suspended.get(name) {
+            Some(reason) => hold(change, reason),
+            None => change,
         });
     }
     for name in &desired.disabled {
@@ -71,12 +75,16 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
             Prune::On => (Action::Remove, Reason::LeftConfig),
             Prune::Off => (Action::Orphan, Reason::LeftConfigPruneOff),
         };
-        changes.push(Change {
+        let change = Change {
             pack: name.clone(),
             action,
             from: Some(pack.revision.clone()),
             to: None,
             reasons: vec![reason],
+        };
+        changes.push(match desired.suspended.get(name) {
+            Some(reason) => hold(change, reason),
+            None => change,
         });
     }
     Ok(Plan {
@@ -230,6 +238,22 @@ fn version_change(from: &Revision, to: &Revision) -> Reason {
     Reason::VersionChanged {
         from: from.version.clone(),
         to: to.version.clone(),
+    }
+}
+
+/// A suspended pack's change: nothing happens, and the reason says what waits.
+fn hold(change: Change, reason: &str) -> Change {
+    if !change.action.changes_host() {
+        return change;
+    }
+    Change {
+        action: Action::Unchanged,
+        to: change.from.clone(),
+        reasons: vec![Reason::Suspended {
+            reason: reason.to_string(),
+            held: change.action,
+        }],
+        ..change
     }
 }
 

@@ -216,6 +216,7 @@ fn unresolved_and_disabled_packs_are_left_alone() {
         packs: vec![],
         disabled: vec![name("a")],
         unresolved: vec![name("b")],
+        suspended: BTreeMap::new(),
         runners: None,
     };
     let plan = plan(&d, &current, Prune::On).unwrap();
@@ -358,4 +359,35 @@ fn the_runner_set_switches_only_when_its_inputs_change() {
     // Runners that left the site config stay as they are.
     desired.runners = None;
     assert_eq!(plan(&desired, &current, Prune::Off).unwrap().runners, None);
+}
+
+#[test]
+fn a_suspended_pack_holds_its_change_and_says_why() {
+    let a = want("a", "1.1.0", "t2", inputs(&[], &[]), "c");
+    let old = want("a", "1.0.0", "t1", inputs(&[], &[]), "c");
+    let gone = want("gone", "1.0.0", "t", inputs(&[], &[]), "c");
+    let current = installed(&[have(&old), have(&gone)]);
+    let desired = Desired {
+        packs: vec![a],
+        suspended: BTreeMap::from([
+            (name("a"), "maintenance".to_string()),
+            (name("gone"), "keep it".to_string()),
+        ]),
+        ..Desired::default()
+    };
+    let plan = plan(&desired, &current, Prune::On).unwrap();
+    assert!(!plan.has_changes());
+    assert_eq!(plan.changes[0].action, Action::Unchanged);
+    assert_eq!(plan.changes[0].to, plan.changes[0].from);
+    assert_eq!(
+        plan.changes[0].reasons,
+        [Reason::Suspended {
+            reason: "maintenance".into(),
+            held: Action::Upgrade
+        }]
+    );
+    assert_eq!(
+        plan.changes[1].reasons[0].to_string(),
+        "suspended (keep it): the remove waits for `packsync resume`"
+    );
 }

@@ -14,7 +14,7 @@ use super::{
     RunnerSwitch, StateStore, installed,
 };
 use crate::activate::Adoption;
-use crate::model::{Digest, EnvInputs, PackName, Pin, ReleaseId, Revision};
+use crate::model::{Digest, EnvInputs, PackName, Pin, ReleaseId, Revision, Suspension};
 
 pub(super) fn pack(name: &str) -> PackName {
     PackName::new(name).unwrap()
@@ -394,6 +394,35 @@ pub(crate) fn runner_switches_roundtrip_newest_first(store: &dyn StateStore) {
     assert_eq!(store.runner_switches(Some(1)).unwrap(), [failed]);
 }
 
+pub(crate) fn suspensions_replace_and_resume(store: &dyn StateStore) {
+    assert!(store.suspensions().unwrap().is_empty());
+    let clush = Suspension {
+        pack: Some(pack("clush")),
+        reason: "maintenance".into(),
+        at: at(0),
+    };
+    let host = Suspension {
+        pack: None,
+        reason: "st2 upgrade".into(),
+        at: at(1),
+    };
+    store.suspend(&clush).unwrap();
+    store.suspend(&host).unwrap();
+    let again = Suspension {
+        reason: "still maintenance".into(),
+        ..clush.clone()
+    };
+    store.suspend(&again).unwrap();
+    let mut found = store.suspensions().unwrap();
+    found.sort_by(|a, b| a.pack.cmp(&b.pack));
+    assert_eq!(found, [host.clone(), again]);
+    assert!(store.resume(Some(&pack("clush"))).unwrap());
+    assert!(!store.resume(Some(&pack("clush"))).unwrap());
+    assert_eq!(store.suspensions().unwrap(), [host]);
+    assert!(store.resume(None).unwrap());
+    assert!(store.suspensions().unwrap().is_empty());
+}
+
 /// Generates a `#[test]` for every contract test, each run by `$with_store`, a
 /// `fn(fn(&dyn StateStore))` that calls the test with a fresh, empty store of the backend.
 macro_rules! state_store_contract {
@@ -407,6 +436,7 @@ macro_rules! state_store_contract {
             concurrent_saves_of_different_packs_are_kept,
             runs_roundtrip_newest_first,
             runner_switches_roundtrip_newest_first,
+            suspensions_replace_and_resume,
         );
     };
     (@tests $with_store:path; $($test:ident,)*) => {

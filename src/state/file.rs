@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{HistoryEntry, PackRecord, RunRecord, RunnerSwitch};
 use super::{StateError, StateStore};
 use crate::fsx;
-use crate::model::PackName;
+use crate::model::{PackName, Suspension};
 
 pub(super) const FORMAT_VERSION: u32 = 1;
 const FILE_NAME: &str = "state.json";
@@ -50,6 +50,8 @@ struct StateDocument {
     version: u32,
     #[serde(default)]
     packs: BTreeMap<PackName, PackRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    suspensions: Vec<Suspension>,
 }
 
 impl FileStore {
@@ -297,6 +299,32 @@ impl StateStore for FileStore {
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError> {
         let _guard = self.lock();
         read_journal(&self.runs, |_| true, limit.unwrap_or(usize::MAX))
+    }
+
+    fn suspensions(&self) -> Result<Vec<Suspension>, StateError> {
+        let _guard = self.lock();
+        Ok(self.read()?.suspensions)
+    }
+
+    fn suspend(&self, suspension: &Suspension) -> Result<(), StateError> {
+        let _guard = self.lock();
+        self.create_dir()?;
+        let mut document = self.read()?;
+        document.suspensions.retain(|s| s.pack != suspension.pack);
+        document.suspensions.push(suspension.clone());
+        self.write(&document)
+    }
+
+    fn resume(&self, pack: Option<&PackName>) -> Result<bool, StateError> {
+        let _guard = self.lock();
+        let mut document = self.read()?;
+        let before = document.suspensions.len();
+        document.suspensions.retain(|s| s.pack.as_ref() != pack);
+        if document.suspensions.len() == before {
+            return Ok(false);
+        }
+        self.write(&document)?;
+        Ok(true)
     }
 
     fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError> {

@@ -26,7 +26,7 @@ pub use record::{
 
 use crate::config::{SiteConfig, StateConfig};
 use crate::diagnostics::Diagnose;
-use crate::model::PackName;
+use crate::model::{PackName, Suspension};
 
 /// The records of every pack of one host.
 pub type HostRecords = BTreeMap<PackName, PackRecord>;
@@ -72,6 +72,15 @@ pub trait StateStore: Send + Sync {
 
     /// The runs, newest first, at most `limit`.
     fn runs(&self, limit: Option<usize>) -> Result<Vec<RunRecord>, StateError>;
+
+    /// What `packsync suspend` holds back on this host: packs, and the host itself (no pack).
+    fn suspensions(&self) -> Result<Vec<Suspension>, StateError>;
+
+    /// Suspends a pack or, with no pack, the host; replaces an earlier suspension of it.
+    fn suspend(&self, suspension: &Suspension) -> Result<(), StateError>;
+
+    /// Lifts the suspension of `pack` (or of the host); whether there was one.
+    fn resume(&self, pack: Option<&PackName>) -> Result<bool, StateError>;
 
     /// Records a switch of the runner set (or a failed attempt).
     fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError>;

@@ -33,7 +33,7 @@ use super::{
 };
 use crate::activate::Adoption;
 use crate::config::{MongoConfig, SecretUrl};
-use crate::model::{self, Digest, PackName, ReleaseId, Revision};
+use crate::model::{self, Digest, PackName, ReleaseId, Revision, Suspension};
 use crate::store::Layout;
 
 /// StackStorm's collection of registered packs (mongoengine's name for `PackDB`).
@@ -51,6 +51,7 @@ pub struct MongoStore {
     history: Collection<Document>,
     runs: Collection<Document>,
     runner_switches: Collection<Document>,
+    suspensions: Collection<Document>,
     /// Whether the indexes were made sure of: once per process, before the first write.
     indexed: Mutex<bool>,
     /// Cleared when the server refuses transactions (a standalone server).
@@ -101,6 +102,7 @@ impl MongoStore {
             history: collection("history"),
             runs: collection("runs"),
             runner_switches: collection("runner_switches"),
+            suspensions: collection("suspensions"),
             database,
             client,
             host: host.to_string(),
@@ -481,6 +483,37 @@ impl StateStore for MongoStore {
         Ok(documents.into_iter().map(RunRecord::from).collect())
     }
 
+    fn suspensions(&self) -> Result<Vec<Suspension>, StateError> {
+        let documents: Vec<SuspensionDocument> = self.find(
+            &self.suspensions,
+            doc! { "host": &self.host },
+            doc! { "pack": 1 },
+            None,
+        )?;
+        Ok(documents.into_iter().map(Suspension::from).collect())
+    }
+
+    fn suspend(&self, suspension: &Suspension) -> Result<(), StateError> {
+        let document = SuspensionDocument::of(&self.host, suspension.clone());
+        self.suspensions
+            .replace_one(
+                doc! { "host": &self.host, "pack": suspension.pack.as_ref().map(PackName::as_str) },
+                to_document(&document),
+            )
+            .upsert(true)
+            .run()
+            .map(drop)
+            .map_err(|err| self.error("suspend", &err))
+    }
+
+    fn resume(&self, pack: Option<&PackName>) -> Result<bool, StateError> {
+        self.suspensions
+            .delete_one(doc! { "host": &self.host, "pack": pack.map(PackName::as_str) })
+            .run()
+            .map(|deleted| deleted.deleted_count > 0)
+            .map_err(|err| self.error("resume", &err))
+    }
+
     fn record_runner_switch(&self, switch: &RunnerSwitch) -> Result<(), StateError> {
         self.ensure_indexes()?;
         self.runner_switches
@@ -714,6 +747,36 @@ impl From<HistoryDocument> for HistoryEntry {
 }
 
 /// `<prefix>runs`: one run.
+/// A document of `suspensions`: one per host and pack (`pack: null` for the whole host).
+#[derive(Debug, Serialize, Deserialize)]
+struct SuspensionDocument {
+    host: String,
+    pack: Option<PackName>,
+    reason: String,
+    time: DateTime,
+}
+
+impl SuspensionDocument {
+    fn of(host: &str, suspension: Suspension) -> Self {
+        Self {
+            host: host.to_string(),
+            pack: suspension.pack,
+            reason: suspension.reason,
+            time: date(suspension.at),
+        }
+    }
+}
+
+impl From<SuspensionDocument> for Suspension {
+    fn from(document: SuspensionDocument) -> Self {
+        Self {
+            pack: document.pack,
+            reason: document.reason,
+            at: timestamp(document.time),
+        }
+    }
+}
+
 /// A document of `runner_switches`: a [`RunnerSwitch`] with its time as a BSON date.
 #[derive(Debug, Serialize, Deserialize)]
 struct RunnerSwitchDocument {

@@ -8,6 +8,7 @@ mod mirror;
 mod mongodb;
 mod plan;
 mod runners;
+mod suspend;
 
 use std::io::Read as _;
 use std::process::Stdio;
@@ -30,6 +31,8 @@ fn help() {
                 against the mirror; print every problem. Exit 0 when valid, 1 when not
       plan      Show what `apply` would change, and why, without changing anything
       apply     Build, test, switch and register every change of the plan, one atomic switch per pack
+      suspend   Hold back the changes of a pack, or with no pack of the whole host, until `resume`
+      resume    Let a suspended pack, or with no pack the host, change again
       run       Run as the agent: reconcile at start, on every commit, mirror or config change
                 (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
       status    Show per pack the desired ref, the live release and its state (ok, failed, drifted,

@@ -74,7 +74,18 @@ pub(crate) fn apply(
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
     let run = RunInfo::new(config.host());
-    let applied = execute::apply(&config, store.as_ref(), &options, run.clone(), &progress)?;
+    let applied = match execute::apply(&config, store.as_ref(), &options, run.clone(), &progress) {
+        Ok(applied) => applied,
+        // Skipped, like a run that finds the lock held (Puppet's and design.md's 75).
+        Err(err @ execute::ExecuteError::HostSuspended { .. }) => {
+            printer.problem(&Problem {
+                severity: Severity::Error,
+                report: crate::diagnostics::Report::new(&err),
+            });
+            return Ok(ExitStatus::Locked);
+        }
+        Err(err) => return Err(err.into()),
+    };
     let plan = &applied.planned.plan;
     let failed = applied.failures();
     let planned = applied.planned();

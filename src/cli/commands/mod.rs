@@ -8,6 +8,7 @@ mod plan;
 mod rollback;
 mod run;
 mod status;
+mod suspend;
 
 pub(super) use apply::apply;
 pub(super) use check::check;
@@ -17,6 +18,7 @@ pub(super) use plan::plan;
 pub(super) use rollback::{gc, rollback};
 pub(super) use run::run;
 pub(super) use status::status;
+pub(super) use suspend::{resume, suspend};
 
 use std::time::Duration;
 

@@ -48,8 +48,18 @@ pub(crate) fn plan(
     let only: Option<BTreeSet<PackName>> =
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
     let Planned {
-        resolution, plan, ..
+        resolution,
+        plan,
+        host_suspended,
+        ..
     } = execute::plan(&config, store.as_ref(), only.as_ref())?;
+    if let Some(host) = &host_suspended {
+        printer.note(format_args!(
+            "note: this host is suspended since {} ({}): `apply` changes nothing until \
+             `packsync resume`",
+            host.at, host.reason
+        ));
+    }
     let summary = summary(&plan, resolution.desired.unresolved.len());
     if global.json {
         printer.json(&PlanReport {

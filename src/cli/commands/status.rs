@@ -17,6 +17,8 @@ use crate::execute::{
 #[derive(Serialize)]
 struct StatusReport<'a> {
     host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_suspended: Option<&'a crate::model::Suspension>,
     packs: &'a [PackStatus],
     #[serde(skip_serializing_if = "Option::is_none")]
     runners: Option<&'a RunnerSetStatus>,
@@ -43,7 +45,11 @@ pub(crate) fn status(
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let Status { packs, runners } = execute::status(&config, store.as_ref())?;
+    let Status {
+        host_suspended,
+        packs,
+        runners,
+    } = execute::status(&config, store.as_ref())?;
     let others = if args.all_hosts {
         execute::other_hosts(store.as_ref())?
     } else {
@@ -52,6 +58,7 @@ pub(crate) fn status(
     if global.json {
         printer.json(&StatusReport {
             host: config.host(),
+            host_suspended: host_suspended.as_ref(),
             packs: &packs,
             runners: runners.as_ref(),
             other_hosts: args.all_hosts.then(|| {
@@ -64,6 +71,14 @@ pub(crate) fn status(
         return Ok(ExitStatus::Success);
     }
     let mut out = render(&packs);
+    if let Some(host) = &host_suspended {
+        let _ = write!(
+            out,
+            "\nThis host is suspended since {} ({}): nothing changes until `packsync resume`",
+            host.at.strftime("%Y-%m-%d %H:%M"),
+            host.reason
+        );
+    }
     if let Some(runners) = &runners {
         out.push_str(&render_runners(runners));
     }
@@ -181,9 +196,10 @@ fn render(packs: &[PackStatus]) -> String {
     let rows: Vec<[String; 5]> = packs
         .iter()
         .map(|p| {
-            let state = match (p.state, p.pending) {
-                (PackState::Pending, Some(action)) => format!("pending ({action})"),
-                (state, _) => json_word(state),
+            let state = match (p.state, p.pending, &p.suspended) {
+                (PackState::Pending, Some(action), _) => format!("pending ({action})"),
+                (PackState::Suspended, _, Some(reason)) => format!("suspended ({reason})"),
+                (state, _, _) => json_word(state),
             };
             let desired = match (&p.desired, p.enabled) {
                 (None, _) => "(not in config)".to_string(),
