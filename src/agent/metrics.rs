@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+use super::events::Events;
 use crate::model::PackName;
 use crate::state::Operation;
 
@@ -50,14 +51,24 @@ struct Counters {
     healthy: bool,
 }
 
-/// The agent's counters, shared with the server.
+/// The agent's counters, shared with the server, and its event queue.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Metrics(Arc<Mutex<Counters>>);
+pub(super) struct Metrics {
+    counters: Arc<Mutex<Counters>>,
+    events: Option<Events>,
+}
 
 impl Metrics {
+    pub(super) fn new(events: Option<Events>) -> Self {
+        Self {
+            counters: Arc::default(),
+            events,
+        }
+    }
+
     /// Counts a run; `None`: it could not run (lock, store).
     pub(super) fn record(&self, summary: Option<&RunSummary>) {
-        let mut counters = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(summary) = summary else {
             counters.runs_failed += 1;
             counters.healthy = false;
@@ -94,7 +105,7 @@ impl Metrics {
     }
 
     fn healthy(&self) -> bool {
-        self.0
+        self.counters
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .healthy
@@ -102,7 +113,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     fn render(&self) -> String {
-        let counters = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -165,6 +176,16 @@ impl Metrics {
              run.\n# TYPE packsync_drifted_packs gauge\npacksync_drifted_packs {}",
             counters.drifted
         );
+        if let Some(events) = &self.events {
+            let (queued, dropped) = events.counts();
+            let _ = writeln!(
+                out,
+                "# HELP packsync_events_queued Events waiting for the broker.\n\
+                 # TYPE packsync_events_queued gauge\npacksync_events_queued {queued}\n\
+                 # HELP packsync_events_dropped_total Events dropped because the queue was full.\n\
+                 # TYPE packsync_events_dropped_total counter\npacksync_events_dropped_total {dropped}"
+            );
+        }
         out
     }
 }

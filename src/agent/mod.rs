@@ -12,6 +12,7 @@
 //! SIGINT let the pack step in progress finish, leave the others for the next start, and exit
 //! 0.
 
+mod events;
 mod metrics;
 mod watch;
 
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -92,6 +94,8 @@ struct Agent {
     stop: Arc<AtomicBool>,
     retry: Option<Retry>,
     metrics: metrics::Metrics,
+    /// The queue of `[messaging]` events (fixed at start, as the broker connection is).
+    events: Option<events::Events>,
 }
 
 /// Packs that failed, and when they are tried again.
@@ -117,13 +121,18 @@ fn listen(kind: SignalKind, name: &'static str) -> Result<Signal, AgentError> {
 
 impl Agent {
     fn new(path: &Path, config: SiteConfig) -> Self {
+        let events = config
+            .messaging
+            .as_ref()
+            .map(|messaging| events::Events::new(messaging.queue_limit));
         Self {
             path: path.to_path_buf(),
             config: Arc::new(config),
             runs: 0,
             stop: Arc::new(AtomicBool::new(false)),
             retry: None,
-            metrics: metrics::Metrics::default(),
+            metrics: metrics::Metrics::new(events.clone()),
+            events,
         }
     }
 
@@ -138,6 +147,9 @@ impl Agent {
         // Bound once: a new address in a re-read config needs a restart.
         if let Some(address) = self.config.agent.metrics_listen {
             tokio::spawn(metrics::serve(address, self.metrics.clone()));
+        }
+        if let (Some(messaging), Some(events)) = (&self.config.messaging, &self.events) {
+            tokio::spawn(events::publish(messaging.clone(), events.clone()));
         }
         tracing::info!(config = %self.path.display(), "agent started");
         let mut pending = Some(Scope::Everything);
@@ -264,8 +276,11 @@ impl Agent {
             tokio::select! {
                 done = &mut task => {
                     match done {
-                        Ok(Some((failed, summary))) => {
+                        Ok(Some((failed, summary, events))) => {
                             self.metrics.record(Some(&summary));
+                            if let Some(queue) = &self.events {
+                                queue.push(events);
+                            }
                             self.schedule_retry(&looked_at, failed);
                         }
                         Ok(None) => self.metrics.record(None),
@@ -359,7 +374,7 @@ fn reconcile(
     scope: &Scope,
     sequence: u64,
     stop: Arc<AtomicBool>,
-) -> Option<(BTreeSet<PackName>, metrics::RunSummary)> {
+) -> Option<(BTreeSet<PackName>, metrics::RunSummary, Vec<events::Event>)> {
     let started = std::time::Instant::now();
     let mut run = RunInfo::new(config.host());
     run.id = format!("{}-{sequence}", run.id);
@@ -395,7 +410,7 @@ fn reconcile(
         Ok(applied) => applied,
         Err(err @ execute::ExecuteError::HostSuspended { .. }) => {
             tracing::info!(reason = %err, "nothing to do");
-            return Some((BTreeSet::new(), metrics::RunSummary::default()));
+            return Some((BTreeSet::new(), metrics::RunSummary::default(), Vec::new()));
         }
         Err(err) => {
             tracing::error!(error = %Report::new(&err).one_line(), "the run failed");
@@ -438,10 +453,10 @@ fn reconcile(
                 .cloned(),
         )
         .collect();
-    let counts = applied.run_record(&run, false, 0);
+    let counts = applied.run_record(&run, false, applied.detailed_exit_code(false));
     let summary = metrics::RunSummary {
-        applied: counts.applied,
-        failed: counts.failed,
+        applied: counts.applied.clone(),
+        failed: counts.failed.clone(),
         converged: applied
             .planned
             .resolution
@@ -454,5 +469,78 @@ fn reconcile(
         drifted: applied.planned.observed.drift.len(),
         duration: started.elapsed(),
     };
-    Some((failed, summary))
+    let events = run_events(&applied, &run, &counts);
+    Some((failed, summary, events))
+}
+
+/// The body of a pack's (or the runner set's) event.
+#[derive(Serialize)]
+struct OutcomeEvent<'a> {
+    host: &'a str,
+    pack: &'a str,
+    action: &'a str,
+    from: Option<String>,
+    to: Option<String>,
+    outcome: &'a str,
+    error: Option<String>,
+    run: &'a str,
+    time: jiff::Timestamp,
+}
+
+/// One event per step, one per drift repaired, and `run.completed`.
+fn run_events(
+    applied: &execute::Applied,
+    run: &RunInfo,
+    record: &crate::state::RunRecord,
+) -> Vec<events::Event> {
+    use crate::state::{Operation, Outcome};
+    let time = crate::model::now();
+    let word = |operation: Operation, outcome: Outcome| match (outcome, operation) {
+        (Outcome::Failed, _) => "failed",
+        (Outcome::RolledBack, _) | (Outcome::Applied, Operation::Rollback) => "rolled_back",
+        (Outcome::Applied, Operation::Install) => "installed",
+        (Outcome::Applied, Operation::Upgrade | Operation::Downgrade) => "upgraded",
+        (Outcome::Applied, Operation::Rebuild) => "rebuilt",
+        (Outcome::Applied, Operation::Reconfigure) => "reconfigured",
+        (Outcome::Applied, Operation::Remove) => "removed",
+        (Outcome::Applied, Operation::Repair) => "drift",
+    };
+    let mut events = Vec::new();
+    let mut push = |pack: &str, operation, outcome, from, to, error: Option<String>| {
+        let outcome = word(operation, outcome);
+        let body = OutcomeEvent {
+            host: &run.host,
+            pack,
+            action: operation.as_str(),
+            from,
+            to,
+            outcome,
+            error,
+            run: &run.id,
+            time,
+        };
+        events.push(events::Event::new(&run.host, pack, outcome, &body));
+    };
+    if let Some(runners) = &applied.runners {
+        push(
+            "runners",
+            runners.operation,
+            runners.outcome,
+            runners.from.as_ref().map(|d| d.short().to_string()),
+            Some(runners.to.short().to_string()),
+            runners.error.as_ref().map(Report::one_line),
+        );
+    }
+    for step in &applied.steps {
+        push(
+            step.pack.as_str(),
+            step.operation,
+            step.outcome,
+            step.from.as_ref().map(|r| r.version.to_string()),
+            step.to.as_ref().map(|r| r.version.to_string()),
+            step.error.as_ref().map(Report::one_line),
+        );
+    }
+    events.push(events::Event::new(&run.host, "run", "completed", record));
+    events
 }

@@ -40,6 +40,8 @@ const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const DEFAULT_POLL: Duration = Duration::from_secs(30);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
+const DEFAULT_EXCHANGE: &str = "packsync";
+const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Every 15 minutes, at second 0.
 const DEFAULT_CRON: &str = "0 */15 * * * *";
 
@@ -59,6 +61,19 @@ pub struct SiteConfig {
     pub runners: Vec<RunnerConfig>,
     pub watch: WatchConfig,
     pub schedule: ScheduleConfig,
+    /// `None`: the agent publishes no events.
+    pub messaging: Option<MessagingConfig>,
+}
+
+/// `[messaging]`: a RabbitMQ topic exchange for the agent's events.
+#[derive(Debug, Clone)]
+pub struct MessagingConfig {
+    /// `amqp://user:password@host:5672/vhost` (or `amqps://`); never printed with its password.
+    pub url: SecretUrl,
+    /// Declared by packsync: topic, durable.
+    pub exchange: String,
+    /// Events kept while the broker is away; beyond it the oldest are dropped.
+    pub queue_limit: usize,
 }
 
 /// `[watch]`: how `packsync run` notices a commit, a new mirror file or a config edit.
@@ -473,6 +488,7 @@ impl Validator<'_> {
                 .and_then(|raw| self.duration(&raw, "retry"))
                 .unwrap_or(DEFAULT_RETRY),
         };
+        let messaging = raw.messaging.map(|raw| self.messaging(raw));
         SiteConfig {
             path: self.path.to_path_buf(),
             agent,
@@ -483,6 +499,32 @@ impl Validator<'_> {
             runners,
             watch,
             schedule,
+            messaging,
+        }
+    }
+
+    fn messaging(&mut self, raw: raw::RawMessaging) -> MessagingConfig {
+        let url = SecretUrl::new(raw.url.get_ref().clone());
+        if !(url.expose().starts_with("amqp://") || url.expose().starts_with("amqps://")) {
+            self.error(
+                raw.url.span(),
+                "`url` is not an AMQP URL",
+                Some("write it as `url = \"amqp://user:password@mq1:5672/st2\"`".into()),
+            );
+        }
+        let exchange = raw.exchange.map_or_else(
+            || DEFAULT_EXCHANGE.to_string(),
+            |exchange| {
+                self.name(&exchange, "exchange", DEFAULT_EXCHANGE);
+                exchange.into_inner()
+            },
+        );
+        MessagingConfig {
+            url,
+            exchange,
+            queue_limit: self
+                .positive(raw.queue_limit.as_ref(), "queue_limit")
+                .unwrap_or(DEFAULT_QUEUE_LIMIT),
         }
     }
 

@@ -16,6 +16,7 @@ pub(super) struct RawSiteConfig {
     pub(super) stackstorm: RawStackStorm,
     pub(super) mirror: Option<RawMirror>,
     pub(super) state: Option<RawState>,
+    pub(super) messaging: Option<RawMessaging>,
     #[serde(default)]
     pub(super) watch: RawWatch,
     #[serde(default)]
@@ -112,4 +113,13 @@ pub(super) struct RawSchedule {
     pub(super) cron: Option<Spanned<String>>,
     pub(super) splay: Option<Spanned<String>>,
     pub(super) retry: Option<Spanned<String>>,
+}
+
+/// `[messaging]`: where the agent publishes its events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMessaging {
+    pub(super) url: Spanned<String>,
+    pub(super) exchange: Option<Spanned<String>>,
+    pub(super) queue_limit: Option<Spanned<i64>>,
 }

@@ -4,6 +4,7 @@
 mod agent;
 mod apply;
 mod check;
+mod events;
 mod mirror;
 mod mongodb;
 mod plan;

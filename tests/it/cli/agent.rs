@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use crate::common::site::{PackEntry, TestSite, pack_yaml};
 
 /// The agent of `site`, its log in `agent.log`; killed if a test fails before it stops.
-struct Agent {
+pub(super) struct Agent {
     child: Child,
     log: PathBuf,
 }
 
 impl Agent {
-    fn start(site: &TestSite) -> Self {
+    pub(super) fn start(site: &TestSite) -> Self {
         Self::start_with(site, &[])
     }
 
@@ -29,7 +29,7 @@ impl Agent {
         Self { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(super) fn log(&self) -> String {
         fs_err::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -42,7 +42,7 @@ impl Agent {
     }
 
     /// Waits (up to 30 s) until `ready` holds, with the log in the failure message.
-    fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
+    pub(super) fn wait_for(&self, what: &str, ready: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ready() {
             assert!(
@@ -63,7 +63,7 @@ impl Drop for Agent {
 }
 
 /// The version of the live release of `pack`, from its `release.json`.
-fn live_version(site: &TestSite, pack: &str) -> Option<String> {
+pub(super) fn live_version(site: &TestSite, pack: &str) -> Option<String> {
     let release = fs_err::read_link(site.state_dir().join("current").join(pack)).ok()?;
     let release = site.state_dir().join("current").join(release);
     let json: serde_json::Value =

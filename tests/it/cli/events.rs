@@ -1,0 +1,220 @@
+//! The agent's events on the real RabbitMQ of this machine (127.0.0.1:5672, guest/guest).
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+
+use super::agent::{Agent, live_version};
+use crate::common::site::{PackEntry, TestSite, pack_yaml};
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A queue bound to `packsync.#` of `exchange`, read with `basic_get`.
+struct Consumer {
+    runtime: tokio::runtime::Runtime,
+    channel: lapin::Channel,
+    queue: String,
+    _connection: Connection,
+}
+
+impl Consumer {
+    fn bind(exchange: &str) -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        let (connection, channel, queue) = runtime.block_on(async {
+            let connection = Connection::connect(BROKER, ConnectionProperties::default())
+                .await
+                .expect(
+                    "RabbitMQ answers on 127.0.0.1:5672 (scripts/test starts it when it is not \
+                     running)",
+                );
+            let channel = connection.create_channel().await.expect("a channel");
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("the exchange is declared");
+            let queue = channel
+                .queue_declare(
+                    "".into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("a queue");
+            let name = queue.name().to_string();
+            channel
+                .queue_bind(
+                    name.as_str().into(),
+                    exchange.into(),
+                    "packsync.#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("the queue is bound");
+            (connection, channel, name)
+        });
+        Self {
+            runtime,
+            channel,
+            queue,
+            _connection: connection,
+        }
+    }
+
+    /// The messages received until one has `routing_key` (30 s at most): routing keys and
+    /// bodies.
+    fn until(&self, routing_key: &str) -> Vec<(String, serde_json::Value)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut received = Vec::new();
+        while !received.iter().any(|(key, _)| key == routing_key) {
+            assert!(
+                Instant::now() < deadline,
+                "no {routing_key} within 30 s; received {received:#?}"
+            );
+            let message = self.runtime.block_on(
+                self.channel
+                    .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true }),
+            );
+            match message.expect("basic_get") {
+                Some(message) => received.push((
+                    message.delivery.routing_key.to_string(),
+                    serde_json::from_slice(&message.delivery.data).expect("a JSON body"),
+                )),
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        received
+    }
+}
+
+fn exchange_name() -> String {
+    format!(
+        "packsync_test_{}_{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    )
+}
+
+#[test]
+fn every_outcome_is_published_with_its_routing_key() {
+    let exchange = exchange_name();
+    let consumer = Consumer::bind(&exchange);
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .agent_line("host = \"st2.node1\"")
+        .section(&format!(
+            "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"{BROKER}\"\nexchange = \"{exchange}\"\n"
+        ));
+    let agent = Agent::start(&site);
+    let first = consumer.until("packsync.st2_node1.run.completed");
+    let (_, installed) = first
+        .iter()
+        .find(|(key, _)| key == "packsync.st2_node1.clush.installed")
+        .expect("an installed event");
+    assert_eq!(installed["host"], "st2.node1");
+    assert_eq!(installed["pack"], "clush");
+    assert_eq!(installed["action"], "install");
+    assert_eq!(installed["to"], "1.0.0");
+    assert_eq!(installed["outcome"], "installed");
+    assert!(
+        installed["run"]
+            .as_str()
+            .is_some_and(|run| run.ends_with("-1"))
+    );
+
+    clush.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    clush.commit("clush 1.1.0");
+    let second = consumer.until("packsync.st2_node1.clush.upgraded");
+    let (_, upgraded) = second.last().unwrap();
+    assert_eq!(
+        (&upgraded["from"], &upgraded["to"]),
+        (&"1.0.0".into(), &"1.1.0".into())
+    );
+    let completed = consumer.until("packsync.st2_node1.run.completed");
+    let (_, completed) = completed.last().unwrap();
+    assert_eq!(completed["exit_code"], 2);
+    assert_eq!(completed["applied"]["upgrade"], 1);
+    drop(agent);
+}
+
+/// Forwards every connection on `listener` to RabbitMQ, a thread per direction.
+fn proxy(listener: TcpListener) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(broker) = TcpStream::connect("127.0.0.1:5672") else {
+                continue;
+            };
+            for (mut from, mut to) in [
+                (
+                    client.try_clone().expect("the socket clones"),
+                    broker.try_clone().expect("the socket clones"),
+                ),
+                (broker, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
+    let exchange = exchange_name();
+    let consumer = Consumer::bind(&exchange);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .agent_line("host = \"node2\"")
+        .section(&format!(
+            "[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
+        ));
+    let agent = Agent::start(&site);
+    // Deployed while the broker is away.
+    agent.wait_for("clush live", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+    });
+    agent.wait_for("the broker to be missed", || {
+        agent
+            .log()
+            .contains("cannot reach the broker; events wait in the queue")
+    });
+    assert!(
+        !agent.log().contains("guest:guest"),
+        "no password in the log"
+    );
+    // The broker is back: the queued events go out.
+    proxy(TcpListener::bind(("127.0.0.1", port)).expect("the port is still free"));
+    let received = consumer.until("packsync.node2.run.completed");
+    assert!(
+        received
+            .iter()
+            .any(|(key, _)| key == "packsync.node2.clush.installed"),
+        "{received:#?}"
+    );
+}
