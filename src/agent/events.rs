@@ -191,3 +191,30 @@ async fn drain(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_and_counts_it() {
+        let events = Events::new(2);
+        let event = |n: u32| Event::new("node1", "clush", "installed", &n);
+        events.push([event(1), event(2)]);
+        assert_eq!(events.counts(), (2, 0));
+        events.push([event(3)]);
+        assert_eq!(events.counts(), (2, 1));
+        assert_eq!(events.front().unwrap().body, serde_json::json!(2));
+        events.pop_front();
+        assert_eq!(events.front().unwrap().body, serde_json::json!(3));
+        assert_eq!(
+            event(0).routing_key,
+            "packsync.node1.clush.installed",
+            "one word per part"
+        );
+        assert_eq!(
+            Event::new("st2.node1", "run", "completed", &0).routing_key,
+            "packsync.st2_node1.run.completed"
+        );
+    }
+}

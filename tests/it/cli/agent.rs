@@ -336,3 +336,20 @@ fn metrics_and_healthz_are_served() {
     let (status, _) = http_get(&address, "/nothing").unwrap();
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
+
+#[test]
+fn the_schedule_reconciles_everything_again() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .section("[schedule]\ncron = \"*/2 * * * * *\"\nsplay = \"100ms\"\n");
+    let agent = Agent::start(&site);
+    agent.wait_for("two scheduled runs", || {
+        agent.log().matches("scheduled reconcile").count() >= 2
+    });
+    // Drift no watch sees: the live release unlinked by hand is put back by the next
+    // scheduled run.
+    let link = site.state_dir().join("current/clush");
+    fs_err::remove_file(&link).unwrap();
+    agent.wait_for("the live link put back", || link.exists());
+}
