@@ -1,6 +1,8 @@
 //! The agent's events on the real RabbitMQ of this machine (127.0.0.1:5672, guest/guest).
 
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::options::{
@@ -155,27 +157,65 @@ fn every_outcome_is_published_with_its_routing_key() {
     drop(agent);
 }
 
-/// Forwards every connection on `listener` to RabbitMQ, a thread per direction.
-fn proxy(listener: TcpListener) {
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let Ok(broker) = TcpStream::connect("127.0.0.1:5672") else {
-                continue;
-            };
-            for (mut from, mut to) in [
-                (
+/// A stand-in for the broker on a port of its own: forwards every connection to RabbitMQ until
+/// stopped, when it closes them all, as a broker going down does.
+struct Proxy {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut sockets = Vec::new();
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                client.set_nonblocking(false).expect("a blocking socket");
+                let Ok(broker) = TcpStream::connect("127.0.0.1:5672") else {
+                    continue;
+                };
+                sockets.extend([
                     client.try_clone().expect("the socket clones"),
                     broker.try_clone().expect("the socket clones"),
-                ),
-                (broker, client),
-            ] {
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                });
+                ]);
+                for (mut from, mut to) in [
+                    (
+                        client.try_clone().expect("the socket clones"),
+                        broker.try_clone().expect("the socket clones"),
+                    ),
+                    (broker, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
             }
+            for socket in sockets {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        Self {
+            stop,
+            thread: Some(thread),
         }
-    });
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the proxy thread ends");
+        }
+    }
 }
 
 #[test]
@@ -192,7 +232,7 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
     site.add_pack(PackEntry::new("clush", clush.path()))
         .agent_line("host = \"node2\"")
         .section(&format!(
-            "[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
+            "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
         ));
     let agent = Agent::start(&site);
     // Deployed while the broker is away.
@@ -209,7 +249,7 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
         "no password in the log"
     );
     // The broker is back: the queued events go out.
-    proxy(TcpListener::bind(("127.0.0.1", port)).expect("the port is still free"));
+    let proxy = Proxy::start(port);
     let received = consumer.until("packsync.node2.run.completed");
     assert!(
         received
@@ -217,4 +257,21 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
             .any(|(key, _)| key == "packsync.node2.clush.installed"),
         "{received:#?}"
     );
+
+    // Gone again while the agent runs: the next change still goes live, its events wait.
+    proxy.stop();
+    clush.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    clush.commit("clush 1.1.0");
+    agent.wait_for("clush 1.1.0 live", || {
+        live_version(&site, "clush").as_deref() == Some("1.1.0")
+    });
+    agent.wait_for("the broker to be lost", || {
+        agent
+            .log()
+            .contains("lost the broker; events wait in the queue")
+    });
+    let _proxy = Proxy::start(port);
+    let received = consumer.until("packsync.node2.clush.upgraded");
+    let (_, upgraded) = received.last().unwrap();
+    assert_eq!(upgraded["to"], "1.1.0");
 }
