@@ -353,3 +353,31 @@ fn the_schedule_reconciles_everything_again() {
     fs_err::remove_file(&link).unwrap();
     agent.wait_for("the live link put back", || link.exists());
 }
+
+#[test]
+fn a_push_to_a_bare_repo_is_seen() {
+    let mut site = TestSite::new();
+    let work = site.pack_repo("clush", "1.0.0");
+    let bare = work.bare_clone(&site.path().join("clush.git"));
+    site.add_pack(PackEntry::new("clush", &bare))
+        .section("[watch]\ndebounce = \"200ms\"\n");
+    let agent = Agent::start(&site);
+    agent.wait_for("clush live", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+    });
+    work.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    work.commit("clush 1.1.0");
+    let pushed = Command::new("git")
+        .arg("-C")
+        .arg(work.path())
+        .arg("push")
+        .arg("-q")
+        .arg(&bare)
+        .arg("HEAD:main")
+        .status()
+        .expect("git runs");
+    assert!(pushed.success());
+    agent.wait_for("clush 1.1.0 live", || {
+        live_version(&site, "clush").as_deref() == Some("1.1.0")
+    });
+}
