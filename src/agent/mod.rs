@@ -429,7 +429,8 @@ fn reconcile(
             tracing::info!(pack = %step.pack, operation, release, "done");
         }
     }
-    for warning in execute::finish_run(config, store.as_ref(), &applied, &run, false) {
+    let (record, warnings) = execute::finish_run(config, store.as_ref(), &applied, &run, false);
+    for warning in warnings {
         tracing::warn!(warning = %warning.one_line(), "run not fully recorded");
     }
     tracing::info!(
@@ -453,10 +454,9 @@ fn reconcile(
                 .cloned(),
         )
         .collect();
-    let counts = applied.run_record(&run, false, applied.detailed_exit_code(false));
     let summary = metrics::RunSummary {
-        applied: counts.applied.clone(),
-        failed: counts.failed.clone(),
+        applied: record.applied.clone(),
+        failed: record.failed.clone(),
         converged: applied
             .planned
             .resolution
@@ -469,7 +469,7 @@ fn reconcile(
         drifted: applied.planned.observed.drift.len(),
         duration: started.elapsed(),
     };
-    let events = run_events(&applied, &run, &counts);
+    let events = run_events(&applied, &run, &record);
     Some((failed, summary, events))
 }
 

@@ -708,15 +708,15 @@ struct LastFailure<'a> {
     error: String,
 }
 
-/// Ends a run: records it in the store and writes `state_dir/last_run.json`. What failed is
-/// returned for a warning: the run itself is done either way.
+/// Ends a run: records it in the store and writes `state_dir/last_run.json`. Returns the record,
+/// and what failed for a warning: the run itself is done either way.
 pub fn finish_run(
     config: &SiteConfig,
     store: &dyn StateStore,
     applied: &Applied,
     run: &RunInfo,
     noop: bool,
-) -> Vec<Report> {
+) -> (RunRecord, Vec<Report>) {
     let record = applied.run_record(run, noop, applied.detailed_exit_code(noop));
     let mut warnings = Vec::new();
     if let Err(err) = store.record_run(&record) {
@@ -756,7 +756,7 @@ pub fn finish_run(
             source,
         }));
     }
-    warnings
+    (record, warnings)
 }
 
 /// Makes an earlier runner set live again (default: the last one that went live before the

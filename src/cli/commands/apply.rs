@@ -126,7 +126,8 @@ pub(crate) fn apply(
             print_outcome(&applied, &report.summary, printer);
         }
     }
-    for report in execute::finish_run(&config, store.as_ref(), &applied, &run, args.noop) {
+    let (_, warnings) = execute::finish_run(&config, store.as_ref(), &applied, &run, args.noop);
+    for report in warnings {
         printer.problem(&Problem {
             severity: Severity::Warning,
             report,
