@@ -10,6 +10,7 @@ mod mongodb;
 mod plan;
 mod runners;
 mod suspend;
+mod systemd;
 
 use std::io::Read as _;
 use std::process::Stdio;
