@@ -349,3 +349,22 @@ fn runners_need_st2_python_a_specifier_and_a_source_for_a_ref() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn the_reference_site_configs_are_valid() {
+    for (name, text) in [
+        (
+            "site-config/packsync.toml",
+            include_str!("../../site-config/packsync.toml"),
+        ),
+        (
+            "site-config/kubernetes.toml",
+            include_str!("../../site-config/kubernetes.toml"),
+        ),
+    ] {
+        if let Err(errors) = parse(Path::new("/etc/packsync/packsync.toml"), text) {
+            let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            panic!("{name}: {messages:#?}");
+        }
+    }
+}
