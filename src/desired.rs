@@ -450,18 +450,19 @@ impl PackReader<'_> {
         } else {
             Prereleases::IfRequested
         };
+        // `requirements.txt:3`: the file within the pack, for chains and hash errors.
         let in_pack = tree.file_label("");
+        let origin = |line: &RequirementLine| {
+            let file = line.file.strip_prefix(&in_pack).unwrap_or(&line.file);
+            format!("{file}:{}", line.line)
+        };
         let roots = |lines: &[RequirementLine]| -> Vec<RootRequirement> {
             lines
                 .iter()
                 .filter(|line| line.requirement.marker.evaluate(python.markers(), &[]))
                 .map(|line| RootRequirement {
                     requirement: line.requirement.clone(),
-                    origin: format!(
-                        "{}:{}",
-                        line.file.strip_prefix(&in_pack).unwrap_or(&line.file),
-                        line.line
-                    ),
+                    origin: origin(line),
                 })
                 .collect()
         };
@@ -490,10 +491,9 @@ impl PackReader<'_> {
                 problems.push(finding(
                     Severity::Error,
                     format!(
-                        "{}:{}: the mirror's `{}` has sha256 {}, which no `--hash` of the line \
+                        "{}: the mirror's `{}` has sha256 {}, which no `--hash` of the line \
                          allows",
-                        line.file.strip_prefix(&in_pack).unwrap_or(&line.file),
-                        line.line,
+                        origin(line),
                         pin.file,
                         pin.sha256
                     ),

@@ -52,7 +52,7 @@ struct Counters {
 }
 
 /// The agent's counters, shared with the server, and its event queue.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Metrics {
     counters: Arc<Mutex<Counters>>,
     events: Option<Events>,
