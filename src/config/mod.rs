@@ -503,15 +503,25 @@ impl Validator<'_> {
         }
     }
 
-    fn messaging(&mut self, raw: raw::RawMessaging) -> MessagingConfig {
-        let url = SecretUrl::new(raw.url.get_ref().clone());
-        if !(url.expose().starts_with("amqp://") || url.expose().starts_with("amqps://")) {
-            self.error(
-                raw.url.span(),
-                "`url` is not an AMQP URL",
-                Some("write it as `url = \"amqp://user:password@mq1:5672/st2\"`".into()),
-            );
-        }
+    fn messaging(&mut self, raw: Spanned<raw::RawMessaging>) -> MessagingConfig {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let example = "amqp://user:password@mq1:5672/st2";
+        let url = match self.secret_url("messaging", span, raw.url, raw.url_file, example) {
+            Some(found) => {
+                if !(found.url.expose().starts_with("amqp://")
+                    || found.url.expose().starts_with("amqps://"))
+                {
+                    self.error(
+                        found.span,
+                        format!("{} is not an AMQP URL", found.origin),
+                        Some(format!("write it as `{example}`")),
+                    );
+                }
+                found.url
+            }
+            None => SecretUrl::new(String::new()),
+        };
         let exchange = raw.exchange.map_or_else(
             || DEFAULT_EXCHANGE.to_string(),
             |exchange| {
@@ -700,25 +710,27 @@ impl Validator<'_> {
         runners
     }
 
-    fn state(&mut self, raw: raw::RawState) -> StateConfig {
-        let url = SecretUrl::new(raw.url.get_ref().clone());
-        let from_url = match mongodb::options::ConnectionString::parse(url.expose()) {
-            Ok(parsed) => parsed.default_database,
-            Err(err) => {
-                self.error(
-                    raw.url.span(),
-                    format!(
-                        "`url` is not a MongoDB connection string: {}",
-                        url.redact(&err.kind.to_string())
-                    ),
-                    Some(
-                        "write it as `mongodb://user:password@host:27017/?authSource=admin` (or \
-                         `mongodb+srv://...`)"
-                            .to_string(),
-                    ),
-                );
-                None
-            }
+    fn state(&mut self, raw: Spanned<raw::RawState>) -> StateConfig {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let example = "mongodb://user:password@host:27017/?authSource=admin";
+        let (url, from_url) = match self.secret_url("state", span, raw.url, raw.url_file, example) {
+            Some(found) => match mongodb::options::ConnectionString::parse(found.url.expose()) {
+                Ok(parsed) => (found.url, parsed.default_database),
+                Err(err) => {
+                    self.error(
+                        found.span,
+                        format!(
+                            "{} is not a MongoDB connection string: {}",
+                            found.origin,
+                            found.url.redact(&err.kind.to_string())
+                        ),
+                        Some(format!("write it as `{example}` (or `mongodb+srv://...`)")),
+                    );
+                    (found.url, None)
+                }
+            },
+            None => (SecretUrl::new(String::new()), None),
         };
         let database = match raw.database {
             Some(database) => {
@@ -744,6 +756,66 @@ impl Validator<'_> {
             collection_prefix,
             timeout,
         })
+    }
+
+    /// The connection URL of `[state]` or `[messaging]`: written in `url`, or read from
+    /// `url_file`, which keeps the password out of the site config (a mounted Kubernetes
+    /// Secret, a file only root reads). Reading it is the one I/O of the validation.
+    fn secret_url(
+        &mut self,
+        section: &str,
+        table: Range<usize>,
+        url: Option<Spanned<String>>,
+        url_file: Option<Spanned<String>>,
+        example: &str,
+    ) -> Option<FoundUrl> {
+        match (url, url_file) {
+            (Some(url), None) => Some(FoundUrl {
+                span: url.span(),
+                url: SecretUrl::new(url.into_inner()),
+                origin: "`url`".to_string(),
+            }),
+            (None, Some(file)) => {
+                let path = self.path(&file);
+                match fs_err::read_to_string(&path) {
+                    Ok(text) => Some(FoundUrl {
+                        span: file.span(),
+                        url: SecretUrl::new(text.trim().to_string()),
+                        origin: format!("The URL in `{}`", path.display()),
+                    }),
+                    Err(err) => {
+                        self.error(
+                            file.span(),
+                            format!("Cannot read `url_file`: {err}"),
+                            Some(format!(
+                                "write the URL (`{example}`) into that file, readable by \
+                                 packsync only, or mount the Secret that holds it there"
+                            )),
+                        );
+                        None
+                    }
+                }
+            }
+            (Some(url), Some(_)) => {
+                self.error(
+                    url.span(),
+                    format!("`[{section}]` has both `url` and `url_file`"),
+                    Some("keep one: `url_file` keeps the password out of the site config".into()),
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    table,
+                    format!("`[{section}]` needs `url` or `url_file`"),
+                    Some(format!(
+                        "write `url = \"{example}\"`, or `url_file = \"/etc/packsync/{section}-url\"` \
+                         naming a file that holds it"
+                    )),
+                );
+                None
+            }
+        }
     }
 
     /// A database or collection name: letters, digits, `_` and `-`.
@@ -981,6 +1053,14 @@ impl Validator<'_> {
             PathBuf::from(raw.get_ref())
         }
     }
+}
+
+/// A connection URL and where it was written, for the messages about it.
+struct FoundUrl {
+    url: SecretUrl,
+    span: Range<usize>,
+    /// "`url`", or "The URL in `/etc/packsync/secrets/mongodb/url`".
+    origin: String,
 }
 
 /// The `{name}` placeholders of an argument.

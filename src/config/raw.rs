@@ -15,8 +15,8 @@ pub(super) struct RawSiteConfig {
     #[serde(default)]
     pub(super) stackstorm: RawStackStorm,
     pub(super) mirror: Option<RawMirror>,
-    pub(super) state: Option<RawState>,
-    pub(super) messaging: Option<RawMessaging>,
+    pub(super) state: Option<Spanned<RawState>>,
+    pub(super) messaging: Option<Spanned<RawMessaging>>,
     #[serde(default)]
     pub(super) watch: RawWatch,
     #[serde(default)]
@@ -68,7 +68,8 @@ pub(super) struct RawMirror {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawState {
-    pub(super) url: Spanned<String>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) url_file: Option<Spanned<String>>,
     pub(super) database: Option<Spanned<String>>,
     pub(super) collection_prefix: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
@@ -119,7 +120,8 @@ pub(super) struct RawSchedule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMessaging {
-    pub(super) url: Spanned<String>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) url_file: Option<Spanned<String>>,
     pub(super) exchange: Option<Spanned<String>>,
     pub(super) queue_limit: Option<Spanned<i64>>,
 }

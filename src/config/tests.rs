@@ -362,9 +362,108 @@ fn the_reference_site_configs_are_valid() {
             include_str!("../../site-config/kubernetes.toml"),
         ),
     ] {
-        if let Err(errors) = parse(Path::new("/etc/packsync/packsync.toml"), text) {
+        // The Secrets the Kubernetes layout reads its URLs from, as the chart mounts them.
+        let secrets = tempfile::tempdir().unwrap();
+        for (file, url) in [
+            (
+                "mongodb/url",
+                "mongodb://packsync:pw@st2-mongodb-headless:27017/st2",
+            ),
+            ("rabbitmq/url", "amqp://packsync:pw@st2-rabbitmq:5672/"),
+        ] {
+            let path = secrets.path().join(file);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, url).unwrap();
+        }
+        let text = text.replace(
+            "/etc/packsync/secrets/",
+            &format!("{}/", secrets.path().display()),
+        );
+        if let Err(errors) = parse(Path::new("/etc/packsync/packsync.toml"), &text) {
             let messages: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
             panic!("{name}: {messages:#?}");
         }
     }
+}
+
+#[test]
+fn connection_urls_can_be_read_from_files_that_keep_the_password_out_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("mongodb-url"),
+        "mongodb://packsync:pw-from-secret@db1:27017/ops?authSource=admin\n",
+    )
+    .unwrap();
+    fs_err::write(
+        dir.path().join("amqp-url"),
+        "amqp://packsync:pw@mq1:5672/st2\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{MINIMAL}\n[state]\nurl_file = \"mongodb-url\"\n\n[messaging]\nurl_file = \"{}\"\n",
+        dir.path().join("amqp-url").display()
+    );
+    let config = parse(&dir.path().join("site.toml"), &text).unwrap();
+    let StateConfig::MongoDb(mongo) = config.state else {
+        panic!("a [state] section is MongoDB")
+    };
+    assert_eq!(
+        mongo.url.expose(),
+        "mongodb://packsync:pw-from-secret@db1:27017/ops?authSource=admin",
+        "relative to the config's folder, the newline trimmed"
+    );
+    assert_eq!(
+        mongo.database, "ops",
+        "the database named in the file's URL"
+    );
+    assert_eq!(
+        config.messaging.unwrap().url.expose(),
+        "amqp://packsync:pw@mq1:5672/st2"
+    );
+}
+
+#[test]
+fn a_connection_url_is_in_exactly_one_place_and_its_file_must_be_readable_and_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("bad-url"),
+        "http://packsync:pw-never-shown@db1/\n",
+    )
+    .unwrap();
+    let config = |sections: &str| {
+        let path = dir.path().join("site.toml");
+        match parse(&path, &format!("{MINIMAL}\n{sections}")) {
+            Ok(_) => panic!("expected errors"),
+            Err(ConfigErrors(errors)) => errors
+                .iter()
+                .map(|err| format!("{}: {err}", err.location().expect("located").line))
+                .collect::<Vec<_>>(),
+        }
+    };
+    let errors = config(
+        "[state]\ndatabase = \"st2\"\n\n[messaging]\nurl = \"amqp://mq1/\"\nurl_file = \"x\"\n",
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0], "27: `[state]` needs `url` or `url_file`");
+    assert_eq!(errors[1], "31: `[messaging]` has both `url` and `url_file`");
+
+    let errors =
+        config("[state]\nurl_file = \"missing-url\"\n\n[messaging]\nurl_file = \"bad-url\"\n");
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("28: Cannot read `url_file`: "),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[0].contains("missing-url"),
+        "the file is named: {errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with(&format!(
+            "31: The URL in `{}` is not an AMQP URL",
+            dir.path().join("bad-url").display()
+        )),
+        "{errors:#?}"
+    );
+    assert!(!errors.concat().contains("pw-never-shown"));
 }
