@@ -8,6 +8,7 @@ mod events;
 mod mirror;
 mod mongodb;
 mod plan;
+mod puppet;
 mod runners;
 mod suspend;
 mod systemd;
