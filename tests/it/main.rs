@@ -1,5 +1,6 @@
 //! The one integration test binary: real Git repos, real wheels, the real `packsync` binary.
 
+mod chart;
 mod cli;
 mod common;
 mod mirror;
