@@ -3,23 +3,25 @@
 //! becomes a [`Trigger`]: a commit reconciles the packs of that repo, a mirror change every pack
 //! (and the runners), a config change a reload.
 //!
-//! Where the kernel cannot watch (too many inotify watches, a network file system), the whole
-//! set falls back to polling every `[watch] poll`, and the log says so.
+//! Places on a network file system, whose changes made on other hosts the kernel never sees,
+//! are polled every `[watch] poll` (`[watch] mode` can also choose polling or the kernel for
+//! all); where the kernel cannot watch (too many inotify watches), the rest falls back to
+//! polling too, and the log says so.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use notify::event::ModifyKind;
+use notify::event::{MetadataKind, ModifyKind};
 use notify::{Event, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Scope, Trigger};
-use crate::config::SiteConfig;
+use crate::config::{SiteConfig, WatchMode};
 use crate::model::PackName;
 
 /// The watches in place; dropping them stops them.
 pub(super) struct Watches {
-    _watcher: Option<Box<dyn notify::Watcher + Send>>,
+    _watchers: Vec<Box<dyn notify::Watcher + Send>>,
 }
 
 /// What a path under a watched place means.
@@ -92,7 +94,14 @@ fn changes_content(kind: EventKind) -> bool {
         kind,
         EventKind::Create(_)
             | EventKind::Remove(_)
-            | EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Name(_) | ModifyKind::Any)
+            | EventKind::Modify(
+                ModifyKind::Data(_)
+                    | ModifyKind::Name(_)
+                    | ModifyKind::Any
+                    // The poll watcher's word for a file rewritten in place (a ref a commit
+                    // moved); the kernel's attribute changes are `Metadata(Any)`.
+                    | ModifyKind::Metadata(MetadataKind::WriteTime)
+            )
             | EventKind::Any
     )
 }
@@ -123,44 +132,135 @@ impl Watches {
                 Err(error) => tracing::warn!(%error, "file watch error"),
             }
         };
-        let places = targets.places();
-        let kernel = RecommendedWatcher::new(handler.clone(), notify::Config::default())
-            .map_err(|error| error.to_string())
-            .and_then(|mut watcher| {
-                for (place, mode) in &places {
-                    watcher
-                        .watch(place, *mode)
-                        .map_err(|error| format!("`{}`: {error}", place.display()))?;
+        let interval = config.watch.poll;
+        let (mut polled, notified): (Vec<_>, Vec<_>) =
+            targets
+                .places()
+                .into_iter()
+                .partition(|(place, _)| match config.watch.mode {
+                    WatchMode::Poll => true,
+                    WatchMode::Notify => false,
+                    WatchMode::Auto => network_file_system(place).is_some_and(|kind| {
+                        tracing::info!(place = %place.display(), kind, ?interval, "polled: on a network file system");
+                        true
+                    }),
+                });
+        let mut watchers: Vec<Box<dyn notify::Watcher + Send>> = Vec::new();
+        if !notified.is_empty() {
+            match kernel_watcher(handler.clone(), &notified) {
+                Ok(watcher) => {
+                    tracing::info!(places = notified.len(), "watching for changes");
+                    watchers.push(Box::new(watcher));
                 }
-                Ok(watcher)
-            });
-        let watcher: Box<dyn notify::Watcher + Send> = match kernel {
-            Ok(watcher) => {
-                tracing::info!(places = places.len(), "watching for changes");
-                Box::new(watcher)
-            }
-            Err(error) => {
-                let interval = config.watch.poll;
-                tracing::warn!(%error, ?interval, "cannot watch through the kernel; polling instead");
-                let polling = notify::Config::default().with_poll_interval(interval);
-                match PollWatcher::new(handler, polling) {
-                    Ok(mut watcher) => {
-                        for (place, mode) in &places {
-                            if let Err(error) = watcher.watch(place, *mode) {
-                                tracing::warn!(place = %place.display(), %error, "not watched");
-                            }
-                        }
-                        Box::new(watcher)
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "no watch at all: only the schedule reconciles");
-                        return Self { _watcher: None };
-                    }
+                Err(error) => {
+                    tracing::warn!(%error, ?interval, "cannot watch through the kernel; polling instead");
+                    polled.extend(notified);
                 }
             }
-        };
-        Self {
-            _watcher: Some(watcher),
         }
+        // Poll times are whole seconds, and two commits can come within one: the refs and the
+        // config, small files, are compared by content too. The mirror's wheels are too big to
+        // be read at every poll, and new wheels are new files.
+        let (mirror, small): (Vec<_>, Vec<_>) = polled
+            .into_iter()
+            .partition(|(place, _)| *place == targets.mirror);
+        for (places, compare_contents) in [(small, true), (mirror, false)] {
+            if places.is_empty() {
+                continue;
+            }
+            let polling = notify::Config::default()
+                .with_poll_interval(interval)
+                .with_compare_contents(compare_contents);
+            match PollWatcher::new(handler.clone(), polling) {
+                Ok(mut watcher) => {
+                    for (place, mode) in &places {
+                        if let Err(error) = watcher.watch(place, *mode) {
+                            tracing::warn!(place = %place.display(), %error, "not watched");
+                        }
+                    }
+                    tracing::info!(places = places.len(), ?interval, "polling for changes");
+                    watchers.push(Box::new(watcher));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot poll: only the schedule reconciles what is not watched");
+                }
+            }
+        }
+        Self {
+            _watchers: watchers,
+        }
+    }
+}
+
+/// One kernel watcher for all `places`, or why it cannot be had (the inotify limits).
+fn kernel_watcher(
+    handler: impl notify::EventHandler,
+    places: &[(PathBuf, RecursiveMode)],
+) -> Result<RecommendedWatcher, String> {
+    let mut watcher = RecommendedWatcher::new(handler, notify::Config::default())
+        .map_err(|error| error.to_string())?;
+    for (place, mode) in places {
+        watcher
+            .watch(place, *mode)
+            .map_err(|error| format!("`{}`: {error}", place.display()))?;
+    }
+    Ok(watcher)
+}
+
+/// The file systems whose changes made on another host the kernel of this one never notifies:
+/// `statfs(2)`'s `f_type`, as in `linux/magic.h` and the file systems' own headers.
+const NETWORK_FILE_SYSTEMS: [(u32, &str); 14] = [
+    (0x0000_6969, "nfs"),
+    (0x0000_517b, "smb"),
+    (0xff53_4d42, "cifs"),
+    (0xfe53_4d42, "smb2"),
+    (0x00c3_6400, "ceph"),
+    (0x6573_5546, "fuse"),
+    (0x0102_1997, "9p"),
+    (0x5346_414f, "afs"),
+    (0x7461_636f, "ocfs2"),
+    (0x0116_1970, "gfs2"),
+    (0x0bd0_0bd0, "lustre"),
+    (0x4750_4653, "gpfs"),
+    (0xaad7_aaea, "panfs"),
+    (0x1983_0326, "beegfs"),
+];
+
+/// The kind of network file system `place` is on, if it is on one.
+fn network_file_system(place: &Path) -> Option<&'static str> {
+    let stat = rustix::fs::statfs(place).ok()?;
+    // `f_type` is a signed or unsigned word depending on the architecture; the magic numbers
+    // are its low 32 bits.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let magic = stat.f_type as u32;
+    NETWORK_FILE_SYSTEMS
+        .iter()
+        .find(|(known, _)| *known == magic)
+        .map(|(_, kind)| *kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_file_systems_are_not_polled() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(network_file_system(dir.path()), None);
+        assert_eq!(network_file_system(Path::new("/proc")), None);
+        assert_eq!(network_file_system(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn a_rewritten_file_is_a_change_an_attribute_or_a_read_is_not() {
+        assert!(changes_content(EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::WriteTime
+        ))));
+        assert!(!changes_content(EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Any
+        ))));
+        assert!(!changes_content(EventKind::Access(
+            notify::event::AccessKind::Any
+        )));
     }
 }

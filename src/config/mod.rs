@@ -81,8 +81,22 @@ pub struct MessagingConfig {
 pub struct WatchConfig {
     /// Quiet time after the last event of a burst before reconciling.
     pub debounce: Duration,
-    /// How often to look when the file system cannot notify (polling fallback).
+    /// How often to look at what is polled.
     pub poll: Duration,
+    pub mode: WatchMode,
+}
+
+/// `[watch] mode`: how changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// The kernel's notifications (inotify), but for places on a network file system (NFS,
+    /// CIFS, Ceph, Lustre, GPFS, FUSE, ...), whose changes made on other hosts the kernel never
+    /// sees: those are polled. The default.
+    Auto,
+    /// The kernel's notifications everywhere; polling only where they cannot be set up.
+    Notify,
+    /// Polling everywhere.
+    Poll,
 }
 
 /// `[schedule]`: the full reconciles of `packsync run`, whatever the watches saw.
@@ -466,6 +480,10 @@ impl Validator<'_> {
                 .poll
                 .and_then(|raw| self.duration(&raw, "poll"))
                 .unwrap_or(DEFAULT_POLL),
+            mode: raw
+                .watch
+                .mode
+                .map_or(WatchMode::Auto, |raw| self.watch_mode(&raw)),
         };
         let schedule = ScheduleConfig {
             cron: raw
@@ -586,6 +604,26 @@ impl Validator<'_> {
                     ),
                 );
                 Installer::Pip
+            }
+        }
+    }
+
+    fn watch_mode(&mut self, raw: &Spanned<String>) -> WatchMode {
+        match raw.get_ref().as_str() {
+            "auto" => WatchMode::Auto,
+            "notify" => WatchMode::Notify,
+            "poll" => WatchMode::Poll,
+            other => {
+                self.error(
+                    raw.span(),
+                    format!("Unknown watch mode `{other}`"),
+                    Some(
+                        "`mode` is \"auto\" (the default: network file systems polled, the rest \
+                         notified by the kernel), \"notify\" or \"poll\""
+                            .into(),
+                    ),
+                );
+                WatchMode::Auto
             }
         }
     }

@@ -105,6 +105,7 @@ pub(super) struct RawRunner {
 pub(super) struct RawWatch {
     pub(super) debounce: Option<Spanned<String>>,
     pub(super) poll: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<String>>,
 }
 
 /// `[schedule]`: the full reconciles of `packsync run`.

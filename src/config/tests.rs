@@ -467,3 +467,25 @@ fn a_connection_url_is_in_exactly_one_place_and_its_file_must_be_readable_and_va
     );
     assert!(!errors.concat().contains("pw-never-shown"));
 }
+
+#[test]
+fn the_watch_mode_is_auto_unless_chosen() {
+    let mode = |extra: &str| {
+        parse(
+            Path::new("/etc/packsync/site.toml"),
+            &format!("{MINIMAL}\n{extra}"),
+        )
+        .unwrap()
+        .watch
+        .mode
+    };
+    assert_eq!(mode(""), WatchMode::Auto);
+    assert_eq!(mode("[watch]\nmode = \"poll\"\n"), WatchMode::Poll);
+    assert_eq!(mode("[watch]\nmode = \"notify\"\n"), WatchMode::Notify);
+    let errors = errors(&format!("{MINIMAL}\n[watch]\nmode = \"inotify\"\n"));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("Unknown watch mode `inotify`"),
+        "{errors:#?}"
+    );
+}

@@ -75,6 +75,35 @@ fn last_run(state_dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&fs_err::read(state_dir.join("last_run.json")).ok()?).ok()
 }
 
+/// What a share the kernel cannot watch (NFS) gets: a commit to an existing branch rewrites
+/// its ref in place, which only the file's time tells the poll watcher.
+#[test]
+fn a_polled_repo_deploys_each_commit() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .section("[watch]\nmode = \"poll\"\npoll = \"200ms\"\ndebounce = \"100ms\"\n");
+    let agent = Agent::start(&site);
+    agent.wait_for("the first reconcile", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+    });
+    agent.wait_for("the polling", || {
+        agent.log().contains("polling for changes")
+    });
+    for version in ["1.1.0", "1.2.0"] {
+        clush.write("pack.yaml", pack_yaml("clush", version, ""));
+        clush.commit(&format!("clush {version}"));
+        agent.wait_for(&format!("clush {version} live"), || {
+            live_version(&site, "clush").as_deref() == Some(version)
+        });
+    }
+    assert!(
+        !agent.log().contains("watching for changes"),
+        "{}",
+        agent.log()
+    );
+}
+
 #[test]
 fn the_agent_deploys_each_commit_survives_a_bad_config_and_stops_on_sigterm() {
     let mut site = TestSite::new();
