@@ -3,8 +3,11 @@
 //! `{placeholder}`s filled in per pack. The contract is the argv and the exit code.
 
 use std::fmt;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use crate::config::CommandTemplate;
 use crate::diagnostics::{Diagnose, output_tail};
@@ -64,9 +67,40 @@ pub enum EngineError {
         status: ExitStatus,
         output: String,
     },
+    /// Killed, with what it had started, after `[stackstorm] command_timeout`.
+    #[error(
+        "The `{hook}` command for {subject} did not finish within {} and was killed: {command}",
+        humantime(*timeout)
+    )]
+    TimedOut {
+        hook: Hook,
+        subject: String,
+        command: String,
+        timeout: Duration,
+        output: String,
+    },
 }
 
-impl Diagnose for EngineError {}
+impl Diagnose for EngineError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::TimedOut { .. } => Some(
+                "find out why it hangs (run it by hand); if it only needs longer, raise \
+                 `[stackstorm] command_timeout`"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// `10m`, `1m 30s`: a timeout as the site config writes it.
+fn humantime(duration: Duration) -> String {
+    jiff::SignedDuration::try_from(duration).map_or_else(
+        |_| format!("{duration:?}"),
+        |duration| format!("{duration:#}"),
+    )
+}
 
 /// Set for every hook: the pack it runs for.
 pub const PACK_ENV: &str = "PACKSYNC_PACK";
@@ -79,10 +113,14 @@ pub const HOOK_ENV: &str = "PACKSYNC_HOOK";
 /// The command inherits packsync's environment (these are the site's own commands, which may
 /// need its `PATH`, proxies or credentials) plus [`PACK_ENV`] and [`HOOK_ENV`]; stdin is null,
 /// so a command that prompts fails instead of hanging.
+///
+/// A command still running after `timeout` is killed with every process it started (it runs
+/// in a process group of its own) and the hook fails.
 pub fn run(
     hook: Hook,
     template: &CommandTemplate,
     values: &Placeholders,
+    timeout: Duration,
 ) -> Result<(), EngineError> {
     let argv: Vec<String> = template.0.iter().map(|arg| fill(arg, values)).collect();
     run_argv(
@@ -90,12 +128,17 @@ pub fn run(
         &format!("pack `{}`", values.pack),
         Some(&values.pack),
         &argv,
+        timeout,
     )
 }
 
 /// Runs a hook for the runner set (`register_runners`, `restart`): no placeholders.
-pub fn run_for_runners(hook: Hook, template: &CommandTemplate) -> Result<(), EngineError> {
-    run_argv(hook, "the runners", None, &template.0)
+pub fn run_for_runners(
+    hook: Hook,
+    template: &CommandTemplate,
+    timeout: Duration,
+) -> Result<(), EngineError> {
+    run_argv(hook, "the runners", None, &template.0, timeout)
 }
 
 fn run_argv(
@@ -103,6 +146,7 @@ fn run_argv(
     subject: &str,
     pack: Option<&PackName>,
     argv: &[String],
+    timeout: Duration,
 ) -> Result<(), EngineError> {
     let command = display_command(argv);
     let spawn_error = |program: &str, source| EngineError::Spawn {
@@ -126,9 +170,14 @@ fn run_argv(
     if let Some(pack) = pack {
         child.env(PACK_ENV, pack.as_str());
     }
-    let output = child
-        .output()
+    let child = child
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|source| spawn_error(program, source))?;
+    let (output, timed_out) = wait_with_timeout(child, timeout);
+    let output = output.map_err(|source| spawn_error(program, source))?;
     tracing::debug!(
         %hook,
         subject,
@@ -137,6 +186,15 @@ fn run_argv(
         stderr = %String::from_utf8_lossy(&output.stderr),
         "hook finished"
     );
+    if timed_out {
+        return Err(EngineError::TimedOut {
+            hook,
+            subject: subject.to_string(),
+            command,
+            timeout,
+            output: output_tail(&output),
+        });
+    }
     if output.status.success() {
         return Ok(());
     }
@@ -147,6 +205,29 @@ fn run_argv(
         status: output.status,
         output: output_tail(&output),
     })
+}
+
+/// Waits for `child` and its output; after `timeout`, kills its process group first. Returns
+/// whether it was killed.
+fn wait_with_timeout(child: Child, timeout: Duration) -> (std::io::Result<Output>, bool) {
+    let group = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let (finished, done) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = finished.send(());
+        output
+    });
+    let timed_out = matches!(done.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
+    if timed_out && let Some(group) = group {
+        // Already gone between the timeout and now: nothing to kill.
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let output = waiter
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the hook's waiting thread panicked")));
+    (output, timed_out)
 }
 
 /// `arg` with every known `{placeholder}` replaced, in one pass (a value that happens to
@@ -260,6 +341,7 @@ mod tests {
                 "with space",
             ]),
             &values,
+            Duration::from_mins(1),
         )
         .unwrap();
         let root = dir.path().display();
@@ -285,6 +367,7 @@ mod tests {
             Hook::Test,
             &template(&[&program, "{pack}", "it's"]),
             &values(dir.path()),
+            Duration::from_mins(1),
         )
         .unwrap_err();
         let EngineError::Failed {
@@ -312,6 +395,59 @@ mod tests {
     }
 
     #[test]
+    fn a_command_past_its_timeout_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
+        let program = script(
+            dir.path(),
+            "hang",
+            &format!(
+                "sleep 600 &\necho $! > '{}'\necho 'registering...'\nwait\n",
+                pid_file.display()
+            ),
+        );
+        let started = std::time::Instant::now();
+        let err = run(
+            Hook::Register,
+            &template(&[&program]),
+            &values(dir.path()),
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not waited out"
+        );
+        assert!(
+            matches!(&err, EngineError::TimedOut { hook: Hook::Register, output, .. } if output == "registering..."),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "The `register` command for pack `clush` did not finish within 500ms and was killed"
+            ),
+            "{err}"
+        );
+        assert!(err.hint().unwrap().contains("command_timeout"));
+        let grandchild = fs_err::read_to_string(&pid_file).unwrap();
+        let alive = Path::new("/proc").join(grandchild.trim()).join("stat");
+        // Killed (SIGKILL is delivered, not waited for): its /proc entry goes, or shows a
+        // zombie until init reaps it.
+        let gone = || {
+            fs_err::read_to_string(&alive).map_or(true, |stat| stat.split(' ').nth(2) == Some("Z"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !gone() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            gone(),
+            "the command's own child was killed too: {:?}",
+            fs_err::read_to_string(&alive)
+        );
+    }
+
+    #[test]
     fn a_missing_program_cannot_be_spawned() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("st2-missing");
@@ -319,6 +455,7 @@ mod tests {
             Hook::Unregister,
             &template(&[missing.to_str().unwrap()]),
             &values(dir.path()),
+            Duration::from_mins(1),
         )
         .unwrap_err();
         assert!(

@@ -39,6 +39,7 @@ const DEFAULT_COLLECTION_PREFIX: &str = "packsync_";
 const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const DEFAULT_POLL: Duration = Duration::from_secs(30);
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
 const DEFAULT_EXCHANGE: &str = "packsync";
 const DEFAULT_QUEUE_LIMIT: usize = 10_000;
@@ -174,6 +175,9 @@ pub struct StackStormConfig {
     pub register_runners: Option<CommandTemplate>,
     /// Restarts what loads runners (`st2ctl restart-component st2actionrunner`).
     pub restart: Option<CommandTemplate>,
+    /// How long any of these commands may run before it is killed and its step fails: a hung
+    /// registration must not stop every later deployment.
+    pub command_timeout: Duration,
 }
 
 /// StackStorm's virtualenv choices (`setup_pack_virtualenv`), each one a setting.
@@ -425,6 +429,11 @@ impl Validator<'_> {
                 .map(|python| self.program(python)),
             register_runners: self.command(raw.stackstorm.register_runners, "register_runners"),
             restart: self.command(raw.stackstorm.restart, "restart"),
+            command_timeout: raw
+                .stackstorm
+                .command_timeout
+                .and_then(|raw| self.duration(&raw, "command_timeout"))
+                .unwrap_or(DEFAULT_COMMAND_TIMEOUT),
         };
         let mirror = if let Some(mirror) = raw.mirror {
             MirrorConfig {

@@ -54,6 +54,7 @@ pub(super) struct RawStackStorm {
     pub(super) st2_python: Option<Spanned<String>>,
     pub(super) register_runners: Option<Spanned<Vec<String>>>,
     pub(super) restart: Option<Spanned<Vec<String>>>,
+    pub(super) command_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -170,7 +170,12 @@ impl Context<'_> {
             venv_dir: staged.venv.clone(),
             config_file: staged.config.clone(),
         };
-        Ok(engine::run(Hook::Test, test, &values)?)
+        Ok(engine::run(
+            Hook::Test,
+            test,
+            &values,
+            self.config.stackstorm.command_timeout,
+        )?)
     }
 
     /// Switches `pack` to the sealed release `id` and registers it; when registration fails,
@@ -240,6 +245,7 @@ impl Context<'_> {
             Hook::Register,
             register,
             &self.live_placeholders(pack),
+            self.config.stackstorm.command_timeout,
         )?)
     }
 
@@ -282,6 +288,7 @@ impl Context<'_> {
             Hook::Unregister,
             unregister,
             &self.live_placeholders(pack),
+            self.config.stackstorm.command_timeout,
         )?)
     }
 
