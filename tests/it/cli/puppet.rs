@@ -16,7 +16,10 @@ fn module_dir() -> PathBuf {
 /// when it could install it nowhere (never in CI, where that fails the run).
 fn puppet_present() -> bool {
     let present = Command::new("puppet").arg("--version").output().is_ok()
-        && Command::new("puppet-lint").arg("--version").output().is_ok();
+        && Command::new("puppet-lint")
+            .arg("--version")
+            .output()
+            .is_ok();
     assert!(
         present || std::env::var_os("PACKSYNC_TEST_SKIP_PUPPET").is_some(),
         "puppet and puppet-lint are not installed: run the tests through scripts/test, which \
@@ -35,9 +38,11 @@ fn puppet_apply(dir: &Path, manifest: &str, extra: &[&str]) -> (i32, String) {
         .args(["apply", "--detailed-exitcodes", "--color=false"])
         .arg("--modulepath")
         .arg(module_dir().parent().expect("the module is in puppet/"))
-        .args(["confdir", "vardir", "logdir", "rundir", "codedir"].iter().flat_map(|name| {
-            [format!("--{name}"), puppet.join(name).display().to_string()]
-        }))
+        .args(
+            ["confdir", "vardir", "logdir", "rundir", "codedir"]
+                .iter()
+                .flat_map(|name| [format!("--{name}"), puppet.join(name).display().to_string()]),
+        )
         .args(extra)
         .arg(&path)
         .output()
@@ -156,11 +161,15 @@ fn puppet_apply_converges_the_site_and_changes_only_what_a_commit_changed() {
     assert_eq!(code, 2, "the first run changes the host:\n{stdout}");
     let lines = apply_lines(&stdout);
     assert!(
-        lines.iter().any(|l| l.starts_with("installed    clush  1.0.0")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("installed    clush  1.0.0")),
         "{stdout}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("installed    slurm  2.0.0")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("installed    slurm  2.0.0")),
         "{stdout}"
     );
     assert_eq!(live_version(&site, "clush"), "1.0.0");
@@ -184,7 +193,9 @@ fn puppet_apply_converges_the_site_and_changes_only_what_a_commit_changed() {
     assert_eq!(code, 2, "a commit is a change:\n{stdout}");
     let lines = apply_lines(&stdout);
     assert!(
-        lines.iter().any(|l| l.starts_with("upgraded     clush  1.1.0")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("upgraded     clush  1.1.0")),
         "{stdout}"
     );
     assert!(lines.contains(&"Apply: 1 applied, 1 unchanged"), "{stdout}");
@@ -230,8 +241,8 @@ fn the_service_mode_points_the_agent_unit_at_the_class_paths() {
         units.join("packsync.service"),
     )
     .expect("the unit is copied");
-    let drop_in = fs_err::read_to_string(units.join("packsync.service.d/puppet.conf"))
-        .expect("the drop-in");
+    let drop_in =
+        fs_err::read_to_string(units.join("packsync.service.d/puppet.conf")).expect("the drop-in");
     let exec_start = format!(
         "ExecStart={root}/bin/packsync --config {root}/etc/packsync.toml run",
         root = root.display()
