@@ -290,6 +290,11 @@ pub struct InstalledPack {
     /// Absent for records that predate them; the plan then gives a generic reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_inputs: Option<EnvInputs>,
+    /// StackStorm's links to this release (`packs_dir/<pack>`, `virtualenvs_dir/<pack>`,
+    /// `configs_dir/<pack>.yaml`) found not leading to it: replaced by a folder (an image's
+    /// init container copying packs over the volume, a hand copy) or removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broken_links: Vec<PathBuf>,
 }
 
 /// A pack directory in `packs_dir` that packsync did not install (e.g. `st2 pack install`).
@@ -336,11 +341,14 @@ pub enum Action {
     Remove,
     /// Left the site config and `prune` is off: reported only.
     Orphan,
+    /// The live release is the desired one, but StackStorm's links to it are broken: linked
+    /// again (what is in the way moved aside) and registered again.
+    Repair,
     Unchanged,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Install,
         Action::Upgrade,
         Action::Downgrade,
@@ -348,6 +356,7 @@ impl Action {
         Action::Reconfigure,
         Action::Remove,
         Action::Orphan,
+        Action::Repair,
         Action::Unchanged,
     ];
 
@@ -365,6 +374,7 @@ impl Action {
             Action::Reconfigure => "reconfigure",
             Action::Remove => "remove",
             Action::Orphan => "orphan",
+            Action::Repair => "repair",
             Action::Unchanged => "unchanged",
         }
     }
@@ -435,6 +445,10 @@ pub enum Reason {
     /// The runner set is live but StackStorm's `.pth` hook to it is gone (its virtualenv was
     /// rebuilt, e.g. by a StackStorm upgrade).
     RunnerHookMissing,
+    /// StackStorm's links to the live release no longer lead to it.
+    LinksBroken {
+        links: Vec<PathBuf>,
+    },
     /// `packsync suspend`: the change `held` waits until `packsync resume`.
     Suspended {
         reason: String,
@@ -493,6 +507,16 @@ impl fmt::Display for Reason {
                 "StackStorm's Python no longer loads the runner set (its `packsync-runners.pth` \
                  is gone)",
             ),
+            Reason::LinksBroken { links } => {
+                f.write_str("no longer linked to the live release: ")?;
+                for (i, link) in links.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "`{}`", link.display())?;
+                }
+                Ok(())
+            }
             Reason::ConfigChanged => f.write_str("pack config changed"),
             Reason::Disabled => f.write_str("disabled in the site config: left as installed"),
             Reason::LeftConfig => f.write_str("no longer in the site config (prune is on)"),

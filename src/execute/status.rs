@@ -238,7 +238,8 @@ fn pack_status(
             let change = planned.plan.changes.iter().find(|c| c.pack == pack);
             let unresolved = planned.resolution.desired.unresolved.contains(&pack);
             let drifted = planned.observed.drift.iter().any(|d| d.pack == pack)
-                || planned.observed.installed.unmanaged.contains_key(&pack);
+                || planned.observed.installed.unmanaged.contains_key(&pack)
+                || live.is_some_and(|live| !live.broken_links.is_empty());
             let last_failure = record.and_then(|r| r.last_failure.clone());
             let pending = change.map(|c| c.action).filter(|a| a.changes_host());
             let engine = registered.as_ref().map(|registered| {

@@ -204,6 +204,11 @@ fn compare(pack: &DesiredPack, current: &InstalledPack) -> Change {
         Action::Rebuild
     } else if to.config != from.config {
         Action::Reconfigure
+    } else if !current.broken_links.is_empty() {
+        reasons.push(Reason::LinksBroken {
+            links: current.broken_links.clone(),
+        });
+        Action::Repair
     } else {
         Action::Unchanged
     };

@@ -48,6 +48,7 @@ fn have(pack: &DesiredPack) -> InstalledPack {
         name: pack.name.clone(),
         revision: pack.revision.clone(),
         env_inputs: Some(pack.env_inputs.clone()),
+        broken_links: Vec::new(),
     }
 }
 
@@ -389,5 +390,27 @@ fn a_suspended_pack_holds_its_change_and_says_why() {
     assert_eq!(
         plan.changes[1].reasons[0].to_string(),
         "suspended (keep it): the remove waits for `packsync resume`"
+    );
+}
+
+#[test]
+fn broken_links_to_an_unchanged_release_are_repaired_and_a_change_repairs_them_anyway() {
+    let clush = want("clush", "1.0.0", "t1", inputs(&[], &[]), "c");
+    let broken = InstalledPack {
+        broken_links: vec![PathBuf::from("/opt/stackstorm/packs/clush")],
+        ..have(&clush)
+    };
+    assert_eq!(
+        plan_of(
+            &desired(vec![clush.clone()]),
+            &installed(std::slice::from_ref(&broken))
+        ),
+        ["clush repair: no longer linked to the live release: `/opt/stackstorm/packs/clush`"]
+    );
+    // An upgrade switches and links anyway: no repair of its own.
+    let newer = want("clush", "1.1.0", "t2", inputs(&[], &[]), "c");
+    assert_eq!(
+        plan_of(&desired(vec![newer]), &installed(&[broken])),
+        ["clush upgrade: version 1.0.0 -> 1.1.0"]
     );
 }

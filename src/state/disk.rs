@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::path::PathBuf;
 
 use super::{PackRecord, StateError};
-use crate::activate;
 use crate::model::{Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
 use crate::store::{self, Layout};
+use crate::{activate, fsx};
 
 /// What disk says, and where the store's record disagrees with it.
 #[derive(Debug, Default)]
@@ -60,12 +61,14 @@ pub fn read_installed<'a>(
                 source: Box::new(err),
             }
         })?;
+        let broken_links = broken_links(layout, &pack, &live)?;
         observed.installed.packs.insert(
             pack.clone(),
             InstalledPack {
                 name: pack,
                 revision: manifest.revision,
                 env_inputs: Some(manifest.env_inputs),
+                broken_links,
             },
         );
     }
@@ -88,6 +91,35 @@ pub fn read_installed<'a>(
         }
     }
     Ok(observed)
+}
+
+/// StackStorm's links to the live release `live` of `pack` that do not lead to it through
+/// `current/<pack>`, as `activate::link` makes them.
+fn broken_links(
+    layout: &Layout,
+    pack: &PackName,
+    live: &ReleaseId,
+) -> Result<Vec<PathBuf>, StateError> {
+    let current = layout.current(pack);
+    let mut links = vec![
+        (
+            layout.pack_link(pack),
+            current.join("pack").join(pack.as_str()),
+        ),
+        (layout.venv_link(pack), current.join("venv")),
+    ];
+    if layout.release(pack, live).config.exists() {
+        links.push((layout.config_link(pack), current.join("config.yaml")));
+    }
+    let mut broken = Vec::new();
+    for (link, target) in links {
+        match fsx::link_target(&link) {
+            Ok(Some(found)) if found == target => {}
+            Ok(_) => broken.push(link),
+            Err(source) => return Err(StateError::Inspect { path: link, source }),
+        }
+    }
+    Ok(broken)
 }
 
 /// The packs `current/` has a link for.

@@ -101,6 +101,7 @@ impl Operation {
             Action::Rebuild => Operation::Rebuild,
             Action::Reconfigure => Operation::Reconfigure,
             Action::Remove => Operation::Remove,
+            Action::Repair => Operation::Repair,
             Action::Orphan | Action::Unchanged => return None,
         })
     }
@@ -220,6 +221,8 @@ pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName,
                     name: name.clone(),
                     revision: release.revision.clone(),
                     env_inputs: Some(release.env_inputs.clone()),
+                    // What disk holds is for `state::disk` to say.
+                    broken_links: Vec::new(),
                 },
             ))
         })
@@ -275,6 +278,7 @@ mod tests {
                     name: pack("clush"),
                     revision: clush_1.revision,
                     env_inputs: Some(clush_1.env_inputs),
+                    broken_links: Vec::new(),
                 }
             )])
         );

@@ -42,6 +42,7 @@ on_both_backends! {
     a_failing_registration_switches_back_and_registers_the_previous_release,
     rollback_goes_back_to_a_kept_release,
     a_pack_installed_by_st2_is_moved_aside_not_deleted,
+    a_pack_copied_over_its_link_is_linked_and_registered_again,
     prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise,
     a_second_run_exits_75_while_the_lock_is_held_or_waits_for_it,
     a_run_killed_at_any_step_converges_on_the_next,
@@ -394,6 +395,55 @@ fn a_pack_installed_by_st2_is_moved_aside_not_deleted(backend: Backend) {
         fs_err::read_to_string(adopted[0].join("venv/bin/marker")).unwrap(),
         "st2's venv"
     );
+}
+
+/// What stackstorm-k8s's packs images do at every pod start (`cp -aR` of the image's packs over
+/// the shared volume) or a hand copy: the live release is unchanged, its link is not.
+fn a_pack_copied_over_its_link_is_linked_and_registered_again(backend: Backend) {
+    let mut site = TestSite::on(backend);
+    let repo = site.pack_repo("clush", "1.0.0");
+    let register = site.engine_script(
+        "register",
+        "echo \"register $(grep version: \"$1/pack.yaml\")\" >> \"$LOG\"\n",
+    );
+    site.stackstorm_line(&format!(
+        "register = ['{}', '{{pack_dir}}']",
+        register.display()
+    ));
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    assert_exit(site.cmd(["apply"]), 0);
+    let link = site.packs_dir().join("clush");
+    fs_err::remove_file(&link).unwrap();
+    fs_err::create_dir_all(&link).unwrap();
+    fs_err::write(link.join("pack.yaml"), pack_yaml("clush", "0.9.0", "")).unwrap();
+
+    packsync_snapshot!(site, site.cmd(["plan", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    repair      clush  1.0.0 (HEAD @ [SHORT])
+        no longer linked to the live release: `[TEMP]/stackstorm/packs/clush`
+    Plan: 1 to repair
+
+    ----- stderr -----
+    ");
+    let status = run_json(site.cmd(["status", "--json"]));
+    assert_eq!(status["packs"][0]["state"], "drifted", "{status}");
+    packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"
+    exit_code: 2
+    ----- stdout -----
+    repaired     clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
+    Apply: 1 applied
+
+    ----- stderr -----
+    note: [clush] moved `[TEMP]/stackstorm/packs/clush` aside to `[TEMP]/state/adopted/clush-[TIME]/pack`: it was installed outside packsync
+    ");
+    assert!(link.is_symlink());
+    assert_eq!(
+        site.engine_log(),
+        "register version: 1.0.0\nregister version: 1.0.0\n",
+        "registered again: StackStorm may have loaded the copy"
+    );
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
 }
 
 fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise(backend: Backend) {

@@ -86,6 +86,7 @@ fn json_output_has_changes_and_a_summary() {
         "rebuild": 0,
         "reconfigure": 0,
         "remove": 0,
+        "repair": 0,
         "unchanged": 0,
         "upgrade": 0,
         "changes": 1,

@@ -357,7 +357,8 @@ LOG='{root}/engine.log'
 
     /// Records every pack of the site config as installed at the revision it resolves to now,
     /// as an apply leaves it: what is live is read from disk, so the release's `release.json`
-    /// and the `current/<pack>` link to it, and the store's record agrees.
+    /// and the `current/<pack>` link to it, StackStorm's links through it, and the store's
+    /// record agrees.
     pub(crate) fn record_installed(&self) {
         fs_err::write(self.config_path(), self.config_text()).unwrap();
         let config = packsync::config::load(&self.config_path())
@@ -393,6 +394,7 @@ LOG='{root}/engine.log'
                 .join(pack.name.as_str())
                 .join(id.as_str());
             packsync::fsx::replace_symlink(&target, &current).unwrap();
+            packsync::activate::link(&layout, &pack.name, release.config.exists()).unwrap();
             let record = PackRecord {
                 active: Some(ActiveRelease {
                     id: id.clone(),
