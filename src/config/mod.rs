@@ -313,7 +313,7 @@ pub fn load(path: &Path) -> Result<SiteConfig, ConfigErrors> {
     parse(&path, &text)
 }
 
-/// Validates `text` as the site config read from `path`.
+/// Validates `text` as the site config read from `path`; reads the `url_file`s it names.
 pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigErrors> {
     let raw: raw::RawSiteConfig = toml::from_str(text).map_err(|err| {
         let span = err.span().unwrap_or(0..0);
