@@ -111,6 +111,45 @@ pub fn switch(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Result<(), Ac
     fsx::replace_symlink(&target, &link).map_err(io_error("switch", &link))
 }
 
+/// One stable link of a pack: where StackStorm reads it, and what it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StableLink {
+    pub path: PathBuf,
+    pub target: PathBuf,
+}
+
+/// The stable links of a pack, each through `current/<pack>`, so that one switch of that link
+/// moves them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StableLinks {
+    /// `virtualenvs_dir/<pack>`.
+    pub venv: StableLink,
+    /// `configs_dir/<pack>.yaml`, for a release with a config.
+    pub config: StableLink,
+    /// `packs_dir/<pack>`.
+    pub pack: StableLink,
+}
+
+impl StableLinks {
+    pub fn of(layout: &Layout, pack: &PackName) -> Self {
+        let current = layout.current(pack);
+        Self {
+            venv: StableLink {
+                path: layout.venv_link(pack),
+                target: current.join("venv"),
+            },
+            config: StableLink {
+                path: layout.config_link(pack),
+                target: current.join("config.yaml"),
+            },
+            pack: StableLink {
+                path: layout.pack_link(pack),
+                target: current.join("pack").join(pack.as_str()),
+            },
+        }
+    }
+}
+
 /// Makes sure the stable links of `pack` exist and go through `current/<pack>`; the config
 /// link only when `has_config` (otherwise an existing one of packsync's is removed). Real
 /// folders or files in the way are moved to `state_dir/adopted/<pack>-<time>/`; the moves are
@@ -125,31 +164,27 @@ pub fn link(
     pack: &PackName,
     has_config: bool,
 ) -> Result<Vec<Adoption>, ActivateError> {
-    let current = layout.current(pack);
+    let links = StableLinks::of(layout, pack);
     let mut adopter = Adopter::new(layout, pack);
-    let venv = layout.venv_link(pack);
-    ensure_link(&venv, &current.join("venv"), "venv", &mut adopter)?;
-    let config = layout.config_link(pack);
-    let config_target = current.join("config.yaml");
+    ensure_link(&links.venv, "venv", &mut adopter)?;
+    let config = &links.config;
     if has_config {
-        ensure_link(&config, &config_target, "config.yaml", &mut adopter)?;
+        ensure_link(config, "config.yaml", &mut adopter)?;
     } else {
-        match fsx::link_target(&config).map_err(io_error("read", &config))? {
-            Some(target) if target == config_target => remove_link(&config)?,
+        match fsx::link_target(&config.path).map_err(io_error("read", &config.path))? {
+            Some(target) if target == config.target => remove_link(&config.path)?,
             Some(_) => {}
             None => {
-                if exists(&config)? {
+                if exists(&config.path)? {
                     tracing::warn!(
-                        path = %config.display(),
+                        path = %config.path.display(),
                         "the release has no config but a config file is in place; leaving it"
                     );
                 }
             }
         }
     }
-    let pack_link = layout.pack_link(pack);
-    let pack_target = current.join("pack").join(pack.as_str());
-    ensure_link(&pack_link, &pack_target, "pack", &mut adopter)?;
+    ensure_link(&links.pack, "pack", &mut adopter)?;
     Ok(adopter.adoptions)
 }
 
@@ -157,14 +192,8 @@ pub fn link(
 /// `current/<pack>`. Releases stay. Idempotent.
 pub fn unlink(layout: &Layout, pack: &PackName) -> Result<(), ActivateError> {
     let current = layout.current(pack);
-    for (path, target) in [
-        (
-            layout.pack_link(pack),
-            current.join("pack").join(pack.as_str()),
-        ),
-        (layout.config_link(pack), current.join("config.yaml")),
-        (layout.venv_link(pack), current.join("venv")),
-    ] {
+    let links = StableLinks::of(layout, pack);
+    for StableLink { path, target } in [links.pack, links.config, links.venv] {
         match fsx::link_target(&path).map_err(io_error("read", &path))? {
             Some(found) if found == target => remove_link(&path)?,
             Some(found) => tracing::warn!(
@@ -335,13 +364,13 @@ impl<'a> Adopter<'a> {
     }
 }
 
-/// Makes `path` the symlink to `target`, adopting a real folder or file in the way.
+/// Makes `link` exist, adopting a real folder or file in the way.
 fn ensure_link(
-    path: &Path,
-    target: &Path,
+    link: &StableLink,
     slot: &str,
     adopter: &mut Adopter<'_>,
 ) -> Result<(), ActivateError> {
+    let (path, target) = (link.path.as_path(), link.target.as_path());
     let dir = fsx::parent(path);
     fs_err::create_dir_all(dir).map_err(io_error("create", dir))?;
     // An adoption cut short by a crash left the old folder at a temp name: finish it.

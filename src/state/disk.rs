@@ -7,9 +7,10 @@ use std::io;
 use std::path::PathBuf;
 
 use super::{PackRecord, StateError};
+use crate::activate::{self, StableLinks};
+use crate::fsx;
 use crate::model::{Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
 use crate::store::{self, Layout};
-use crate::{activate, fsx};
 
 /// What disk says, and where the store's record disagrees with it.
 #[derive(Debug, Default)]
@@ -93,30 +94,29 @@ pub fn read_installed<'a>(
     Ok(observed)
 }
 
-/// StackStorm's links to the live release `live` of `pack` that do not lead to it through
-/// `current/<pack>`, as `activate::link` makes them.
+/// The stable links of the live release `live` of `pack` that do not lead to it, as
+/// `activate::link` makes them.
 fn broken_links(
     layout: &Layout,
     pack: &PackName,
     live: &ReleaseId,
 ) -> Result<Vec<PathBuf>, StateError> {
-    let current = layout.current(pack);
-    let mut links = vec![
-        (
-            layout.pack_link(pack),
-            current.join("pack").join(pack.as_str()),
-        ),
-        (layout.venv_link(pack), current.join("venv")),
-    ];
-    if layout.release(pack, live).config.exists() {
-        links.push((layout.config_link(pack), current.join("config.yaml")));
-    }
+    let links = StableLinks::of(layout, pack);
+    let has_config = layout.release(pack, live).config.exists();
     let mut broken = Vec::new();
-    for (link, target) in links {
-        match fsx::link_target(&link) {
-            Ok(Some(found)) if found == target => {}
-            Ok(_) => broken.push(link),
-            Err(source) => return Err(StateError::Inspect { path: link, source }),
+    for link in [links.pack, links.venv]
+        .into_iter()
+        .chain(has_config.then_some(links.config))
+    {
+        match fsx::link_target(&link.path) {
+            Ok(Some(found)) if found == link.target => {}
+            Ok(_) => broken.push(link.path),
+            Err(source) => {
+                return Err(StateError::Inspect {
+                    path: link.path,
+                    source,
+                });
+            }
         }
     }
     Ok(broken)
