@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::agent::live_version;
 use crate::common::mongo;
 use crate::common::site::{TestSite, python, write_pack};
 
@@ -58,6 +59,14 @@ fn puppet_apply(dir: &Path, manifest: &str, extra: &[&str]) -> (i32, String) {
     (code, stdout)
 }
 
+/// The folder standing for the Puppet-managed host's `/`: its `bin/` (`/usr/local/bin`) is
+/// there; `etc/` is the module's.
+fn puppet_host(site: &TestSite) -> PathBuf {
+    let root = site.path().join("puppet-host");
+    fs_err::create_dir_all(root.join("bin")).expect("the host's bin folder");
+    root
+}
+
 /// The class of the module for `site`, its paths as parameters, `packs` from their repos.
 fn manifest(site: &TestSite, root: &Path, extra: &str, packs: &[&str]) -> String {
     let packs: Vec<String> = packs
@@ -99,16 +108,6 @@ fn manifest(site: &TestSite, root: &Path, extra: &str, packs: &[&str]) -> String
     )
 }
 
-/// The version in the live `pack.yaml` of `pack`.
-fn live_version(site: &TestSite, pack: &str) -> String {
-    let text = fs_err::read_to_string(site.packs_dir().join(pack).join("pack.yaml"))
-        .expect("the pack is live");
-    text.lines()
-        .find_map(|line| line.strip_prefix("version: "))
-        .expect("pack.yaml has a version")
-        .to_owned()
-}
-
 /// What `packsync apply` reported through the exec, one line each.
 fn apply_lines(stdout: &str) -> Vec<&str> {
     stdout
@@ -146,9 +145,7 @@ fn puppet_apply_converges_the_site_and_changes_only_what_a_commit_changed() {
     let site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.pack_repo("slurm", "2.0.0");
-    // The host's /usr/local/bin and /etc.
-    let root = site.path().join("puppet-host");
-    fs_err::create_dir_all(root.join("bin")).expect("the host's bin folder");
+    let root = puppet_host(&site);
     // The state in MongoDB, its URL in a file of its own that the config names.
     let database = mongo::unique_database();
     let state = format!(
@@ -172,7 +169,7 @@ fn puppet_apply_converges_the_site_and_changes_only_what_a_commit_changed() {
             .any(|l| l.starts_with("installed    slurm  2.0.0")),
         "{stdout}"
     );
-    assert_eq!(live_version(&site, "clush"), "1.0.0");
+    assert_eq!(live_version(&site, "clush").as_deref(), Some("1.0.0"));
     let config = fs_err::read_to_string(root.join("etc/packsync.toml")).expect("the config");
     assert!(
         config.contains(&format!(
@@ -200,8 +197,8 @@ fn puppet_apply_converges_the_site_and_changes_only_what_a_commit_changed() {
     );
     assert!(lines.contains(&"Apply: 1 applied, 1 unchanged"), "{stdout}");
     assert!(!lines.iter().any(|l| l.contains("slurm")), "{stdout}");
-    assert_eq!(live_version(&site, "clush"), "1.1.0");
-    assert_eq!(live_version(&site, "slurm"), "2.0.0");
+    assert_eq!(live_version(&site, "clush").as_deref(), Some("1.1.0"));
+    assert_eq!(live_version(&site, "slurm").as_deref(), Some("2.0.0"));
     mongo::drop_database(&mongo::url(), &database);
 }
 
@@ -212,9 +209,8 @@ fn the_service_mode_points_the_agent_unit_at_the_class_paths() {
     }
     let site = TestSite::new();
     site.pack_repo("clush", "1.0.0");
-    let root = site.path().join("puppet-host");
+    let root = puppet_host(&site);
     let units = root.join("units");
-    fs_err::create_dir_all(root.join("bin")).expect("the host's bin folder");
     fs_err::create_dir_all(&units).expect("the host's unit folder");
     let manifest = manifest(
         &site,

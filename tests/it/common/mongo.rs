@@ -96,7 +96,7 @@ impl Server {
     /// Starts it again, with `extra` arguments this time.
     pub(crate) fn restart_with(&mut self, extra: &[&str]) {
         self.kill();
-        let python = std::env::var_os("PACKSYNC_TEST_SECANTUS").map_or_else(
+        let python = std::env::var_os("PACKSYNC_TEST_TOOLS_PYTHON").map_or_else(
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python"),
             PathBuf::from,
         );
