@@ -13,7 +13,9 @@
 //! - [`python`]: identity of the interpreter pack virtualenvs are built with.
 //! - [`state`]: the installed-state store (embedded file store) and what disk says is live.
 //! - [`store`]: releases and virtualenvs on disk: staging, sealing, crash leftovers, gc.
-//! - [`env`]: pack virtualenvs built offline from the mirror, shared by env digest.
+//! - [`env`]: pack virtualenvs built offline from the mirror, shared by env digest, verified
+//!   against their pins before their completion record is written.
+//! - [`children`]: the installers packsync starts, tied to its life and ended after a crash.
 //! - [`activate`]: the atomic switch of `current/<pack>` and the links StackStorm reads.
 //! - [`engine`]: StackStorm hooks (`test`, `register`, `unregister`) as configured commands.
 //! - [`lock`]: one run at a time per `state_dir`.
@@ -26,6 +28,7 @@
 
 pub mod activate;
 pub mod agent;
+pub mod children;
 pub mod cli;
 pub mod config;
 pub mod desired;
