@@ -68,6 +68,34 @@ pub fn remove_tree(root: &Path) -> io::Result<()> {
     fs_err::remove_dir_all(root)
 }
 
+/// Removes the tree at `root` after moving it to a hidden sibling in one rename: from that
+/// instant `root` is gone, whatever a crash leaves of the removal (a hidden sibling, which the
+/// owner of the folder collects as garbage since it has no completion record).
+pub fn remove_tree_aside(root: &Path) -> io::Result<()> {
+    if !exists(root)? {
+        return Ok(());
+    }
+    let trash = sibling(root, &format!("garbage-{}", std::process::id()));
+    remove_tree(&trash)?;
+    // Moving a folder rewrites its `..` entry: the folder must be writable.
+    if fs_err::symlink_metadata(root)?.is_dir() {
+        let mode = fs_err::metadata(root)?.permissions().mode();
+        fs_err::set_permissions(root, std::fs::Permissions::from_mode(mode | 0o200))?;
+    }
+    fs_err::rename(root, &trash)?;
+    fsync_dir(parent(root))?;
+    remove_tree(&trash)
+}
+
+/// Whether anything (a dangling symlink too) is at `path`.
+pub fn exists(path: &Path) -> io::Result<bool> {
+    match fs_err::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
 fn set_write(path: &Path, writable: bool) -> io::Result<()> {
     let meta = fs_err::symlink_metadata(path)?;
     if meta.file_type().is_symlink() {

@@ -24,6 +24,7 @@ use crate::fsx;
 use crate::model::{Digest, EnvInputs};
 use crate::python::PythonIdentity;
 use crate::source::{Repo, SourceError};
+use crate::store::{self, Completion};
 
 /// The file each set keeps its inputs in, read back to know what is active.
 const INPUTS_FILE: &str = "runner-set.json";
@@ -134,17 +135,20 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Runne
     }
 }
 
-/// The inputs of the active runner set; `None` when there is none (or it cannot be read,
-/// which the next switch repairs).
+/// The inputs of the active runner set; `None` when there is none, or it cannot be read or
+/// is not complete (a crash while it was built): the next switch repairs it.
 pub fn installed(layout: &RunnersLayout) -> Option<EnvInputs> {
-    read_inputs(&layout.current())
+    let current = layout.current();
+    let inputs = read_inputs(&current)?;
+    store::is_complete(&current, &inputs.digest()).then_some(inputs)
 }
 
 /// The inputs of the kept, complete set named `set` (its short digest).
 pub fn kept(layout: &RunnersLayout, set: &str) -> Option<EnvInputs> {
     let plain = !set.is_empty() && set.chars().all(|c| c.is_ascii_hexdigit());
     let dir = layout.sets().join(set);
-    let complete = plain && !env::has_marker(&dir).unwrap_or(true);
+    let complete =
+        plain && store::read_completion(&dir).is_some_and(|done| done.digest.short() == set);
     complete.then(|| read_inputs(&dir)).flatten()
 }
 
@@ -169,7 +173,7 @@ pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, Runn
                 let modified = fs_err::metadata(&path)
                     .and_then(|meta| meta.modified())
                     .map_err(io("read", &path))?;
-                let unfinished = env::has_marker(&path).map_err(io("read", &path))?;
+                let unfinished = store::read_completion(&path).is_none();
                 sets.push((unfinished, modified, path));
             }
         }
@@ -295,8 +299,8 @@ pub fn switch(
     Ok(())
 }
 
-/// Builds the set at `dir` unless it is there complete: marked while it is built, sealed
-/// read-only, like a virtualenv.
+/// Builds the set at `dir` unless it is there complete: verified, sealed read-only and
+/// finished by its completion record, like a virtualenv.
 fn build(
     builder: &EnvBuilder,
     dir: &Path,
@@ -307,13 +311,12 @@ fn build(
         dir: dir.to_path_buf(),
         source: Box::new(source),
     };
-    if dir.is_dir() {
-        if !env::has_marker(dir).map_err(io("read", dir))? {
-            return Ok(());
-        }
-        fsx::remove_tree(dir).map_err(io("remove the unfinished runner set", dir))?;
+    let digest = inputs.digest();
+    if store::is_complete(dir, &digest) {
+        return Ok(());
     }
-    env::create_marked(dir).map_err(io("create", dir))?;
+    fsx::remove_tree_aside(dir).map_err(io("remove the unfinished runner set", dir))?;
+    fs_err::create_dir_all(dir).map_err(io("create", dir))?;
     let built = (|| {
         let work = dir.join(".packsync-build");
         fs_err::create_dir(&work).map_err(io("create", &work))?;
@@ -333,10 +336,12 @@ fn build(
         let json = serde_json::to_vec_pretty(inputs).expect("env inputs serialise");
         let inputs_file = dir.join(INPUTS_FILE);
         fs_err::write(&inputs_file, json).map_err(io("write", &inputs_file))?;
-        env::seal(dir).map_err(io("seal", dir))
+        let dists = env::verify_installed(&dir.join("site-packages"), dir, &inputs.pins)
+            .map_err(build_error)?;
+        env::seal(dir, &Completion { digest, dists }).map_err(io("seal", dir))
     })();
     if built.is_err() {
-        let _ = fsx::remove_tree(dir);
+        let _ = fsx::remove_tree_aside(dir);
     }
     built
 }
@@ -368,11 +373,13 @@ pub fn source_wheel(
         .root
         .join("wheels")
         .join(&tree.id()[..12]);
-    if dir.is_dir() && !env::has_marker(&dir).map_err(io("read", &dir))? {
+    // Its completion record names the tree the wheel was built from.
+    let built_from = Digest::sha256(tree.id().as_bytes());
+    if store::is_complete(&dir, &built_from) {
         return Ok(dir);
     }
-    fsx::remove_tree(&dir).map_err(io("remove the unfinished", &dir))?;
-    env::create_marked(&dir).map_err(io("create", &dir))?;
+    fsx::remove_tree_aside(&dir).map_err(io("remove the unfinished", &dir))?;
+    fs_err::create_dir_all(&dir).map_err(io("create", &dir))?;
     let project = dir.join(".source");
     let built = tree
         .export(&project)
@@ -388,11 +395,14 @@ pub fn source_wheel(
         })
         .and_then(|()| fsx::remove_tree(&project).map_err(io("remove", &project)))
         .and_then(|()| {
-            let marker = dir.join(crate::store::BUILDING_MARKER);
-            fs_err::remove_file(&marker).map_err(io("remove", &marker))
+            let completion = Completion {
+                digest: built_from,
+                dists: Vec::new(),
+            };
+            store::write_completion(&dir, &completion).map_err(io("write the record of", &dir))
         });
     if built.is_err() {
-        let _ = fsx::remove_tree(&dir);
+        let _ = fsx::remove_tree_aside(&dir);
     }
     built.map(|()| dir)
 }

@@ -2,16 +2,19 @@
 //! the same inputs share one, and a virtualenv is never changed once built.
 //!
 //! A virtualenv holds its absolute path in its scripts, so it is built where it stays,
-//! `envs/<digest>`, with a [`BUILDING_MARKER`] file removed last: a folder that still has
-//! the marker is garbage (see `store::prepare`).
+//! `envs/<digest>`. It is finished only when its completion record (`store::Completion`) is
+//! there, written last with what [`verify`] proved; a folder without it is garbage, whatever
+//! wrote into it (see `store::prepare`).
 //!
 //! The build follows StackStorm's `setup_pack_virtualenv`, as the env inputs' settings say:
 //! `python -m venv --without-pip [--system-site-packages]` (milliseconds, where seeding pip
-//! takes seconds), then the configured interpreter's own pip installs into it
-//! (`pip --python <venv>`) with `--no-index --find-links <mirror>` in a clean environment (no
-//! proxy or `PIP_*` variables, no user config, no version check, no prompt), with the pinned
-//! versions as constraints; then st2's `zzzzzzzzzz__st2__.pth` when asked for. No requirements
-//! means no pip at all.
+//! takes seconds), then st2's `zzzzzzzzzz__st2__.pth` when asked for, then the configured
+//! interpreter's own pip installs into it (`pip --python <venv>`) with `--no-index --find-links
+//! <mirror>` in a clean environment (no proxy or `PIP_*` variables, no user config, no version
+//! check, no prompt), exactly the pinned files, every one of them even where the base
+//! interpreter or StackStorm already has that version (`--ignore-installed`: at run time st2's
+//! copy would shadow the base's, so a skipped pin runs another version). No requirements means
+//! no pip at all. Every installer runs as a child of [`Children`]: none outlives packsync.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -19,13 +22,19 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+mod failures;
+mod verify;
+
+pub use failures::FailedBuilds;
+
+use crate::children::Children;
 use crate::config::{Installer, SiteConfig};
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::fsx;
 use crate::model::{Digest, EnvInputs, Pin};
-use crate::store::BUILDING_MARKER;
+use crate::store::{self, Completion, VerifiedDist};
 
 /// Builds virtualenvs; one per digest at a time, whatever the number of threads asking.
 #[derive(Debug)]
@@ -35,6 +44,10 @@ pub struct EnvBuilder {
     installer: Installer,
     /// uv's cache (wheels unpacked once), under `state_dir`.
     uv_cache: PathBuf,
+    /// Every installer, `python -m venv` and `pip wheel` runs as one of these.
+    children: Children,
+    /// The memo of failed builds, updated by every build.
+    failures: FailedBuilds,
     /// One lock per env digest, so that a second pack with the same inputs waits for the first
     /// build and then reuses it.
     building: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
@@ -85,6 +98,10 @@ pub enum EnvError {
         expected: String,
         actual: String,
     },
+    #[error("The environment `{}` does not hold exactly its pins: {}", dir.display(), problems.join("; "))]
+    Unverified { dir: PathBuf, problems: Vec<String> },
+    #[error("The virtualenv `{}` failed to build in this run already, for a pack with the same inputs: {cause}", dir.display())]
+    FailedBefore { dir: PathBuf, cause: String },
 }
 
 impl Diagnose for EnvError {
@@ -93,6 +110,12 @@ impl Diagnose for EnvError {
             EnvError::Install { .. } => Some(
                 "the installer refused the resolved files: check the mirror files it names \
                  (an sdist needs its build backend as a wheel in the mirror); nothing was switched"
+                    .to_string(),
+            ),
+            EnvError::Unverified { .. } => Some(
+                "the installer left another set of distributions than the resolved one; nothing \
+                 was switched: check the installer's version and the mirror files named, then \
+                 run `packsync apply --retry-failed`"
                     .to_string(),
             ),
             EnvError::Swapped { .. } => Some(
@@ -112,54 +135,84 @@ impl EnvBuilder {
             config.stackstorm.python.clone(),
             config.mirror.path.clone(),
             config.mirror.installer.clone(),
-            config.agent.state_dir.join(UV_CACHE),
+            &config.agent.state_dir,
         )
+        .with_failures(FailedBuilds::open(config))
     }
 
-    pub fn new(python: PathBuf, mirror: PathBuf, installer: Installer, uv_cache: PathBuf) -> Self {
+    /// A builder keeping its caches, child records and failed builds under `state_dir`.
+    pub fn new(python: PathBuf, mirror: PathBuf, installer: Installer, state_dir: &Path) -> Self {
+        let failures = FailedBuilds::at(
+            state_dir,
+            &installer,
+            Duration::from_mins(5),
+            Duration::from_hours(6),
+        );
         Self {
             python,
             mirror,
             installer,
-            uv_cache,
+            uv_cache: state_dir.join(UV_CACHE),
+            children: Children::new(state_dir),
+            failures,
             building: Mutex::new(HashMap::new()),
         }
     }
 
+    fn with_failures(self, failures: FailedBuilds) -> Self {
+        Self { failures, ..self }
+    }
+
     /// Makes sure the virtualenv for `inputs` exists complete at `dir` (`envs/<digest>`),
-    /// building it when it does not. A folder with the building marker is removed first.
+    /// building it when it does not. A folder there without its completion record is garbage:
+    /// moved aside and removed first. How a build ends goes into the memo of failed builds;
+    /// inputs whose build already failed in this run fail again without a build.
     pub fn ensure(&self, dir: &Path, inputs: &EnvInputs) -> Result<EnvOutcome, EnvError> {
-        let digest = inputs.digest();
         let lock = Arc::clone(
             self.building
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .entry(digest.clone())
+                .entry(inputs.digest())
                 .or_default(),
         );
-        // Held for the whole build: a second caller with the same inputs finds it complete. A
-        // build that panicked left its marker, so the poisoned lock is safe to take over.
+        // Held for the whole build and its memo: a second caller with the same inputs finds it
+        // complete, or failed. A build that panicked wrote no completion record, so the
+        // poisoned lock is safe to take over.
         let _building = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = self.ensure_once(dir, inputs);
+        if !matches!(
+            outcome,
+            Ok(EnvOutcome::Reused) | Err(EnvError::FailedBefore { .. })
+        ) {
+            self.failures.remember(inputs, outcome.as_ref().err());
+        }
+        outcome
+    }
 
-        match fs_err::symlink_metadata(dir) {
-            Ok(meta) if meta.is_dir() && !has_marker(dir).map_err(io("read", dir))? => {
-                tracing::debug!(env = %dir.display(), "virtualenv already built");
-                return Ok(EnvOutcome::Reused);
-            }
-            Ok(_) => {
-                tracing::info!(env = %dir.display(), "removing an unfinished virtualenv");
-                fsx::remove_tree(dir).map_err(io("remove the unfinished virtualenv", dir))?;
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io("read", dir)(err)),
+    fn ensure_once(&self, dir: &Path, inputs: &EnvInputs) -> Result<EnvOutcome, EnvError> {
+        let digest = inputs.digest();
+
+        if store::is_complete(dir, &digest) {
+            tracing::debug!(env = %dir.display(), "virtualenv already built");
+            return Ok(EnvOutcome::Reused);
+        }
+        if let Some(failed) = self.failures.failed_in_this_run(&digest) {
+            return Err(EnvError::FailedBefore {
+                dir: dir.to_path_buf(),
+                cause: failed.cause,
+            });
+        }
+        if fsx::exists(dir).map_err(io("read", dir))? {
+            tracing::info!(env = %dir.display(), "removing an unfinished virtualenv");
+            fsx::remove_tree_aside(dir).map_err(io("remove the unfinished virtualenv", dir))?;
         }
 
         tracing::info!(env = %dir.display(), digest = %digest.short(), "building virtualenv");
         let started = Instant::now();
         let built = self.build(dir, inputs);
         if built.is_err() {
-            // Still marked, so removing it is only tidiness: the next run would do it.
-            if let Err(err) = fsx::remove_tree(dir) {
+            // Without its record it is garbage anyway: removing it is only tidiness.
+            if let Err(err) = fsx::remove_tree_aside(dir) {
                 tracing::warn!(env = %dir.display(), error = %err, "failed to remove a failed virtualenv");
             }
         }
@@ -175,9 +228,12 @@ impl EnvBuilder {
 
     /// Builds the virtualenv at `dir`, which does not exist; says whether pip ran.
     fn build(&self, dir: &Path, inputs: &EnvInputs) -> Result<bool, EnvError> {
-        create_marked(dir).map_err(io("create the virtualenv folder", dir))?;
+        if let Some(parent) = dir.parent() {
+            fs_err::create_dir_all(parent).map_err(io("create", parent))?;
+        }
         self.create_venv(dir, inputs)?;
-        let pip = self.install(dir, inputs)?;
+        // Before the install, as st2 does: what the pack's code sees at run time is there
+        // while pip runs too.
         if let Some(st2_site_packages) = inputs
             .settings
             .iter()
@@ -185,7 +241,13 @@ impl EnvBuilder {
         {
             write_st2_pth(dir, Path::new(st2_site_packages.trim()))?;
         }
-        seal(dir).map_err(io("seal the virtualenv", dir))?;
+        let pip = self.install(dir, inputs)?;
+        let dists = verify_installed(&site_packages(dir)?, dir, &inputs.pins)?;
+        let completion = Completion {
+            digest: inputs.digest(),
+            dists,
+        };
+        seal(dir, &completion).map_err(io("seal the virtualenv", dir))?;
         Ok(pip)
     }
 
@@ -283,6 +345,8 @@ impl EnvBuilder {
                         "--isolated",
                         "--no-input",
                         "--disable-pip-version-check",
+                        // Every pin into the venv, even one the base interpreter or st2 has.
+                        "--ignore-installed",
                     ])
                     .arg("--no-cache-dir");
                 command
@@ -319,10 +383,13 @@ impl EnvBuilder {
             .arg(&self.mirror)
             .arg("-r")
             .arg(&pinned_file);
-        let output = command.output().map_err(|source| EnvError::Spawn {
-            program: self.installer_program().to_path_buf(),
-            source,
-        })?;
+        let output = self
+            .children
+            .output(&mut command)
+            .map_err(|source| EnvError::Spawn {
+                program: self.installer_program().to_path_buf(),
+                source,
+            })?;
         let dir = target.unwrap_or_else(|| fsx::parent(work));
         tracing::debug!(
             dir = %dir.display(),
@@ -399,10 +466,12 @@ impl EnvBuilder {
     }
 
     fn output(&self, command: &mut Command) -> Result<std::process::Output, EnvError> {
-        command.output().map_err(|source| EnvError::Spawn {
-            program: self.python.clone(),
-            source,
-        })
+        self.children
+            .output(command)
+            .map_err(|source| EnvError::Spawn {
+                program: self.python.clone(),
+                source,
+            })
     }
 }
 
@@ -454,28 +523,16 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> EnvEr
     }
 }
 
-pub(crate) fn has_marker(dir: &Path) -> std::io::Result<bool> {
-    dir.join(BUILDING_MARKER).try_exists()
-}
-
-/// Creates `dir` holding only the building marker. It is made as a temp sibling and renamed,
-/// so that `dir` never exists without its marker, even after a crash right after `mkdir`.
-pub(crate) fn create_marked(dir: &Path) -> std::io::Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map_or_else(|| "env".into(), |name| name.to_string_lossy());
-    let tmp = parent.join(format!(".{name}.new"));
-    fs_err::create_dir_all(parent)?;
-    fsx::remove_tree(&tmp)?;
-    fs_err::create_dir(&tmp)?;
-    fs_err::File::create(tmp.join(BUILDING_MARKER))?.sync_all()?;
-    fsx::fsync_dir(&tmp)?;
-    fs_err::rename(&tmp, dir)?;
-    fsx::fsync_dir(parent)
+/// Checks that `site_packages` (inside `root`) holds exactly `pins`; what it verified.
+pub fn verify_installed(
+    site_packages: &Path,
+    root: &Path,
+    pins: &[Pin],
+) -> Result<Vec<VerifiedDist>, EnvError> {
+    verify::verify(site_packages, root, pins).map_err(|problems| EnvError::Unverified {
+        dir: root.to_path_buf(),
+        problems,
+    })
 }
 
 /// Writes st2's `.pth` file, which makes the `.pth` files of StackStorm's own site-packages
@@ -514,19 +571,16 @@ fn site_packages(dir: &Path) -> Result<PathBuf, EnvError> {
     })
 }
 
-/// Makes the built virtualenv read-only and complete, in an order that never shows a complete
-/// env that is not final: every entry read-only first, then everything flushed to disk
-/// (`syncfs`: one call rather than an fsync per file), then the marker removed (which needs the
-/// top folder still writable), then the top folder read-only and the removal made durable.
-pub(crate) fn seal(dir: &Path) -> std::io::Result<()> {
+/// Makes the built folder read-only and complete, in an order that never shows a complete
+/// folder that is not final: every entry read-only first, then everything flushed to disk
+/// (`syncfs`: one call rather than an fsync per file), then the completion record written
+/// (which needs the top folder still writable), then the top folder read-only.
+pub(crate) fn seal(dir: &Path, completion: &Completion) -> std::io::Result<()> {
     for entry in fs_err::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name() != BUILDING_MARKER {
-            fsx::make_read_only(&entry.path())?;
-        }
+        fsx::make_read_only(&entry?.path())?;
     }
     rustix::fs::syncfs(fs_err::File::open(dir)?)?;
-    fs_err::remove_file(dir.join(BUILDING_MARKER))?;
+    store::write_completion(dir, completion)?;
     let mode = fs_err::metadata(dir)?.permissions().mode();
     fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode & !0o222))?;
     fsx::fsync_dir(dir)
@@ -577,12 +631,7 @@ mod tests {
                     .unwrap();
                 assert!(output.status.success(), "{output:?}");
             }
-            EnvBuilder::new(
-                PYTHON.clone(),
-                mirror,
-                Installer::Pip,
-                self.path().join("uv-cache"),
-            )
+            EnvBuilder::new(PYTHON.clone(), mirror, Installer::Pip, self.path())
         }
 
         /// Env inputs pinning the `name-version` wheels of the mirror, with their real sha256.
@@ -677,7 +726,7 @@ mod tests {
             stdout_of(&open, "import sys; print(sys.path)")
                 .contains(&st2_site_packages.display().to_string())
         );
-        assert!(!open.join(BUILDING_MARKER).exists());
+        assert!(store::is_complete(&open, &open_inputs.digest()));
         assert!(!open.join(BUILD_FILES).exists());
         let mode = fs_err::metadata(&open).unwrap().permissions().mode();
         assert_eq!(mode & 0o222, 0, "{mode:o}");
@@ -732,7 +781,16 @@ mod tests {
         let package = site_packages(&env).unwrap().join("tinydep/__pycache__");
         assert!(fs_err::read_dir(&package).unwrap().count() > 0);
         assert!(!env.join(BUILD_FILES).exists());
-        assert!(!env.join(BUILDING_MARKER).exists());
+        let completion = store::read_completion(&env).unwrap();
+        assert_eq!(completion.digest, inputs.digest());
+        assert_eq!(
+            completion.dists,
+            [VerifiedDist {
+                name: "tinydep".into(),
+                version: "1.0".into(),
+                files: 5,
+            }]
+        );
         assert_eq!(builder.ensure(&env, &inputs).unwrap(), EnvOutcome::Reused);
     }
 
@@ -776,7 +834,7 @@ mod tests {
             PYTHON.clone(),
             scratch.path().join("mirror"),
             Installer::Uv(test_uv()),
-            scratch.path().join("uv-cache"),
+            scratch.path(),
         );
         let inputs = scratch.inputs(
             &[],
@@ -821,6 +879,68 @@ mod tests {
         assert!(matches!(err, EnvError::Swapped { .. }), "{err:?}");
     }
 
+    /// Issue 14: a pin that StackStorm's environment already has at the pinned version is
+    /// installed into the pack virtualenv all the same, by pip and by uv: at run time st2's
+    /// copy would otherwise be what the action imports.
+    #[test]
+    fn every_pin_is_installed_even_where_stackstorm_has_it() {
+        let scratch = Scratch::new();
+        let pip = scratch.builder(&[("tinydep", "1.0")]);
+        let mirror = scratch.path().join("mirror");
+        let uv = EnvBuilder::new(
+            PYTHON.clone(),
+            mirror.clone(),
+            Installer::Uv(test_uv()),
+            scratch.path(),
+        );
+        let st2_site_packages = scratch.path().join("st2/lib/python3.11/site-packages");
+        let output = Command::new(&*PYTHON)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                "--find-links",
+            ])
+            .arg(&mirror)
+            .arg("--target")
+            .arg(&st2_site_packages)
+            .arg("tinydep==1.0")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let inputs = scratch.inputs(
+            &[
+                "system-site-packages",
+                &format!("st2-pth {}", st2_site_packages.display()),
+            ],
+            &["tinydep"],
+            &[("tinydep", "1.0")],
+        );
+        for (name, builder) in [("pip", &pip), ("uv", &uv)] {
+            let env = scratch.path().join("envs").join(name);
+            assert_eq!(
+                builder.ensure(&env, &inputs).unwrap(),
+                EnvOutcome::Built { pip: true },
+                "{name}"
+            );
+            assert!(
+                site_packages(&env)
+                    .unwrap()
+                    .join("tinydep-1.0.dist-info")
+                    .is_dir(),
+                "{name} installed its own copy"
+            );
+            let imported = stdout_of(&env, "import tinydep; print(tinydep.__file__)");
+            assert!(
+                imported.starts_with(&env.display().to_string()),
+                "{name}: {imported}"
+            );
+            assert_eq!(store::read_completion(&env).unwrap().dists.len(), 1);
+        }
+    }
+
     #[test]
     fn a_file_swapped_in_the_mirror_since_resolution_is_refused() {
         let scratch = Scratch::new();
@@ -846,15 +966,22 @@ mod tests {
         let scratch = Scratch::new();
         let builder = scratch.builder(&[]);
         let env = scratch.path().join("envs/crashed");
+        // What a process that outlived a crashed run wrote: no record.
         fs_err::create_dir_all(env.join("lib")).unwrap();
-        fs_err::write(env.join(BUILDING_MARKER), "").unwrap();
         fs_err::write(env.join("lib/half-written.py"), "").unwrap();
         assert_eq!(
             builder.ensure(&env, &inputs(&[], &[], &[])).unwrap(),
             EnvOutcome::Built { pip: false }
         );
         assert!(!env.join("lib/half-written.py").exists());
-        assert!(!env.join(BUILDING_MARKER).exists());
+        assert!(store::is_complete(&env, &inputs(&[], &[], &[]).digest()));
+        assert_eq!(
+            fs_err::read_dir(scratch.path().join("envs"))
+                .unwrap()
+                .count(),
+            1,
+            "the garbage is gone"
+        );
         assert_eq!(stdout_of(&env, "print('ok')"), "ok");
     }
 

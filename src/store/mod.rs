@@ -11,8 +11,9 @@
 //!       config.yaml                 the rendered pack config (when it has values)
 //!       release.json                what it was built from ([`ReleaseManifest`])
 //!   envs/<d>/                       a virtualenv, shared by every release with its env digest;
-//!                                   built in place (its scripts hold their absolute path) with
-//!                                   a `.building` marker that is removed last
+//!                                   built in place (its scripts hold their absolute path),
+//!                                   finished only once its `.complete` record is written
+//!                                   ([`completion`]); anything else there is garbage
 //!   current/<pack> -> ../releases/<pack>/<id>    the one link switched per pack (`activate`)
 //!   adopted/<pack>-<time>/          what `st2 pack install` had put in place, moved aside
 //! ```
@@ -30,8 +31,11 @@ use crate::diagnostics::Diagnose;
 use crate::fsx;
 use crate::model::{Digest, EnvInputs, PackName, ReleaseId, Revision};
 
-/// Marks a virtualenv folder that is not finished; such a folder is garbage after a crash.
-pub const BUILDING_MARKER: &str = ".building";
+mod completion;
+
+pub use completion::{
+    COMPLETE_RECORD, Completion, VerifiedDist, is_complete, read_completion, write_completion,
+};
 
 /// Every path packsync owns, from the site config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,8 +181,15 @@ pub enum StoreError {
 impl Diagnose for StoreError {}
 
 /// Creates the store's folders and removes what an interrupted run left: the staging area,
-/// virtualenvs still marked as building, temp links in `current/`. Run under the run lock.
+/// virtualenvs without their completion record, temp links in `current/`. Run under the run
+/// lock, after the children of an interrupted run are ended (`children::Children`).
 pub fn prepare(layout: &Layout) -> Result<Recovered, StoreError> {
+    // First: a process the interrupted run left could still be writing into `envs/`.
+    let children = crate::children::Children::new(&layout.state_dir);
+    children.end_leftovers().map_err(io_error(
+        "end the leftover processes recorded in",
+        children.dir(),
+    ))?;
     for dir in [
         layout.staging(),
         releases_root(layout),
@@ -195,7 +206,7 @@ pub fn prepare(layout: &Layout) -> Result<Recovered, StoreError> {
         recovered.staging.push(path);
     }
     for path in entries(&envs_root(layout))? {
-        if exists(&path.join(BUILDING_MARKER)).map_err(io_error("inspect", &path))? {
+        if read_completion(&path).is_none() {
             tracing::warn!(path = %path.display(), "removing a virtualenv an interrupted run left unfinished");
             remove_aside(layout, &path, &format!(".env-{}", lossy_name(&path)))?;
             recovered.envs.push(path);
@@ -258,7 +269,7 @@ pub fn seal(
         discard(&staged)?;
         return Ok(sealed);
     }
-    if exists(&sealed.dir).map_err(io_error("inspect", &sealed.dir))? {
+    if fsx::exists(&sealed.dir).map_err(io_error("inspect", &sealed.dir))? {
         tracing::warn!(release = %sealed.dir.display(), "removing an incomplete release folder");
         fsx::remove_tree(&sealed.dir).map_err(io_error("remove", &sealed.dir))?;
     }
@@ -310,8 +321,9 @@ pub fn read_manifest(release_dir: &Path) -> Result<ReleaseManifest, StoreError> 
 /// then every virtualenv no remaining release links to. A release a `current/` link points at
 /// is never removed, whatever `keep` says.
 ///
-/// Virtualenvs linked from a staged release, or still marked as building, are left alone: they
-/// belong to a run in progress, and [`prepare`] removes them when that run was interrupted.
+/// Virtualenvs linked from a staged release, or without their completion record, are left
+/// alone: they belong to a run in progress, and [`prepare`] removes them when that run was
+/// interrupted.
 /// Each folder is first moved into `staging/` and removed there, so that a crash in the middle
 /// leaves no partial release or virtualenv that a later run would take as complete.
 pub fn collect_garbage(
@@ -353,7 +365,7 @@ pub fn collect_garbage(
         let linked = env
             .file_name()
             .is_some_and(|name| linked_envs.contains(name));
-        if linked || exists(&env.join(BUILDING_MARKER)).map_err(io_error("inspect", &env))? {
+        if linked || read_completion(&env).is_none() {
             continue;
         }
         tracing::info!(env = %env.display(), "removing a virtualenv no release uses");
@@ -397,14 +409,6 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
         .map_err(io_error("list", dir))?;
     paths.sort();
     Ok(paths)
-}
-
-fn exists(path: &Path) -> io::Result<bool> {
-    match fs_err::symlink_metadata(path) {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(err),
-    }
 }
 
 fn lossy_name(path: &Path) -> String {
@@ -544,6 +548,11 @@ mod tests {
         let dir = envs_root(layout).join(name);
         fs_err::create_dir_all(dir.join("bin")).unwrap();
         fs_err::write(dir.join("bin/python"), "").unwrap();
+        let completion = Completion {
+            digest: Digest::sha256(name.as_bytes()),
+            dists: Vec::new(),
+        };
+        write_completion(&dir, &completion).unwrap();
         fsx::make_read_only(&dir).unwrap();
         dir
     }
@@ -577,8 +586,8 @@ mod tests {
         fsx::make_read_only(&leftover).unwrap();
         let unfinished = env(&layout, "aaaa");
         fsx::remove_tree(&unfinished).unwrap();
+        // Written into after a crash by a process that outlived it: no marker, no record.
         fs_err::create_dir_all(unfinished.join("bin")).unwrap();
-        fs_err::write(unfinished.join(BUILDING_MARKER), "").unwrap();
         let finished = env(&layout, "bbbb");
         let current = current_root(&layout);
         fs_err::os::unix::fs::symlink("../releases/clush/1", current.join(".clush.link")).unwrap();
@@ -733,8 +742,7 @@ mod tests {
             .unwrap();
         // e5 is being built and e6 belongs to a staged release: a run is in progress.
         fsx::remove_tree(&e5).unwrap();
-        fs_err::create_dir_all(&e5).unwrap();
-        fs_err::write(e5.join(BUILDING_MARKER), "").unwrap();
+        fs_err::create_dir_all(e5.join("bin")).unwrap();
         let staged = stage(&layout, &pack("other"), &id("1")).unwrap();
         link_env(&staged, &e6).unwrap();
         let keep = BTreeMap::from([(pack("clush"), BTreeSet::from([id("3")]))]);
