@@ -266,11 +266,26 @@ pub struct Desired {
     /// Packs `packsync suspend` holds back, with the reason given: their changes are planned
     /// but not carried out.
     pub suspended: BTreeMap<PackName, String>,
+    /// Packs whose virtualenv failed to build from the inputs they still have, and whose retry
+    /// time has not come: their changes are planned but not carried out.
+    pub failed_builds: BTreeMap<PackName, FailedBuild>,
     /// The runner set `[[runner]]` asks for: an environment overlay on StackStorm's own
     /// (`python` is `st2_python`, `requirements` the runners, `settings` what StackStorm's
     /// environment provides to it, `pins` what the set installs). `None` without runners, or
     /// when they cannot be resolved (reported elsewhere).
     pub runners: Option<EnvInputs>,
+}
+
+/// A virtualenv build that failed, remembered by its env digest and installer so that the
+/// same inputs are not built again before `retry_after`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedBuild {
+    /// Failures in a row of these inputs.
+    pub failures: u32,
+    pub failed_at: jiff::Timestamp,
+    pub retry_after: jiff::Timestamp,
+    /// The first lines of the error.
+    pub cause: String,
 }
 
 /// What `packsync suspend` holds back: one pack, or with no pack the whole host.
@@ -295,6 +310,10 @@ pub struct InstalledPack {
     /// init container copying packs over the volume, a hand copy) or removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub broken_links: Vec<PathBuf>,
+    /// The live release's virtualenv, when it has no completion record for the release's env
+    /// digest (a crash while it was built, a hand edit): the release is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_env: Option<PathBuf>,
 }
 
 /// A pack directory in `packs_dir` that packsync did not install (e.g. `st2 pack install`).
@@ -454,6 +473,16 @@ pub enum Reason {
         reason: String,
         held: Action,
     },
+    /// The live release's virtualenv is not complete: it is built again in place.
+    EnvBroken {
+        env: PathBuf,
+    },
+    /// The virtualenv the change needs failed to build from these same inputs: the change
+    /// `held` waits until the retry time, new inputs, or `--retry-failed`.
+    BuildFailed {
+        failed: FailedBuild,
+        held: Action,
+    },
     ConfigChanged,
     Disabled,
     LeftConfig,
@@ -502,6 +531,20 @@ impl fmt::Display for Reason {
                 f,
                 "suspended ({reason}): the {} waits for `packsync resume`",
                 held.as_str()
+            ),
+            Reason::EnvBroken { env } => write!(
+                f,
+                "its virtualenv `{}` is incomplete (broken): built again",
+                env.display()
+            ),
+            Reason::BuildFailed { failed, held } => write!(
+                f,
+                "failed build, retry after {} ({} failure{}): the {} waits; {}",
+                failed.retry_after.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                failed.failures,
+                if failed.failures == 1 { "" } else { "s" },
+                held.as_str(),
+                failed.cause
             ),
             Reason::RunnerHookMissing => f.write_str(
                 "StackStorm's Python no longer loads the runner set (its `packsync-runners.pth` \

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{self, SiteConfig};
 use crate::diagnostics::{Diagnose, Report};
-use crate::execute::{self, ApplyOptions, DryRun, RunInfo};
+use crate::execute::{self, ApplyOptions, DryRun, FailedBuildPolicy, RunInfo};
 use crate::model::PackName;
 
 /// How long a reconcile waits for a manual `apply` holding the lock.
@@ -403,6 +403,7 @@ fn reconcile(
         mode: DryRun::Apply,
         only,
         allow_empty: false,
+        failed_builds: FailedBuildPolicy::Wait,
         stop: Some(stop),
     };
     let progress = |pack: &PackName, what: &str| tracing::info!(%pack, "{what}");

@@ -108,6 +108,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // each is a `--flag` of its own
 pub struct ApplyArgs {
     /// Plan and report, change nothing; exits 2 when changes are pending (with
     /// `--detailed-exitcodes`)
@@ -125,6 +126,10 @@ pub struct ApplyArgs {
     /// Allow a plan that removes every pack of this host
     #[arg(long)]
     pub allow_empty: bool,
+    /// Build again now the virtualenvs that failed to build with the same inputs, instead of
+    /// waiting for their retry time (`[agent] build_retry`)
+    #[arg(long)]
+    pub retry_failed: bool,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,8 @@ const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(2);
 const DEFAULT_POLL: Duration = Duration::from_secs(30);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
+const DEFAULT_BUILD_RETRY: Duration = Duration::from_mins(5);
+const DEFAULT_BUILD_RETRY_MAX: Duration = Duration::from_hours(6);
 const DEFAULT_EXCHANGE: &str = "packsync";
 const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Every 15 minutes, at second 0.
@@ -153,6 +155,10 @@ pub struct AgentConfig {
     pub concurrency: usize,
     /// Where `packsync run` serves `/metrics` and `/healthz`; `None`: nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long a virtualenv that failed to build waits before the same inputs are built
+    /// again; the wait doubles with each failure in a row, up to `build_retry_max`.
+    pub build_retry: Duration,
+    pub build_retry_max: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +404,16 @@ impl Validator<'_> {
                     })
                     .ok()
             }),
+            build_retry: raw
+                .agent
+                .build_retry
+                .and_then(|raw| self.duration(&raw, "build_retry"))
+                .unwrap_or(DEFAULT_BUILD_RETRY),
+            build_retry_max: raw
+                .agent
+                .build_retry_max
+                .and_then(|raw| self.duration(&raw, "build_retry_max"))
+                .unwrap_or(DEFAULT_BUILD_RETRY_MAX),
         };
         let virtualenv = VirtualenvConfig {
             system_site_packages: raw.stackstorm.system_site_packages.unwrap_or(true),

@@ -36,6 +36,8 @@ pub(super) struct RawAgent {
     pub(super) keep_releases: Option<Spanned<i64>>,
     pub(super) concurrency: Option<Spanned<i64>>,
     pub(super) metrics_listen: Option<Spanned<String>>,
+    pub(super) build_retry: Option<Spanned<String>>,
+    pub(super) build_retry_max: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -25,7 +25,7 @@ use crate::activate::Adoption;
 use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
-use crate::env::EnvBuilder;
+use crate::env::{EnvBuilder, FailedBuilds};
 use crate::fsx;
 use crate::model::{
     Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange, Suspension,
@@ -116,7 +116,13 @@ pub fn plan(
     store: &dyn StateStore,
     only: Option<&BTreeSet<PackName>>,
 ) -> Result<Planned, ExecuteError> {
-    plan_from(config, store.load()?, store.suspensions()?, only)
+    plan_from(
+        config,
+        store.load()?,
+        store.suspensions()?,
+        only,
+        FailedBuildPolicy::Wait,
+    )
 }
 
 /// [`plan`] from the store's `records`, already read.
@@ -125,6 +131,7 @@ fn plan_from(
     records: BTreeMap<PackName, PackRecord>,
     suspensions: Vec<Suspension>,
     only: Option<&BTreeSet<PackName>>,
+    failed_builds: FailedBuildPolicy,
 ) -> Result<Planned, ExecuteError> {
     let layout = Layout::new(config);
     let mut observed = state::read_installed(
@@ -168,6 +175,20 @@ fn plan_from(
             None => host_suspended = Some(suspension),
         }
     }
+    if failed_builds == FailedBuildPolicy::Wait {
+        let memo = FailedBuilds::open(config);
+        let now = crate::model::now();
+        let desired = &mut resolution.desired;
+        for pack in &desired.packs {
+            let env = layout.env(&pack.revision.env);
+            if store::is_complete(&env, &pack.revision.env) {
+                continue;
+            }
+            if let Some(failed) = memo.holding(&pack.revision.env, now) {
+                desired.failed_builds.insert(pack.name.clone(), failed);
+            }
+        }
+    }
     let plan = crate::plan::plan(&resolution.desired, &observed.installed, config.agent.prune)?;
     Ok(Planned {
         resolution,
@@ -186,6 +207,15 @@ pub enum DryRun {
     Apply,
 }
 
+/// What a virtualenv that failed to build with the same inputs before does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedBuildPolicy {
+    /// Waits for its retry time (the memo of failed builds).
+    Wait,
+    /// Is built again now (`--retry-failed`).
+    Retry,
+}
+
 /// How `apply` runs.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
@@ -194,6 +224,8 @@ pub struct ApplyOptions {
     pub only: Option<BTreeSet<PackName>>,
     /// Allow a plan that removes every pack.
     pub allow_empty: bool,
+    /// Whether a virtualenv that failed to build waits for its retry time.
+    pub failed_builds: FailedBuildPolicy,
     /// Set (by a SIGTERM to the agent): steps not started yet are left for the next run; a
     /// step in progress finishes, so no switch is ever left half done.
     pub stop: Option<Arc<AtomicBool>>,
@@ -303,6 +335,22 @@ impl Applied {
             .filter(|outcome| *outcome != Outcome::Applied)
             .count()
             + self.planned.resolution.desired.unresolved.len()
+            + self.held_by_failed_builds()
+    }
+
+    /// Changes held back because their virtualenv failed to build before: not done, so failed.
+    fn held_by_failed_builds(&self) -> usize {
+        self.planned
+            .plan
+            .changes
+            .iter()
+            .filter(|change| {
+                change
+                    .reasons
+                    .iter()
+                    .any(|reason| matches!(reason, crate::model::Reason::BuildFailed { .. }))
+            })
+            .count()
     }
 
     pub fn changes(&self) -> usize {
@@ -482,7 +530,13 @@ pub fn apply(
         DryRun::Apply => store::prepare(&layout)?,
         DryRun::Noop => Recovered::default(),
     };
-    let planned = plan_from(config, records, suspensions, options.only.as_ref())?;
+    let planned = plan_from(
+        config,
+        records,
+        suspensions,
+        options.only.as_ref(),
+        options.failed_builds,
+    )?;
     let removals = planned
         .plan
         .changes

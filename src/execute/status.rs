@@ -27,6 +27,8 @@ pub enum PackState {
     Pending,
     /// `packsync suspend` holds its changes back.
     Suspended,
+    /// The live release's virtualenv is incomplete: `apply` builds it again.
+    Broken,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +50,10 @@ pub struct PackStatus {
     pub releases: Vec<ReleaseId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
+    /// The desired virtualenv failed to build with these inputs: nothing is tried again
+    /// before its retry time (or `apply --retry-failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_build: Option<crate::model::FailedBuild>,
     pub last_change: Option<HistoryEntry>,
     /// What StackStorm has registered, where the state store can see its database.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +134,7 @@ impl ActiveStatus {
             git_ref: revision.git_ref.clone(),
             env: revision.env.short().to_string(),
             since,
+            env_verified: None,
         }
     }
 }
@@ -140,6 +147,10 @@ pub struct ActiveStatus {
     pub git_ref: String,
     pub env: String,
     pub since: Option<jiff::Timestamp>,
+    /// Whether the live virtualenv has its completion record (every pin verified when it was
+    /// built); unknown for another host's release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_verified: Option<bool>,
 }
 
 /// The runner set: what is live, what the site config asks for, and the last switch.
@@ -256,9 +267,13 @@ fn pack_status(
             });
             let engine_drift = engine.as_ref().is_some_and(|e| e.drift);
             let suspended = planned.resolution.desired.suspended.get(&pack).cloned();
+            let failed_build = planned.resolution.desired.failed_builds.get(&pack).cloned();
+            let broken = live.is_some_and(|live| live.broken_env.is_some());
             let state = if suspended.is_some() {
                 PackState::Suspended
-            } else if last_failure.is_some() || unresolved {
+            } else if broken {
+                PackState::Broken
+            } else if last_failure.is_some() || unresolved || failed_build.is_some() {
                 PackState::Failed
             } else if drifted || engine_drift {
                 PackState::Drifted
@@ -267,8 +282,9 @@ fn pack_status(
             } else {
                 PackState::Ok
             };
-            let active = live.map(|live| {
-                ActiveStatus::of(
+            let active = live.map(|live| ActiveStatus {
+                env_verified: Some(live.broken_env.is_none()),
+                ..ActiveStatus::of(
                     &live.revision,
                     record.and_then(|r| r.active.as_ref()).map(|a| a.since),
                 )
@@ -288,6 +304,7 @@ fn pack_status(
                     .map(|r| r.releases.iter().map(|r| r.id.clone()).collect())
                     .unwrap_or_default(),
                 last_failure,
+                failed_build,
                 last_change: history.iter().find(|e| e.pack == pack).cloned(),
                 engine,
                 pack,

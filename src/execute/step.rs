@@ -105,7 +105,11 @@ impl Context<'_> {
         report: &mut StepReport,
     ) -> Result<ReleasePaths, StepError> {
         if let Some(existing) = store::find(&self.layout, &pack.name, id) {
-            report.env = Some(EnvReport::ReleaseReused);
+            // Its virtualenv is complete, or (broken by a crash) built again in place.
+            report.env = Some(match self.ensure_env(&pack.name, desired)? {
+                EnvReport::Reused => EnvReport::ReleaseReused,
+                built => built,
+            });
             return Ok(existing);
         }
         let staged = store::stage(&self.layout, &pack.name, id)?;
@@ -142,19 +146,23 @@ impl Context<'_> {
         let repo = Repo::open(&pack.repo)?;
         repo.pack_tree(&desired.revision.commit, pack.subdir.as_deref())?
             .export(&staged.pack)?;
-        let env_dir = self.layout.env(&desired.revision.env);
-        (self.progress)(&pack.name, "building its virtualenv");
-        let env = self.builder.ensure(&env_dir, &desired.env_inputs)?;
-        report.env = Some(match env {
-            EnvOutcome::Built { pip: true } => EnvReport::Built,
-            EnvOutcome::Built { pip: false } => EnvReport::BuiltEmpty,
-            EnvOutcome::Reused => EnvReport::Reused,
-        });
-        store::link_env(staged, &env_dir)?;
+        report.env = Some(self.ensure_env(&pack.name, desired)?);
+        store::link_env(staged, &self.layout.env(&desired.revision.env))?;
         if !pack.values.is_empty() {
             store::write_config(staged, &pack.values)?;
         }
         Ok(())
+    }
+
+    /// Makes sure the virtualenv of `desired` is there complete.
+    fn ensure_env(&self, pack: &PackName, desired: &DesiredPack) -> Result<EnvReport, StepError> {
+        let env_dir = self.layout.env(&desired.revision.env);
+        (self.progress)(pack, "building its virtualenv");
+        Ok(match self.builder.ensure(&env_dir, &desired.env_inputs)? {
+            EnvOutcome::Built { pip: true } => EnvReport::Built,
+            EnvOutcome::Built { pip: false } => EnvReport::BuiltEmpty,
+            EnvOutcome::Reused => EnvReport::Reused,
+        })
     }
 
     /// `[stackstorm] test` on the staged release.

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::model::{
-    Action, Change, Desired, DesiredPack, EnvInputs, Installed, InstalledPack, PackName, Plan,
-    Prune, Reason, Revision, RunnerChange,
+    Action, Change, Desired, DesiredPack, EnvInputs, FailedBuild, Installed, InstalledPack,
+    PackName, Plan, Prune, Reason, Revision, RunnerChange,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,10 +46,13 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
             Some(current) => compare(pack, current),
             None => install(pack, installed),
         };
-        changes.push(match desired.suspended.get(name) {
-            Some(reason) => hold(change, reason),
-            None => change,
-        });
+        changes.push(
+            match (desired.suspended.get(name), desired.failed_builds.get(name)) {
+                (Some(reason), _) => hold(change, reason),
+                (None, Some(failed)) => hold_failed_build(change, failed),
+                (None, None) => change,
+            },
+        );
     }
     for name in &desired.disabled {
         let revision = installed.packs.get(name).map(|pack| pack.revision.clone());
@@ -202,6 +205,9 @@ fn compare(pack: &DesiredPack, current: &InstalledPack) -> Change {
         }
     } else if to.env != from.env {
         Action::Rebuild
+    } else if let Some(env) = &current.broken_env {
+        reasons.push(Reason::EnvBroken { env: env.clone() });
+        Action::Rebuild
     } else if to.config != from.config {
         Action::Reconfigure
     } else if !current.broken_links.is_empty() {
@@ -256,6 +262,23 @@ fn hold(change: Change, reason: &str) -> Change {
         to: change.from.clone(),
         reasons: vec![Reason::Suspended {
             reason: reason.to_string(),
+            held: change.action,
+        }],
+        ..change
+    }
+}
+
+/// A change whose virtualenv failed to build from these inputs: nothing happens until the
+/// retry time, and the reason says when and why.
+fn hold_failed_build(change: Change, failed: &FailedBuild) -> Change {
+    if !change.action.changes_host() || change.action == Action::Remove {
+        return change;
+    }
+    Change {
+        action: Action::Unchanged,
+        to: change.from.clone(),
+        reasons: vec![Reason::BuildFailed {
+            failed: failed.clone(),
             held: change.action,
         }],
         ..change

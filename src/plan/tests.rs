@@ -49,6 +49,7 @@ fn have(pack: &DesiredPack) -> InstalledPack {
         revision: pack.revision.clone(),
         env_inputs: Some(pack.env_inputs.clone()),
         broken_links: Vec::new(),
+        broken_env: None,
     }
 }
 
@@ -218,6 +219,7 @@ fn unresolved_and_disabled_packs_are_left_alone() {
         disabled: vec![name("a")],
         unresolved: vec![name("b")],
         suspended: BTreeMap::new(),
+        failed_builds: BTreeMap::new(),
         runners: None,
     };
     let plan = plan(&d, &current, Prune::On).unwrap();
@@ -412,5 +414,41 @@ fn broken_links_to_an_unchanged_release_are_repaired_and_a_change_repairs_them_a
     assert_eq!(
         plan_of(&desired(vec![newer]), &installed(&[broken])),
         ["clush upgrade: version 1.0.0 -> 1.1.0"]
+    );
+}
+
+/// Issue 14: a live release whose virtualenv has no completion record is rebuilt.
+#[test]
+fn a_broken_env_under_an_unchanged_release_is_rebuilt() {
+    let clush = want("clush", "1.0.0", "t1", inputs(&[], &[]), "c");
+    let broken = InstalledPack {
+        broken_env: Some(PathBuf::from("/state/envs/0123")),
+        ..have(&clush)
+    };
+    assert_eq!(
+        plan_of(&desired(vec![clush]), &installed(&[broken])),
+        ["clush rebuild: its virtualenv `/state/envs/0123` is incomplete (broken): built again"]
+    );
+}
+
+/// Issue 14: a failed build of the same inputs waits for its retry time; a removal does not.
+#[test]
+fn a_failed_build_holds_its_change_until_the_retry_time() {
+    let clush = want("clush", "1.0.0", "t1", inputs(&[], &[]), "c");
+    let failed = FailedBuild {
+        failures: 2,
+        failed_at: "2026-12-07T10:00:00Z".parse().unwrap(),
+        retry_after: "2026-12-07T10:10:00Z".parse().unwrap(),
+        cause: "lxml: error: command 'gcc' failed".into(),
+    };
+    let mut d = desired(vec![clush]);
+    d.failed_builds
+        .insert(PackName::new("clush").unwrap(), failed);
+    assert_eq!(
+        plan_of(&d, &installed(&[])),
+        [
+            "clush unchanged: failed build, retry after 2026-12-07 10:10:00 UTC (2 failures): \
+             the install waits; lxml: error: command 'gcc' failed"
+        ]
     );
 }

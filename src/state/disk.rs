@@ -63,6 +63,9 @@ pub fn read_installed<'a>(
             }
         })?;
         let broken_links = broken_links(layout, &pack, &live)?;
+        // The completion record is read, never the env hashed again: a no-op run stays cheap.
+        let env = layout.env(&manifest.revision.env);
+        let broken_env = (!store::is_complete(&env, &manifest.env_inputs.digest())).then_some(env);
         observed.installed.packs.insert(
             pack.clone(),
             InstalledPack {
@@ -70,6 +73,7 @@ pub fn read_installed<'a>(
                 revision: manifest.revision,
                 env_inputs: Some(manifest.env_inputs),
                 broken_links,
+                broken_env,
             },
         );
     }

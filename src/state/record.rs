@@ -223,6 +223,7 @@ pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName,
                     env_inputs: Some(release.env_inputs.clone()),
                     // What disk holds is for `state::disk` to say.
                     broken_links: Vec::new(),
+                    broken_env: None,
                 },
             ))
         })
@@ -279,6 +280,7 @@ mod tests {
                     revision: clush_1.revision,
                     env_inputs: Some(clush_1.env_inputs),
                     broken_links: Vec::new(),
+                    broken_env: None,
                 }
             )])
         );

@@ -12,7 +12,9 @@ use super::plan::{render, revision, summary};
 use super::{Site, open_site};
 use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
 use crate::diagnostics::{Problem, Severity};
-use crate::execute::{self, Applied, ApplyOptions, DryRun, RunInfo, RunnerStep, StepReport};
+use crate::execute::{
+    self, Applied, ApplyOptions, DryRun, FailedBuildPolicy, RunInfo, RunnerStep, StepReport,
+};
 use crate::model::{Change, PackName, ReleaseId};
 use crate::state::{Operation, Outcome};
 
@@ -70,6 +72,11 @@ pub(crate) fn apply(
         },
         only: (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect::<BTreeSet<_>>()),
         allow_empty: args.allow_empty,
+        failed_builds: if args.retry_failed {
+            FailedBuildPolicy::Retry
+        } else {
+            FailedBuildPolicy::Wait
+        },
         stop: None,
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));

@@ -234,6 +234,25 @@ fn render(packs: &[PackStatus]) -> String {
         let _ = writeln!(out, "{failure}");
     }
     for p in packs {
+        if let Some(failed) = &p.failed_build {
+            let _ = writeln!(
+                out,
+                "{}: failed build, retry after {} (`apply --retry-failed` tries now): {}",
+                p.pack,
+                failed.retry_after.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                failed.cause
+            );
+        }
+        if p.state == PackState::Broken {
+            let _ = writeln!(
+                out,
+                "{}: broken: its live virtualenv is incomplete (no completion record); \
+                 `packsync apply` builds it again",
+                p.pack
+            );
+        }
+    }
+    for p in packs {
         let Some(engine) = p.engine.as_ref().filter(|e| e.drift) else {
             continue;
         };

@@ -24,7 +24,7 @@ use std::process::{Command, Output};
 use packsync::desired::{self, WorkTrees};
 use packsync::model::ReleaseId;
 use packsync::state::{ActiveRelease, PackRecord, ReleaseRecord};
-use packsync::store::{Layout, ReleaseManifest};
+use packsync::store::{Completion, Layout, ReleaseManifest};
 use tempfile::TempDir;
 
 use super::git::GitRepo;
@@ -122,6 +122,8 @@ pub(crate) struct TestSite {
     agent_lines: Vec<String>,
     /// `key = value` lines of `[stackstorm]` after the paths, as written.
     stackstorm_lines: Vec<String>,
+    /// `key = value` lines of `[mirror]` after its path, as written.
+    mirror_lines: Vec<String>,
     /// The MongoDB server and database of `[state]`; `None`: the embedded store.
     mongodb: Option<(String, String)>,
     packs: Vec<PackEntry>,
@@ -153,6 +155,7 @@ impl TestSite {
                 "system_site_packages = false".to_owned(),
                 "base_requirements = []".to_owned(),
             ],
+            mirror_lines: Vec::new(),
             mongodb: (backend == Backend::MongoDb)
                 .then(|| (mongo::url(), mongo::unique_database())),
             packs: Vec::new(),
@@ -281,6 +284,12 @@ LOG='{root}/engine.log'
         self
     }
 
+    /// Adds a line to `[mirror]`, as written: `installer = "uv"`.
+    pub(crate) fn mirror_line(&mut self, line: &str) -> &mut Self {
+        self.mirror_lines.push(line.to_owned());
+        self
+    }
+
     /// Adds a `[[pack]]` entry, or replaces the one of the same name in place.
     pub(crate) fn add_pack(&mut self, entry: PackEntry) -> &mut Self {
         match self.packs.iter_mut().find(|p| p.name == entry.name) {
@@ -314,6 +323,9 @@ LOG='{root}/engine.log'
             let _ = writeln!(text, "{line}");
         }
         let _ = write!(text, "\n[mirror]\npath = {}\n", dir("mirror"));
+        for line in &self.mirror_lines {
+            let _ = writeln!(text, "{line}");
+        }
         for pack in &self.packs {
             let _ = write!(text, "\n[[pack]]\nname = \"{}\"\n", pack.name);
             for (key, value) in &pack.keys {
@@ -388,6 +400,14 @@ LOG='{root}/engine.log'
                 serde_json::to_vec_pretty(&manifest).unwrap(),
             )
             .unwrap();
+            // Its virtualenv as a build leaves it: complete (no distribution in it).
+            let env = layout.env(&pack.revision.env);
+            fs_err::create_dir_all(&env).unwrap();
+            let completion = Completion {
+                digest: pack.env_inputs.digest(),
+                dists: Vec::new(),
+            };
+            packsync::store::write_completion(&env, &completion).unwrap();
             let current = layout.current(&pack.name);
             fs_err::create_dir_all(current.parent().unwrap()).unwrap();
             let target = Path::new("../releases")
