@@ -4,6 +4,7 @@
 mod agent;
 mod apply;
 mod check;
+mod envs;
 mod events;
 mod mirror;
 mod mongodb;
@@ -90,6 +91,9 @@ fn apply_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --retry-failed             Build again now the virtualenvs that failed to build with the same
+                                     inputs, instead of waiting for their retry time (`[agent]
+                                     build_retry`)
       -h, --help                     Print help
       -V, --version                  Print version
 
