@@ -1,12 +1,13 @@
 //! Checks of what a pack carries, done the way StackStorm does them, before anything is installed:
 //! `pack.yaml` ([`parse_metadata`]), `config.schema.yaml` and the pack config values
 //! ([`parse_config_schema`], [`ConfigSchema::validate`]) and `requirements.txt`
-//! ([`parse_requirements`]).
+//! ([`parse_requirements`]); and what StackStorm registers from its files ([`content`]).
 //!
 //! Nothing here does I/O: the caller reads the files (from a Git tree) and hands over their text
 //! with a label (`repo@commit:path`) that errors and locations name.
 
 mod config_schema;
+pub mod content;
 mod metadata;
 mod requirements;
 

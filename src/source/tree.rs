@@ -81,6 +81,36 @@ impl<'repo> PackTree<'repo> {
         Ok(Some(blob.content().to_vec()))
     }
 
+    /// The names and contents of the regular files directly in the folder `dir` of the pack
+    /// (none when there is no such folder), sorted by name.
+    pub fn files_in(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+        let entry = match self.tree.get_path(Path::new(dir)) {
+            Ok(entry) => entry,
+            Err(err) if err.code() == ErrorCode::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(self.repo.git_error("a tree entry", source)),
+        };
+        if EntryKind::of(&entry) != EntryKind::Folder {
+            return Ok(Vec::new());
+        }
+        let git = self.repo.git();
+        let tree = git
+            .find_tree(entry.id())
+            .map_err(|source| self.repo.git_error("a tree", source))?;
+        let mut files = Vec::new();
+        for entry in &tree {
+            if EntryKind::of(&entry) != EntryKind::File {
+                continue;
+            }
+            let blob = git
+                .find_blob(entry.id())
+                .map_err(|source| self.repo.git_error("a file", source))?;
+            let name = String::from_utf8_lossy(entry.name_bytes()).into_owned();
+            files.push((name, blob.content().to_vec()));
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(files)
+    }
+
     /// Writes the pack folder into `dest`, which must not exist yet or be an empty folder.
     ///
     /// Files get mode `0o755` when Git records them executable and `0o644` otherwise, folders
