@@ -23,6 +23,11 @@ pub trait Diagnose {
     fn location(&self) -> Option<&Location> {
         None
     }
+
+    /// The end of what a failed command printed: the reason is usually there.
+    fn output(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A position in a file, with the offending line for display.
@@ -92,6 +97,8 @@ impl fmt::Display for Location {
 
 /// How many lines of a failed command's output an error keeps.
 const OUTPUT_TAIL_LINES: usize = 20;
+/// How many of them a one-line record (history, `status`) keeps.
+const ONE_LINE_OUTPUT_LINES: usize = 3;
 
 /// The end of what a child process printed, for an error: its last lines, stdout then stderr
 /// (where the reason for a failure usually is), without trailing blank lines.
@@ -136,6 +143,7 @@ fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
         crate::lock::LockError,
         crate::runners::RunnerError,
         crate::execute::ExecuteError,
+        crate::execute::StepError,
     );
     None
 }
@@ -197,6 +205,9 @@ pub struct Report {
     pub location: Option<Location>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The last lines a failed command printed (`output_tail`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl Report {
@@ -204,6 +215,7 @@ impl Report {
         let mut causes = Vec::new();
         let mut location = None;
         let mut hint = None;
+        let mut output = None;
         let chain = std::iter::successors(Some(err), |err| (*err).source());
         for (depth, err) in chain.enumerate() {
             if depth > 0 {
@@ -212,6 +224,7 @@ impl Report {
             if let Some(diagnose) = as_diagnose(err) {
                 location = location.or_else(|| diagnose.location().cloned());
                 hint = hint.or_else(|| diagnose.hint());
+                output = output.or_else(|| diagnose.output().map(str::to_string));
             }
         }
         Self {
@@ -220,17 +233,27 @@ impl Report {
             causes,
             location,
             hint,
+            output: output.filter(|output| !output.is_empty()),
         }
     }
 }
 
 impl Report {
-    /// The message and its causes on one line, for records (history, JSON outcomes).
+    /// The message and its causes on one line, for records (history, JSON outcomes), with the
+    /// last lines of a failed command's output.
     pub fn one_line(&self) -> String {
-        std::iter::once(self.message.as_str())
+        let mut line = std::iter::once(self.message.as_str())
             .chain(self.causes.iter().map(String::as_str))
             .collect::<Vec<_>>()
-            .join(": ")
+            .join(": ");
+        if let Some(output) = &self.output {
+            let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
+            let last = &lines[lines.len().saturating_sub(ONE_LINE_OUTPUT_LINES)..];
+            line.push_str(" (output: ");
+            line.push_str(&last.join(" | "));
+            line.push(')');
+        }
+        line
     }
 }
 
@@ -251,6 +274,12 @@ impl Report {
         writeln!(f, "{}", self.message)?;
         for cause in &self.causes {
             writeln!(f, "  Caused by: {cause}")?;
+        }
+        if let Some(output) = &self.output {
+            writeln!(f, "  Output (last lines):")?;
+            for line in output.lines() {
+                writeln!(f, "    | {line}")?;
+            }
         }
         if let Some(location) = &self.location {
             writeln!(f, "  --> {location}")?;

@@ -1,7 +1,13 @@
-//! StackStorm hooks: the `[stackstorm]` commands (`test`, `register`, `unregister`, and for
-//! runners `register_runners` and `restart`), run as argv lists without a shell, with
-//! `{placeholder}`s filled in per pack. The contract is the argv and the exit code.
+//! StackStorm hooks: the `[stackstorm]` commands (`test`, `register`, `unregister`,
+//! `registered`, `purge`, and for runners `register_runners` and `restart`), run as argv lists
+//! without a shell, with `{placeholder}`s filled in per pack. The contract is the argv, the
+//! exit code, and for `registered` the JSON it prints.
+//!
+//! Every command runs with a defined environment: `PATH`, `HOME` and `LANG` from packsync's,
+//! the names `[stackstorm] env` lists, and [`PACK_ENV`] and [`HOOK_ENV`]; nothing else of
+//! packsync's environment (no proxies, `PIP_*`, `PYTHONPATH`, tokens) reaches it.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -9,9 +15,10 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use crate::config::CommandTemplate;
+use crate::config::{CommandTemplate, StackStormConfig};
 use crate::diagnostics::{Diagnose, output_tail};
 use crate::model::PackName;
+use crate::pack::content::Resource;
 
 /// Which hook runs; names the step in messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +26,8 @@ pub enum Hook {
     Test,
     Register,
     Unregister,
+    Registered,
+    Purge,
     RegisterRunners,
     Restart,
 }
@@ -29,6 +38,8 @@ impl fmt::Display for Hook {
             Hook::Test => "test",
             Hook::Register => "register",
             Hook::Unregister => "unregister",
+            Hook::Registered => "registered",
+            Hook::Purge => "purge",
             Hook::RegisterRunners => "register_runners",
             Hook::Restart => "restart",
         })
@@ -79,6 +90,17 @@ pub enum EngineError {
         timeout: Duration,
         output: String,
     },
+    /// `registered` printed something else than a JSON list of `{"kind", "ref"}`.
+    #[error(
+        "The `{hook}` command for {subject} printed no list of resources ({problem}): {command}"
+    )]
+    BadOutput {
+        hook: Hook,
+        subject: String,
+        command: String,
+        problem: String,
+        output: String,
+    },
 }
 
 impl Diagnose for EngineError {
@@ -89,7 +111,27 @@ impl Diagnose for EngineError {
                  `[stackstorm] command_timeout`"
                     .into(),
             ),
-            _ => None,
+            EngineError::BadOutput { .. } => Some(
+                "`[stackstorm] registered` must print on stdout a JSON list like \
+                 `[{\"kind\": \"action\", \"ref\": \"clush.run\"}]` (kinds: action, rule, sensor, \
+                 trigger, action-alias, policy), and its messages on stderr"
+                    .into(),
+            ),
+            EngineError::Failed { .. } | EngineError::Spawn { .. } => Some(
+                "commands get only PATH, HOME, LANG and PACKSYNC_* of packsync's environment: \
+                 if it needs more (credentials, ST2_* variables), list their names in \
+                 `[stackstorm] env`"
+                    .into(),
+            ),
+        }
+    }
+
+    fn output(&self) -> Option<&str> {
+        match self {
+            EngineError::Failed { output, .. }
+            | EngineError::TimedOut { output, .. }
+            | EngineError::BadOutput { output, .. } => Some(output),
+            EngineError::Spawn { .. } => None,
         }
     }
 }
@@ -108,46 +150,107 @@ pub const PACK_ENV: &str = "PACKSYNC_PACK";
 pub const HOOK_ENV: &str = "PACKSYNC_HOOK";
 
 /// Runs `template` for the pack in `values`; its output is logged at debug level and, when it
-/// fails, kept in the error.
+/// fails, kept in the error (its last lines).
 ///
-/// The command inherits packsync's environment (these are the site's own commands, which may
-/// need its `PATH`, proxies or credentials) plus [`PACK_ENV`] and [`HOOK_ENV`]; stdin is null,
-/// so a command that prompts fails instead of hanging.
-///
-/// A command still running after `timeout` is killed with every process it started (it runs
-/// in a process group of its own) and the hook fails.
+/// stdin is null, so a command that prompts fails instead of hanging. A command still running
+/// after `[stackstorm] command_timeout` is killed with every process it started (it runs in a
+/// process group of its own) and the hook fails.
 pub fn run(
     hook: Hook,
     template: &CommandTemplate,
     values: &Placeholders,
-    timeout: Duration,
+    stackstorm: &StackStormConfig,
 ) -> Result<(), EngineError> {
-    let argv: Vec<String> = template.0.iter().map(|arg| fill(arg, values)).collect();
+    let argv: Vec<String> = template
+        .0
+        .iter()
+        .map(|arg| fill(arg, values, &[]))
+        .collect();
     run_argv(
         hook,
-        &format!("pack `{}`", values.pack),
+        &pack_subject(&values.pack),
         Some(&values.pack),
         &argv,
-        timeout,
+        stackstorm,
     )
+    .map(drop)
 }
 
 /// Runs a hook for the runner set (`register_runners`, `restart`): no placeholders.
 pub fn run_for_runners(
     hook: Hook,
     template: &CommandTemplate,
-    timeout: Duration,
+    stackstorm: &StackStormConfig,
 ) -> Result<(), EngineError> {
-    run_argv(hook, "the runners", None, &template.0, timeout)
+    run_argv(hook, "the runners", None, &template.0, stackstorm).map(drop)
 }
 
+/// What StackStorm holds for the pack in `values`: `[stackstorm] registered`'s JSON list.
+pub fn registered(
+    template: &CommandTemplate,
+    values: &Placeholders,
+    stackstorm: &StackStormConfig,
+) -> Result<BTreeSet<Resource>, EngineError> {
+    let argv: Vec<String> = template
+        .0
+        .iter()
+        .map(|arg| fill(arg, values, &[]))
+        .collect();
+    let subject = pack_subject(&values.pack);
+    let output = run_argv(
+        Hook::Registered,
+        &subject,
+        Some(&values.pack),
+        &argv,
+        stackstorm,
+    )?;
+    serde_json::from_slice::<Vec<Resource>>(&output.stdout)
+        .map(|resources| resources.into_iter().collect())
+        .map_err(|err| EngineError::BadOutput {
+            hook: Hook::Registered,
+            subject,
+            command: display_command(&argv),
+            problem: err.to_string(),
+            output: output_tail(&output),
+        })
+}
+
+/// Removes `resource` of the pack in `values` from StackStorm: `[stackstorm] purge`.
+pub fn purge(
+    template: &CommandTemplate,
+    values: &Placeholders,
+    resource: &Resource,
+    stackstorm: &StackStormConfig,
+) -> Result<(), EngineError> {
+    let extra = [
+        ("kind", resource.kind.as_str()),
+        ("ref", resource.reference.as_str()),
+    ];
+    let argv: Vec<String> = template
+        .0
+        .iter()
+        .map(|arg| fill(arg, values, &extra))
+        .collect();
+    let subject = format!("{} of pack `{}`", resource, values.pack);
+    run_argv(Hook::Purge, &subject, Some(&values.pack), &argv, stackstorm).map(drop)
+}
+
+fn pack_subject(pack: &PackName) -> String {
+    format!("pack `{pack}`")
+}
+
+/// The variables of packsync's environment every command gets.
+const PASSED_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// Runs `argv`; its output when it succeeded.
 fn run_argv(
     hook: Hook,
     subject: &str,
     pack: Option<&PackName>,
     argv: &[String],
-    timeout: Duration,
-) -> Result<(), EngineError> {
+    stackstorm: &StackStormConfig,
+) -> Result<Output, EngineError> {
+    let timeout = stackstorm.command_timeout;
     let command = display_command(argv);
     let spawn_error = |program: &str, source| EngineError::Spawn {
         hook,
@@ -163,6 +266,20 @@ fn run_argv(
     };
     tracing::debug!(%hook, subject, %command, "running hook");
     let mut child = Command::new(program);
+    child.env_clear();
+    let passed = PASSED_ENV
+        .iter()
+        .copied()
+        .chain(stackstorm.env.iter().map(String::as_str));
+    for name in passed {
+        if let Some(value) = std::env::var_os(name) {
+            child.env(name, value);
+        }
+    }
+    if hook == Hook::Test {
+        // The release and its virtualenv are read-only: Python's bytecode stays in memory.
+        child.env("PYTHONDONTWRITEBYTECODE", "1");
+    }
     child
         .args(arguments)
         .env(HOOK_ENV, hook.to_string())
@@ -196,7 +313,7 @@ fn run_argv(
         });
     }
     if output.status.success() {
-        return Ok(());
+        return Ok(output);
     }
     Err(EngineError::Failed {
         hook,
@@ -232,7 +349,7 @@ fn wait_with_timeout(child: Child, timeout: Duration) -> (std::io::Result<Output
 
 /// `arg` with every known `{placeholder}` replaced, in one pass (a value that happens to
 /// contain `{pack}` is not expanded again); anything else is kept as written.
-fn fill(arg: &str, values: &Placeholders) -> String {
+fn fill(arg: &str, values: &Placeholders, extra: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(arg.len());
     let mut rest = arg;
     while let Some(open) = rest.find('{') {
@@ -240,7 +357,7 @@ fn fill(arg: &str, values: &Placeholders) -> String {
         let after = &rest[open..];
         let value = after
             .find('}')
-            .and_then(|close| Some((value_of(&after[1..close], values)?, close)));
+            .and_then(|close| Some((value_of(&after[1..close], values, extra)?, close)));
         if let Some((value, close)) = value {
             out.push_str(&value);
             rest = &after[close + 1..];
@@ -253,7 +370,10 @@ fn fill(arg: &str, values: &Placeholders) -> String {
     out
 }
 
-fn value_of(name: &str, values: &Placeholders) -> Option<String> {
+fn value_of(name: &str, values: &Placeholders, extra: &[(&str, &str)]) -> Option<String> {
+    if let Some((_, value)) = extra.iter().find(|(key, _)| *key == name) {
+        return Some((*value).to_string());
+    }
     let path = match name {
         "pack" => return Some(values.pack.to_string()),
         "pack_dir" => &values.pack_dir,
@@ -308,6 +428,33 @@ mod tests {
         path.to_string_lossy().into_owned()
     }
 
+    /// The `[stackstorm]` of a site whose commands time out after `timeout` and get the
+    /// variables named in `env`.
+    fn stackstorm(timeout: Duration, env: &[&str]) -> StackStormConfig {
+        StackStormConfig {
+            packs_dir: PathBuf::from("/packs"),
+            virtualenvs_dir: PathBuf::from("/virtualenvs"),
+            configs_dir: PathBuf::from("/configs"),
+            python: PathBuf::from("python3"),
+            virtualenv: crate::config::VirtualenvConfig {
+                system_site_packages: false,
+                base_requirements: Vec::new(),
+                st2_pth: false,
+            },
+            register: None,
+            unregister: None,
+            test: None,
+            st2_python: None,
+            register_runners: None,
+            restart: None,
+            command_timeout: timeout,
+            registered: None,
+            purge: None,
+            repair_engine_drift: true,
+            env: env.iter().map(ToString::to_string).collect(),
+        }
+    }
+
     fn template(argv: &[&str]) -> CommandTemplate {
         CommandTemplate(argv.iter().map(ToString::to_string).collect())
     }
@@ -341,7 +488,7 @@ mod tests {
                 "with space",
             ]),
             &values,
-            Duration::from_mins(1),
+            &stackstorm(Duration::from_mins(1), &[]),
         )
         .unwrap();
         let root = dir.path().display();
@@ -367,7 +514,7 @@ mod tests {
             Hook::Test,
             &template(&[&program, "{pack}", "it's"]),
             &values(dir.path()),
-            Duration::from_mins(1),
+            &stackstorm(Duration::from_mins(1), &[]),
         )
         .unwrap_err();
         let EngineError::Failed {
@@ -411,7 +558,7 @@ mod tests {
             Hook::Register,
             &template(&[&program]),
             &values(dir.path()),
-            Duration::from_millis(500),
+            &stackstorm(Duration::from_millis(500), &[]),
         )
         .unwrap_err();
         assert!(
@@ -447,6 +594,73 @@ mod tests {
         );
     }
 
+    /// Issue 15: nothing of packsync's environment reaches a command but `PATH`, `HOME`,
+    /// `LANG`, `PACKSYNC_*` and the names `[stackstorm] env` lists.
+    #[test]
+    fn commands_get_a_defined_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("env");
+        let program = script(
+            dir.path(),
+            "env",
+            &format!("env | sort > '{}'\n", record.display()),
+        );
+        // Set for this test process only: the variables exist in packsync's environment.
+        let names = [
+            "HTTPS_PROXY",
+            "PIP_INDEX_URL",
+            "PYTHONPATH",
+            "ST2_AUTH_TOKEN",
+        ];
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--exact", "engine::tests::env_child", "--nocapture"])
+            .env("PACKSYNC_ENV_TEST_PROGRAM", &program)
+            .env("PACKSYNC_ENV_TEST_DIR", dir.path());
+        for name in names {
+            command.env(name, format!("{name}-value"));
+        }
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let env = fs_err::read_to_string(&record).unwrap();
+        let keys: Vec<&str> = env
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(key, _)| key))
+            .filter(|key| *key != "PWD" && *key != "SHLVL" && *key != "_")
+            .collect();
+        let mut expected = vec!["PACKSYNC_HOOK", "PACKSYNC_PACK", "PATH", "ST2_AUTH_TOKEN"];
+        if std::env::var_os("HOME").is_some() {
+            expected.push("HOME");
+        }
+        if std::env::var_os("LANG").is_some() {
+            expected.push("LANG");
+        }
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "{env}");
+        assert!(
+            env.contains("ST2_AUTH_TOKEN=ST2_AUTH_TOKEN-value\n"),
+            "{env}"
+        );
+    }
+
+    /// Runs in a child test process (see above), whose environment the parent set.
+    #[test]
+    fn env_child() {
+        let (Some(program), Some(dir)) = (
+            std::env::var_os("PACKSYNC_ENV_TEST_PROGRAM"),
+            std::env::var_os("PACKSYNC_ENV_TEST_DIR"),
+        ) else {
+            return; // Not run by `commands_get_a_defined_environment`.
+        };
+        run(
+            Hook::Register,
+            &template(&[program.to_str().unwrap()]),
+            &values(Path::new(&dir)),
+            &stackstorm(Duration::from_mins(1), &["ST2_AUTH_TOKEN"]),
+        )
+        .unwrap();
+    }
+
     #[test]
     fn a_missing_program_cannot_be_spawned() {
         let dir = tempfile::tempdir().unwrap();
@@ -455,7 +669,7 @@ mod tests {
             Hook::Unregister,
             &template(&[missing.to_str().unwrap()]),
             &values(dir.path()),
-            Duration::from_mins(1),
+            &stackstorm(Duration::from_mins(1), &[]),
         )
         .unwrap_err();
         assert!(

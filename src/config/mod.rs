@@ -49,7 +49,12 @@ const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 const DEFAULT_CRON: &str = "0 */15 * * * *";
 
 /// Placeholders an engine command may use.
-const PLACEHOLDERS: [&str; 5] = ["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
+/// The placeholders of the per-pack commands (`register`, `test`, `unregister`, `registered`).
+const PLACEHOLDERS: &[&str] = &["pack", "pack_dir", "release_dir", "venv_dir", "config_file"];
+/// Those of `purge`: one resource of one pack.
+const PURGE_PLACEHOLDERS: &[&str] = &["pack", "kind", "ref"];
+/// The runner commands have none.
+const NO_PLACEHOLDERS: &[&str] = &[];
 
 /// A validated site config.
 #[derive(Debug, Clone)]
@@ -184,6 +189,23 @@ pub struct StackStormConfig {
     /// How long any of these commands may run before it is killed and its step fails: a hung
     /// registration must not stop every later deployment.
     pub command_timeout: Duration,
+    /// Prints what StackStorm holds for `{pack}`: a JSON list of `{"kind", "ref"}`.
+    pub registered: Option<CommandTemplate>,
+    /// Removes (or, for a sensor, disables) the resource `{ref}` of kind `{kind}`.
+    pub purge: Option<CommandTemplate>,
+    /// Whether `apply` registers a live pack again (and purges) when StackStorm has another
+    /// version of it registered (`st2 pack install` run by hand).
+    pub repair_engine_drift: bool,
+    /// The names of packsync's environment variables the commands get, besides `PATH`,
+    /// `HOME`, `LANG` and `PACKSYNC_*`.
+    pub env: Vec<String>,
+}
+
+impl StackStormConfig {
+    /// The two commands that purge, when both are set.
+    pub fn purging(&self) -> Option<(&CommandTemplate, &CommandTemplate)> {
+        self.registered.as_ref().zip(self.purge.as_ref())
+    }
 }
 
 /// StackStorm's virtualenv choices (`setup_pack_virtualenv`), each one a setting.
@@ -435,21 +457,35 @@ impl Validator<'_> {
                 |python| self.program(python),
             ),
             virtualenv,
-            register: self.command(raw.stackstorm.register, "register"),
-            unregister: self.command(raw.stackstorm.unregister, "unregister"),
-            test: self.command(raw.stackstorm.test, "test"),
+            register: self.command(raw.stackstorm.register, "register", PLACEHOLDERS),
+            unregister: self.command(raw.stackstorm.unregister, "unregister", PLACEHOLDERS),
+            test: self.command(raw.stackstorm.test, "test", PLACEHOLDERS),
             st2_python: raw
                 .stackstorm
                 .st2_python
                 .as_ref()
                 .map(|python| self.program(python)),
-            register_runners: self.command(raw.stackstorm.register_runners, "register_runners"),
-            restart: self.command(raw.stackstorm.restart, "restart"),
+            register_runners: self.command(
+                raw.stackstorm.register_runners,
+                "register_runners",
+                NO_PLACEHOLDERS,
+            ),
+            restart: self.command(raw.stackstorm.restart, "restart", NO_PLACEHOLDERS),
             command_timeout: raw
                 .stackstorm
                 .command_timeout
                 .and_then(|raw| self.duration(&raw, "command_timeout"))
                 .unwrap_or(DEFAULT_COMMAND_TIMEOUT),
+            registered: self.command(raw.stackstorm.registered, "registered", PLACEHOLDERS),
+            purge: self.command(raw.stackstorm.purge, "purge", PURGE_PLACEHOLDERS),
+            repair_engine_drift: raw.stackstorm.repair_engine_drift.unwrap_or(true),
+            env: raw
+                .stackstorm
+                .env
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|name| self.env_name(name))
+                .collect(),
         };
         let mirror = if let Some(mirror) = raw.mirror {
             MirrorConfig {
@@ -1021,7 +1057,35 @@ impl Validator<'_> {
         (values, locations)
     }
 
-    fn command(&mut self, raw: Option<Spanned<Vec<String>>>, key: &str) -> Option<CommandTemplate> {
+    /// A name of `[stackstorm] env`: an environment variable's name.
+    fn env_name(&mut self, raw: Spanned<String>) -> Option<String> {
+        let valid = !raw.get_ref().is_empty()
+            && !raw.get_ref().starts_with(|c: char| c.is_ascii_digit())
+            && raw
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            return Some(raw.into_inner());
+        }
+        self.error(
+            raw.span(),
+            format!("`env` names `{}`, which is no variable name", raw.get_ref()),
+            Some(
+                "`env` lists the names of variables the commands get from packsync's \
+                 environment, e.g. `env = [\"ST2_AUTH_TOKEN\"]`"
+                    .to_string(),
+            ),
+        );
+        None
+    }
+
+    fn command(
+        &mut self,
+        raw: Option<Spanned<Vec<String>>>,
+        key: &str,
+        allowed: &[&str],
+    ) -> Option<CommandTemplate> {
         let raw = raw?;
         let span = raw.span();
         let argv = raw.into_inner();
@@ -1037,14 +1101,18 @@ impl Validator<'_> {
         }
         for arg in &argv {
             for placeholder in placeholders(arg) {
-                if !PLACEHOLDERS.contains(&placeholder) {
+                if !allowed.contains(&placeholder) {
+                    let hint = if allowed.is_empty() {
+                        format!("`{key}` takes no placeholders")
+                    } else {
+                        let names: Vec<String> =
+                            allowed.iter().map(|p| format!("`{{{p}}}`")).collect();
+                        format!("the placeholders of `{key}` are {}", names.join(", "))
+                    };
                     self.error(
                         span.clone(),
                         format!("Unknown placeholder `{{{placeholder}}}` in `{key}`"),
-                        Some(format!(
-                            "placeholders are {}",
-                            PLACEHOLDERS.map(|p| format!("`{{{p}}}`")).join(", ")
-                        )),
+                        Some(hint),
                     );
                 }
             }

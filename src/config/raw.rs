@@ -57,6 +57,10 @@ pub(super) struct RawStackStorm {
     pub(super) register_runners: Option<Spanned<Vec<String>>>,
     pub(super) restart: Option<Spanned<Vec<String>>>,
     pub(super) command_timeout: Option<Spanned<String>>,
+    pub(super) registered: Option<Spanned<Vec<String>>>,
+    pub(super) purge: Option<Spanned<Vec<String>>>,
+    pub(super) repair_engine_drift: Option<bool>,
+    pub(super) env: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
