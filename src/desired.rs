@@ -201,6 +201,7 @@ fn finding(
             causes: Vec::new(),
             location,
             hint,
+            output: None,
         },
     }
 }

@@ -87,6 +87,63 @@ pub fn remove_tree_aside(root: &Path) -> io::Result<()> {
     remove_tree(&trash)
 }
 
+/// What a file looks like from outside, to tell whether anything wrote to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub modified: Option<std::time::SystemTime>,
+    pub mode: u32,
+}
+
+/// Every entry under `root` (not following symlinks) with its [`Stamp`], by path relative to
+/// `root`; empty when `root` does not exist.
+pub fn stamps(root: &Path) -> io::Result<std::collections::BTreeMap<PathBuf, Stamp>> {
+    let mut stamps = std::collections::BTreeMap::new();
+    if !exists(root)? {
+        return Ok(stamps);
+    }
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs_err::read_dir(&folder)? {
+            let path = entry?.path();
+            let meta = fs_err::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                folders.push(path.clone());
+            }
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            stamps.insert(
+                relative,
+                Stamp {
+                    len: meta.len(),
+                    modified: meta.modified().ok(),
+                    mode: meta.permissions().mode(),
+                },
+            );
+        }
+    }
+    Ok(stamps)
+}
+
+/// The paths that differ between two [`stamps`] of one tree: added, removed or changed.
+pub fn changed_paths(
+    before: &std::collections::BTreeMap<PathBuf, Stamp>,
+    after: &std::collections::BTreeMap<PathBuf, Stamp>,
+) -> Vec<PathBuf> {
+    let mut changed: Vec<PathBuf> = before
+        .iter()
+        .filter(|(path, stamp)| after.get(*path) != Some(stamp))
+        .map(|(path, _)| path.clone())
+        .chain(
+            after
+                .keys()
+                .filter(|path| !before.contains_key(*path))
+                .cloned(),
+        )
+        .collect();
+    changed.sort();
+    changed
+}
+
 /// Whether anything (a dangling symlink too) is at `path`.
 pub fn exists(path: &Path) -> io::Result<bool> {
     match fs_err::symlink_metadata(path) {

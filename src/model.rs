@@ -314,6 +314,20 @@ pub struct InstalledPack {
     /// digest (a crash while it was built, a hand edit): the release is broken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken_env: Option<PathBuf>,
+    /// StackStorm's database does not hold what this release carries: registered and purged
+    /// again by a `repair`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_repair: Option<EngineRepair>,
+}
+
+/// Why StackStorm's view of a live pack needs registering and purging again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineRepair {
+    /// StackStorm has another version registered (`st2 pack install` run by hand), or none.
+    Drift { registered: Option<String> },
+    /// The last purge failed: StackStorm may hold content the live release does not carry.
+    Unpurged,
 }
 
 /// A pack directory in `packs_dir` that packsync did not install (e.g. `st2 pack install`).
@@ -464,6 +478,8 @@ pub enum Reason {
     /// The runner set is live but StackStorm's `.pth` hook to it is gone (its virtualenv was
     /// rebuilt, e.g. by a StackStorm upgrade).
     RunnerHookMissing,
+    /// StackStorm's database does not hold what the live release carries.
+    EngineRepair(EngineRepair),
     /// StackStorm's links to the live release no longer lead to it.
     LinksBroken {
         links: Vec<PathBuf>,
@@ -531,6 +547,20 @@ impl fmt::Display for Reason {
                 f,
                 "suspended ({reason}): the {} waits for `packsync resume`",
                 held.as_str()
+            ),
+            Reason::EngineRepair(EngineRepair::Drift {
+                registered: Some(version),
+            }) => write!(
+                f,
+                "StackStorm has version {version} registered, not the live release: registered \
+                 and purged again"
+            ),
+            Reason::EngineRepair(EngineRepair::Drift { registered: None }) => {
+                f.write_str("StackStorm has the pack not registered: registered and purged again")
+            }
+            Reason::EngineRepair(EngineRepair::Unpurged) => f.write_str(
+                "the last purge failed, StackStorm may hold content the live release does not \
+                 carry: registered and purged again",
             ),
             Reason::EnvBroken { env } => write!(
                 f,

@@ -287,14 +287,10 @@ pub fn switch(
         return Err(RunnerError::Unhealthy { problems });
     }
     if let Some(register) = &config.stackstorm.register_runners {
-        engine::run_for_runners(
-            Hook::RegisterRunners,
-            register,
-            config.stackstorm.command_timeout,
-        )?;
+        engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)?;
     }
     if let Some(restart) = &config.stackstorm.restart {
-        engine::run_for_runners(Hook::Restart, restart, config.stackstorm.command_timeout)?;
+        engine::run_for_runners(Hook::Restart, restart, &config.stackstorm)?;
     }
     Ok(())
 }

@@ -498,7 +498,7 @@ fn run_events(
     let time = crate::model::now();
     let word = |operation: Operation, outcome: Outcome| match (outcome, operation) {
         (Outcome::Failed, _) => "failed",
-        (Outcome::RolledBack, _) | (Outcome::Applied, Operation::Rollback) => "rolled_back",
+        (Outcome::Reverted, _) | (Outcome::Applied, Operation::Rollback) => "rolled_back",
         (Outcome::Applied, Operation::Install) => "installed",
         (Outcome::Applied, Operation::Upgrade | Operation::Downgrade) => "upgraded",
         (Outcome::Applied, Operation::Rebuild) => "rebuilt",

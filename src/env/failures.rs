@@ -7,7 +7,7 @@
 //! wait starts at `[agent] build_retry` and doubles with each failure in a row, up to
 //! `build_retry_max`; new inputs are a new key, and `--retry-failed` ignores the memo.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,10 +29,9 @@ pub struct FailedBuilds {
     installer: &'static str,
     first_wait: Duration,
     longest_wait: Duration,
-    /// When this memo was read: failures after it happened in this run.
-    opened_at: jiff::Timestamp,
-    /// Steps of one run record their outcomes from several threads.
-    entries: Mutex<BTreeMap<String, FailedBuild>>,
+    /// Steps of one run record their outcomes from several threads; the keys that failed in
+    /// this run (since the memo was opened) are kept apart.
+    entries: Mutex<(BTreeMap<String, FailedBuild>, BTreeSet<String>)>,
 }
 
 impl FailedBuilds {
@@ -68,23 +67,26 @@ impl FailedBuilds {
             },
             first_wait,
             longest_wait,
-            opened_at: crate::model::now(),
-            entries: Mutex::new(entries),
+            entries: Mutex::new((entries, BTreeSet::new())),
         }
     }
 
     /// The failure of a build of `digest` in this run (since the memo was opened): another
     /// pack with the same inputs fails with it rather than building again.
     pub(super) fn failed_in_this_run(&self, digest: &Digest) -> Option<FailedBuild> {
-        self.lock()
-            .get(&self.key(digest))
-            .filter(|failed| failed.failed_at >= self.opened_at)
-            .cloned()
+        let key = self.key(digest);
+        let entries = self.lock();
+        entries
+            .1
+            .contains(&key)
+            .then(|| entries.0.get(&key).cloned())
+            .flatten()
     }
 
     /// The failed build of `digest` whose retry time is after `now`.
     pub fn holding(&self, digest: &Digest, now: jiff::Timestamp) -> Option<FailedBuild> {
         self.lock()
+            .0
             .get(&self.key(digest))
             .filter(|failed| failed.retry_after > now)
             .cloned()
@@ -95,9 +97,13 @@ impl FailedBuilds {
     /// (a file swapped in the mirror, a disk error) are not remembered.
     pub(super) fn remember(&self, inputs: &EnvInputs, error: Option<&EnvError>) {
         let key = self.key(&inputs.digest());
-        let mut entries = self.lock();
+        let mut guard = self.lock();
+        let (entries, failed_here) = &mut *guard;
         let changed = match error {
-            None => entries.remove(&key).is_some(),
+            None => {
+                failed_here.remove(&key);
+                entries.remove(&key).is_some()
+            }
             Some(
                 error @ (EnvError::Venv { .. }
                 | EnvError::Install { .. }
@@ -113,6 +119,7 @@ impl FailedBuilds {
                     .ok()
                     .and_then(|wait| now.checked_add(wait).ok())
                     .unwrap_or(jiff::Timestamp::MAX);
+                failed_here.insert(key.clone());
                 entries.insert(
                     key,
                     FailedBuild {
@@ -138,7 +145,7 @@ impl FailedBuilds {
         format!("{digest} {}", self.installer)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, FailedBuild>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (BTreeMap<String, FailedBuild>, BTreeSet<String>)> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -4,6 +4,7 @@
 //! [`plan`] is the one way both `plan` and `apply` compute what to do, so the two always agree.
 //! [`apply`], [`rollback`] and [`collect_garbage`] expect the caller to hold the run lock.
 
+mod purge;
 mod schedule;
 mod status;
 mod step;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+pub use purge::preview_purges;
 pub use status::{
     ActiveStatus, EngineStatus, PackState, PackStatus, RecordedState, RecordedStatus,
     RunnerSetStatus, Status, other_hosts, status,
@@ -28,13 +30,16 @@ use crate::diagnostics::{Diagnose, Report};
 use crate::env::{EnvBuilder, FailedBuilds};
 use crate::fsx;
 use crate::model::{
-    Action, Digest, EnvInputs, PackName, Plan, ReleaseId, Revision, RunnerChange, Suspension,
+    Action, Digest, EngineRepair, EnvInputs, Installed, PackName, Plan, ReleaseId, Revision,
+    RunnerChange, Suspension,
 };
+use crate::pack::content::Resource;
 use crate::plan::PlanError;
 use crate::python::PythonIdentity;
 use crate::runners::{self, RunnersLayout};
 use crate::state::{
-    self, Observed, Operation, Outcome, PackRecord, RunRecord, RunnerSwitch, StateError, StateStore,
+    self, Observed, Operation, Outcome, PackRecord, RegisteredPack, RunRecord, RunnerSwitch,
+    StateError, StateStore,
 };
 use crate::store::{self, Collected, Layout, Recovered, StoreError};
 
@@ -120,6 +125,7 @@ pub fn plan(
         config,
         store.load()?,
         store.suspensions()?,
+        store.registered_packs()?.as_ref(),
         only,
         FailedBuildPolicy::Wait,
     )
@@ -130,6 +136,7 @@ fn plan_from(
     config: &SiteConfig,
     records: BTreeMap<PackName, PackRecord>,
     suspensions: Vec<Suspension>,
+    registered: Option<&BTreeMap<PackName, RegisteredPack>>,
     only: Option<&BTreeSet<PackName>>,
     failed_builds: FailedBuildPolicy,
 ) -> Result<Planned, ExecuteError> {
@@ -154,6 +161,12 @@ fn plan_from(
             .installed
             .packs
             .retain(|name, _| only.contains(name));
+    }
+    if let Some(registered) = registered
+        && config.stackstorm.repair_engine_drift
+        && config.stackstorm.register.is_some()
+    {
+        mark_engine_drift(&mut observed.installed, registered);
     }
     let runners_layout = RunnersLayout::new(config);
     observed.installed.runners = runners::installed(&runners_layout);
@@ -197,6 +210,18 @@ fn plan_from(
         plan,
         host_suspended,
     })
+}
+
+/// Marks the live packs whose version StackStorm's `pack_d_b` does not have registered: their
+/// plan registers and purges them again.
+fn mark_engine_drift(installed: &mut Installed, registered: &BTreeMap<PackName, RegisteredPack>) {
+    for (name, pack) in &mut installed.packs {
+        let registered = registered.get(name).map(|r| r.version.clone());
+        if registered.as_deref() != Some(pack.revision.version.to_string().as_str()) {
+            pack.engine_repair
+                .get_or_insert(EngineRepair::Drift { registered });
+        }
+    }
 }
 
 /// Whether `apply` changes anything.
@@ -264,6 +289,12 @@ pub struct StepReport {
     pub env: Option<EnvReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<Adoption>,
+    /// What StackStorm held for the pack that the live release does not carry, removed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<Resource>,
+    /// The purge failed: StackStorm may still hold content the live release does not carry.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unpurged: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Report>,
     pub duration_ms: u64,
@@ -287,6 +318,8 @@ impl StepReport {
             release,
             env: None,
             adopted: Vec::new(),
+            purged: Vec::new(),
+            unpurged: false,
             error: None,
             duration_ms: 0,
         }
@@ -330,10 +363,13 @@ impl Applied {
     pub fn failures(&self) -> usize {
         self.steps
             .iter()
-            .map(|s| s.outcome)
-            .chain(self.runners.iter().map(|r| r.outcome))
-            .filter(|outcome| *outcome != Outcome::Applied)
+            .filter(|step| step.outcome != Outcome::Applied || step.unpurged)
             .count()
+            + self
+                .runners
+                .iter()
+                .filter(|runners| runners.outcome != Outcome::Applied)
+                .count()
             + self.planned.resolution.desired.unresolved.len()
             + self.held_by_failed_builds()
     }
@@ -450,7 +486,7 @@ fn runner_step(
     let switched = runners::switch(config, builder, to);
     let outcome = match &switched {
         Ok(()) => Outcome::Applied,
-        Err(runners::RunnerError::Unhealthy { .. }) => Outcome::RolledBack,
+        Err(runners::RunnerError::Unhealthy { .. }) => Outcome::Reverted,
         Err(_) => Outcome::Failed,
     };
     if let Err(err) = &switched {
@@ -518,6 +554,7 @@ pub fn apply(
     // disk changes.
     let records = store.load()?;
     let suspensions = store.suspensions()?;
+    let registered = store.registered_packs()?;
     if options.mode == DryRun::Apply
         && let Some(host) = suspensions.iter().find(|s| s.pack.is_none())
     {
@@ -534,6 +571,7 @@ pub fn apply(
         config,
         records,
         suspensions,
+        registered.as_ref(),
         options.only.as_ref(),
         options.failed_builds,
     )?;
@@ -634,13 +672,17 @@ impl Context<'_> {
                 .changes
                 .iter()
                 .any(|c| c.pack == drift.pack && !c.action.changes_host());
-            if drift.live.is_some()
-                && unchanged
-                && let Err(err) = self.register(&drift.pack)
-            {
-                step.outcome = Outcome::Failed;
-                step.error = Some(Report::new(&err));
-                self.record(&step, revision, env_inputs);
+            if let Some(live) = drift.live.as_ref().filter(|_| unchanged) {
+                match self.register(&drift.pack) {
+                    Ok(()) => self.purge_into(&drift.pack, live, &mut step),
+                    Err(err) => {
+                        step.outcome = Outcome::Failed;
+                        step.error = Some(Report::new(&err));
+                    }
+                }
+                if step.error.is_some() {
+                    self.record(&step, revision, env_inputs);
+                }
             }
             steps.push(step);
         }

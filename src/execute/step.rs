@@ -5,17 +5,20 @@
 //! touches its own pack.
 
 use std::error::Error as _;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{Context, StepReport, elapsed_ms};
-use crate::activate::{self, Adoption};
+use crate::activate;
 use crate::config::PackConfig;
-use crate::diagnostics::Report;
+use crate::diagnostics::{Diagnose, Report};
 use crate::engine::{self, Hook, Placeholders};
 use crate::env::EnvOutcome;
+use crate::fsx;
 use crate::model::{DesiredPack, PackName, ReleaseId, Revision};
+use crate::pack::content::Resource;
 use crate::source::Repo;
 use crate::state::{ActiveRelease, Failure, HistoryEntry, Operation, Outcome, ReleaseRecord};
 use crate::store::{self, ReleaseManifest, ReleasePaths};
@@ -37,6 +40,17 @@ pub enum StepError {
     State(#[from] crate::state::StateError),
     #[error("Release `{release}` of pack `{pack}` is not on disk any more")]
     ReleaseGone { pack: PackName, release: ReleaseId },
+    /// The test gate wrote into the release it tested (as root, read-only modes stop nothing).
+    #[error("The `test` command for pack `{pack}` wrote into the release it tested: {}", paths.iter().map(|p| format!("`{}`", p.display())).collect::<Vec<_>>().join(", "))]
+    GateWrote { pack: PackName, paths: Vec<PathBuf> },
+    /// Registration failed and what was live before is live again.
+    #[error("Registration failed, so {previous} is live again")]
+    Reverted {
+        /// "release `1.0.0-...`", or "nothing (the pack was not live before)".
+        previous: String,
+        #[source]
+        register: Box<StepError>,
+    },
     /// Registration failed and so did going back; both are told.
     #[error("{register}; switching back to `{previous}` failed too: {undo}")]
     RollbackFailed {
@@ -44,6 +58,39 @@ pub enum StepError {
         previous: String,
         undo: Box<StepError>,
     },
+}
+
+impl Diagnose for StepError {
+    fn hint(&self) -> Option<String> {
+        self.inner().and_then(Diagnose::hint)
+    }
+
+    fn location(&self) -> Option<&crate::diagnostics::Location> {
+        self.inner().and_then(Diagnose::location)
+    }
+
+    fn output(&self) -> Option<&str> {
+        self.inner().and_then(Diagnose::output)
+    }
+}
+
+impl StepError {
+    /// The module error this one wraps (transparently, or the registration that failed), which
+    /// knows the hint and the command's output.
+    fn inner(&self) -> Option<&dyn Diagnose> {
+        match self {
+            StepError::Source(err) => Some(err),
+            StepError::Store(err) => Some(err),
+            StepError::Env(err) => Some(err),
+            StepError::Engine(err) => Some(err),
+            StepError::Activate(err) => Some(err),
+            StepError::State(err) => Some(err),
+            StepError::Reverted { register, .. } | StepError::RollbackFailed { register, .. } => {
+                Some(register.as_ref())
+            }
+            StepError::ReleaseGone { .. } | StepError::GateWrote { .. } => None,
+        }
+    }
 }
 
 /// How the release's virtualenv came to be.
@@ -113,26 +160,29 @@ impl Context<'_> {
             return Ok(existing);
         }
         let staged = store::stage(&self.layout, &pack.name, id)?;
-        let built = self.build(pack, desired, &staged, report);
-        let gated = built.and_then(|()| self.gate(&pack.name, &staged));
-        match gated {
-            Ok(()) => {
-                let manifest = ReleaseManifest {
-                    pack: pack.name.clone(),
-                    id: id.clone(),
-                    revision: desired.revision.clone(),
-                    env_inputs: desired.env_inputs.clone(),
-                    built_at: crate::model::now(),
-                };
-                Ok(store::seal(&self.layout, staged, &manifest)?)
+        if let Err(err) = self.build(pack, desired, &staged, report) {
+            if let Err(cleanup) = store::discard(&staged) {
+                tracing::warn!(pack = %pack.name, error = %cleanup, "cannot remove the staged release; the next run removes it");
             }
-            Err(err) => {
-                if let Err(cleanup) = store::discard(&staged) {
-                    tracing::warn!(pack = %pack.name, error = %cleanup, "cannot remove the staged release; the next run removes it");
-                }
-                Err(err)
-            }
+            return Err(err);
         }
+        let manifest = ReleaseManifest {
+            pack: pack.name.clone(),
+            id: id.clone(),
+            revision: desired.revision.clone(),
+            env_inputs: desired.env_inputs.clone(),
+            built_at: crate::model::now(),
+        };
+        // Sealed first, then gated: what the tests see is what goes live, and nothing they
+        // write can end up in the release.
+        let sealed = store::seal(&self.layout, staged, &manifest)?;
+        if let Err(err) = self.gate(&pack.name, &sealed) {
+            if let Err(cleanup) = store::remove_release(&self.layout, &pack.name, id) {
+                tracing::warn!(pack = %pack.name, error = %cleanup, "cannot remove the release that failed its gate");
+            }
+            return Err(err);
+        }
+        Ok(sealed)
     }
 
     /// Exports the pack tree, makes sure its virtualenv exists, writes the config.
@@ -165,8 +215,11 @@ impl Context<'_> {
         })
     }
 
-    /// `[stackstorm] test` on the staged release.
-    fn gate(&self, pack: &PackName, staged: &ReleasePaths) -> Result<(), StepError> {
+    /// `[stackstorm] test` on the sealed release, before it goes live: `{release_dir}` is its
+    /// pack tree, `{venv_dir}` its virtualenv. What the release and its virtualenv look like is
+    /// compared before and after: a gate that wrote into either fails (its virtualenv loses its
+    /// completion record, so whatever uses it is rebuilt).
+    fn gate(&self, pack: &PackName, sealed: &ReleasePaths) -> Result<(), StepError> {
         let Some(test) = &self.config.stackstorm.test else {
             return Ok(());
         };
@@ -174,16 +227,41 @@ impl Context<'_> {
         let values = Placeholders {
             pack: pack.clone(),
             pack_dir: self.layout.pack_link(pack),
-            release_dir: staged.pack.clone(),
-            venv_dir: staged.venv.clone(),
-            config_file: staged.config.clone(),
+            release_dir: sealed.pack.clone(),
+            venv_dir: sealed.venv.clone(),
+            config_file: sealed.config.clone(),
         };
-        Ok(engine::run(
-            Hook::Test,
-            test,
-            &values,
-            self.config.stackstorm.command_timeout,
-        )?)
+        let env = fs_err::canonicalize(&sealed.venv).map_err(|source| store::StoreError::Io {
+            action: "resolve",
+            path: sealed.venv.clone(),
+            source,
+        })?;
+        let look = |root: &Path| {
+            fsx::stamps(root).map_err(|source| store::StoreError::Io {
+                action: "read",
+                path: root.to_path_buf(),
+                source,
+            })
+        };
+        let (release_before, env_before) = (look(&sealed.dir)?, look(&env)?);
+        engine::run(Hook::Test, test, &values, &self.config.stackstorm)?;
+        let mut paths: Vec<PathBuf> = fsx::changed_paths(&release_before, &look(&sealed.dir)?)
+            .into_iter()
+            .map(|path| sealed.dir.join(path))
+            .collect();
+        let env_paths = fsx::changed_paths(&env_before, &look(&env)?);
+        if !env_paths.is_empty() {
+            store::invalidate_env(&env)?;
+            paths.extend(env_paths.into_iter().map(|path| env.join(path)));
+        }
+        if paths.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::GateWrote {
+                pack: pack.clone(),
+                paths,
+            })
+        }
     }
 
     /// Switches `pack` to the sealed release `id` and registers it; when registration fails,
@@ -203,13 +281,22 @@ impl Context<'_> {
         report.adopted = activate::link(&self.layout, pack, has_config)?;
         let Err(register) = self.register(pack) else {
             report.outcome = Outcome::Applied;
+            // Registered first, purged after: nothing that stays is ever missing. A purge that
+            // fails leaves the release live, and the next run registers and purges again.
+            self.purge_into(pack, id, report);
             return Ok(());
         };
         tracing::info!(%pack, release = %id, error = %register, "registration failed; switching back");
-        let undo = self.switch_back(pack, &previous, &report.adopted);
-        report.outcome = Outcome::RolledBack;
+        let undo = self.switch_back(pack, &previous, report);
+        report.outcome = Outcome::Reverted;
         match undo {
-            Ok(()) => Err(register),
+            Ok(()) => Err(StepError::Reverted {
+                previous: match &previous {
+                    Previous::Release(previous) => format!("release `{previous}`"),
+                    Previous::Nothing => "nothing (the pack was not live before)".to_string(),
+                },
+                register: Box::new(register),
+            }),
             Err(undo) => Err(StepError::RollbackFailed {
                 register: Box::new(register),
                 previous: match &previous {
@@ -221,26 +308,76 @@ impl Context<'_> {
         }
     }
 
+    /// Makes `previous` live again and registered; what the failed registration left in
+    /// StackStorm (the resources sorted before the one that failed) is purged.
     fn switch_back(
         &self,
         pack: &PackName,
         previous: &Previous,
-        adopted: &[Adoption],
+        report: &mut StepReport,
     ) -> Result<(), StepError> {
         match previous {
             Previous::Release(previous) => {
                 let has_config = self.layout.release(pack, previous).config.exists();
                 activate::switch(&self.layout, pack, previous)?;
                 activate::link(&self.layout, pack, has_config)?;
-                self.register(pack)
+                self.register(pack)?;
+                self.purge_into(pack, previous, report);
+                Ok(())
             }
             Previous::Nothing => {
                 // What `st2 pack install` had there goes back; then the pack's links go.
-                activate::restore(adopted)?;
+                activate::restore(&report.adopted)?;
                 activate::unlink(&self.layout, pack)?;
                 Ok(())
             }
         }
+    }
+
+    /// Purges, into the step's report: what was removed, and a failure as the step's error
+    /// (kept after any earlier one) with the pack marked `unpurged` for the next run.
+    pub(super) fn purge_into(&self, pack: &PackName, live: &ReleaseId, report: &mut StepReport) {
+        let (purged, failure) = self.purge(pack, live);
+        for resource in &purged {
+            tracing::info!(%pack, resource = %resource, "purged");
+        }
+        report.purged.extend(purged);
+        if let Some(err) = failure {
+            report.unpurged = true;
+            if report.error.is_none() {
+                report.error = Some(Report::new(&err));
+            }
+        }
+    }
+
+    /// Removes from StackStorm what it holds for `pack` that the live release `live` does not
+    /// carry (`[stackstorm] registered`, then `purge` per resource); what it removed, and why it
+    /// stopped when it did.
+    fn purge(&self, pack: &PackName, live: &ReleaseId) -> (Vec<Resource>, Option<StepError>) {
+        let Some((registered, purge)) = self.config.stackstorm.purging() else {
+            return (Vec::new(), None);
+        };
+        let values = self.live_placeholders(pack);
+        let stackstorm = &self.config.stackstorm;
+        let stale = engine::registered(registered, &values, stackstorm)
+            .map_err(StepError::from)
+            .and_then(|held| {
+                let carried = store::release_content(pack, &self.layout.release(pack, live).pack)?;
+                Ok(held.difference(&carried).cloned().collect::<Vec<_>>())
+            });
+        let stale = match stale {
+            Ok(stale) => stale,
+            Err(err) => return (Vec::new(), Some(err)),
+        };
+        let mut purged = Vec::new();
+        for resource in stale {
+            (self.progress)(pack, &format!("purging {resource}"));
+            if let Err(err) = engine::purge(purge, &values, &resource, stackstorm) {
+                return (purged, Some(err.into()));
+            }
+            purged.push(resource);
+        }
+        (purged, None)
     }
 
     /// `[stackstorm] register` for the live release of `pack`.
@@ -253,7 +390,7 @@ impl Context<'_> {
             Hook::Register,
             register,
             &self.live_placeholders(pack),
-            self.config.stackstorm.command_timeout,
+            &self.config.stackstorm,
         )?)
     }
 
@@ -296,7 +433,7 @@ impl Context<'_> {
             Hook::Unregister,
             unregister,
             &self.live_placeholders(pack),
-            self.config.stackstorm.command_timeout,
+            &self.config.stackstorm,
         )?)
     }
 
@@ -317,9 +454,22 @@ impl Context<'_> {
             .get(&report.pack)
             .cloned()
             .unwrap_or_default();
+        record.unpurged = report.unpurged;
         match report.outcome {
             Outcome::Applied => {
-                record.last_failure = None;
+                // Live and registered; when the purge is what failed, that is the failure, and
+                // the next run retries it.
+                record.last_failure =
+                    report
+                        .error
+                        .as_ref()
+                        .filter(|_| report.unpurged)
+                        .map(|error| Failure {
+                            at: now,
+                            operation: report.operation,
+                            revision: target.cloned(),
+                            error: error.one_line(),
+                        });
                 match (&report.release, target, env_inputs) {
                     (Some(id), Some(revision), Some(env_inputs)) => {
                         if record.release(id).is_none() {
@@ -352,7 +502,7 @@ impl Context<'_> {
                 }
                 record.adopted.extend(report.adopted.iter().cloned());
             }
-            Outcome::Failed | Outcome::RolledBack => {
+            Outcome::Failed | Outcome::Reverted => {
                 record.last_failure = Some(Failure {
                     at: now,
                     operation: report.operation,

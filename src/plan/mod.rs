@@ -215,6 +215,9 @@ fn compare(pack: &DesiredPack, current: &InstalledPack) -> Change {
             links: current.broken_links.clone(),
         });
         Action::Repair
+    } else if let Some(repair) = &current.engine_repair {
+        reasons.push(Reason::EngineRepair(repair.clone()));
+        Action::Repair
     } else {
         Action::Unchanged
     };

@@ -50,6 +50,7 @@ fn have(pack: &DesiredPack) -> InstalledPack {
         env_inputs: Some(pack.env_inputs.clone()),
         broken_links: Vec::new(),
         broken_env: None,
+        engine_repair: None,
     }
 }
 

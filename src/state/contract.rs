@@ -168,9 +168,10 @@ pub(crate) fn record_and_history_roundtrip(store: &dyn StateStore) {
             from: PathBuf::from("/opt/stackstorm/packs/clush"),
             to: PathBuf::from("/var/lib/packsync/adopted/clush-20250602T093000Z"),
         }],
+        unpurged: true,
     };
     let entry = HistoryEntry {
-        outcome: Outcome::RolledBack,
+        outcome: Outcome::Reverted,
         error: record.last_failure.as_ref().map(|f| f.error.clone()),
         ..applied("clush", Operation::Upgrade, Some(&old), &new)
     };
@@ -381,7 +382,7 @@ pub(crate) fn runner_switches_roundtrip_newest_first(store: &dyn StateStore) {
         operation: Operation::Upgrade,
         from: Some(first.to.clone()),
         to: Digest::sha256(b"set 2"),
-        outcome: Outcome::RolledBack,
+        outcome: Outcome::Reverted,
         error: Some("the runner health check failed".into()),
         ..first.clone()
     };

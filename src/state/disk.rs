@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use super::{PackRecord, StateError};
 use crate::activate::{self, StableLinks};
 use crate::fsx;
-use crate::model::{Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
+use crate::model::{EngineRepair, Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
 use crate::store::{self, Layout};
 
 /// What disk says, and where the store's record disagrees with it.
@@ -66,6 +66,7 @@ pub fn read_installed<'a>(
         // The completion record is read, never the env hashed again: a no-op run stays cheap.
         let env = layout.env(&manifest.revision.env);
         let broken_env = (!store::is_complete(&env, &manifest.env_inputs.digest())).then_some(env);
+        let unpurged = records.get(&pack).is_some_and(|record| record.unpurged);
         observed.installed.packs.insert(
             pack.clone(),
             InstalledPack {
@@ -74,6 +75,7 @@ pub fn read_installed<'a>(
                 env_inputs: Some(manifest.env_inputs),
                 broken_links,
                 broken_env,
+                engine_repair: unpurged.then_some(EngineRepair::Unpurged),
             },
         );
     }

@@ -611,6 +611,8 @@ struct ReleasesDocument {
     last_error: Option<Failure>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     adopted: Vec<Adoption>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    unpurged: bool,
     updated_at: DateTime,
 }
 
@@ -663,6 +665,7 @@ impl ReleasesDocument {
             releases: record.releases.clone(),
             last_error: record.last_failure.clone(),
             adopted: record.adopted.clone(),
+            unpurged: record.unpurged,
             updated_at: date(model::now()),
         }
     }
@@ -676,6 +679,7 @@ impl ReleasesDocument {
             releases: self.releases,
             last_failure: self.last_error,
             adopted: self.adopted,
+            unpurged: self.unpurged,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct PackRecord {
     /// What packsync moved aside when it took the pack over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted: Vec<Adoption>,
+    /// The last purge failed: StackStorm may hold content the live release does not carry, so
+    /// the next run registers and purges again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpurged: bool,
 }
 
 impl PackRecord {
@@ -121,8 +125,10 @@ pub enum Outcome {
     Applied,
     /// Never went live: the build or the test gate failed.
     Failed,
-    /// Went live, registration failed, and the previous release is live again.
-    RolledBack,
+    /// Went live, registration failed, and the previous release is live again (records
+    /// written before 0.2 say `rolled_back`).
+    #[serde(alias = "rolled_back")]
+    Reverted,
 }
 
 impl Outcome {
@@ -130,7 +136,7 @@ impl Outcome {
         match self {
             Outcome::Applied => "applied",
             Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled_back",
+            Outcome::Reverted => "reverted",
         }
     }
 }
@@ -224,6 +230,7 @@ pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName,
                     // What disk holds is for `state::disk` to say.
                     broken_links: Vec::new(),
                     broken_env: None,
+                    engine_repair: None,
                 },
             ))
         })
@@ -281,6 +288,7 @@ mod tests {
                     env_inputs: Some(clush_1.env_inputs),
                     broken_links: Vec::new(),
                     broken_env: None,
+                    engine_repair: None,
                 }
             )])
         );
@@ -314,7 +322,7 @@ mod tests {
             assert_eq!(json!(operation), json!(operation.as_str()));
             assert_eq!(operation.to_string(), operation.as_str());
         }
-        for outcome in [Outcome::Applied, Outcome::Failed, Outcome::RolledBack] {
+        for outcome in [Outcome::Applied, Outcome::Failed, Outcome::Reverted] {
             assert_eq!(json!(outcome), json!(outcome.as_str()));
         }
     }
@@ -340,6 +348,7 @@ mod tests {
                 from: PathBuf::from("/opt/stackstorm/packs/clush"),
                 to: PathBuf::from("/var/lib/packsync/adopted/clush-20250602T093000Z"),
             }],
+            unpurged: true,
         };
         let value = serde_json::to_value(&record).unwrap();
         assert_eq!(
@@ -418,7 +427,7 @@ mod tests {
         let old = release("clush", "1.0.0", "1.16.0", at(0));
         let new = release("clush", "1.1.0", "1.17.0", at(30));
         let entry = HistoryEntry {
-            outcome: Outcome::RolledBack,
+            outcome: Outcome::Reverted,
             error: Some("Registering pack `clush` failed".to_string()),
             ..applied("clush", Operation::Upgrade, Some(&old), &new)
         };
@@ -446,7 +455,7 @@ mod tests {
         assert_eq!(value["operation"], "upgrade");
         assert_eq!(value["from"]["version"], "1.0.0");
         assert_eq!(value["release"], new.id.as_str());
-        assert_eq!(value["outcome"], "rolled_back");
+        assert_eq!(value["outcome"], "reverted");
         assert_eq!(
             serde_json::from_value::<HistoryEntry>(value).unwrap(),
             entry

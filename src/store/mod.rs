@@ -310,6 +310,42 @@ pub fn find(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Option<ReleaseP
     release.manifest.is_file().then_some(release)
 }
 
+/// What StackStorm registers from the pack tree `pack_dir` of a release (see
+/// [`crate::pack::content`]).
+pub fn release_content(
+    pack: &PackName,
+    pack_dir: &Path,
+) -> Result<BTreeSet<crate::pack::content::Resource>, StoreError> {
+    use crate::pack::content::{CONTENT_DIRS, ContentFile, content, is_resource_file};
+    let mut files = Vec::new();
+    for dir in CONTENT_DIRS {
+        for path in entries(&pack_dir.join(dir))? {
+            let name = lossy_name(&path);
+            if !is_resource_file(dir, &name) || !path.is_file() {
+                continue;
+            }
+            let bytes = fs_err::read(&path).map_err(io_error("read", &path))?;
+            files.push(ContentFile { dir, name, bytes });
+        }
+    }
+    Ok(content(pack, &files))
+}
+
+/// Takes the completion record away from the virtualenv `env` (something wrote into it): every
+/// release using it is then broken, and the next run builds it again.
+pub fn invalidate_env(env: &Path) -> Result<(), StoreError> {
+    set_owner_write(env, true)?;
+    let record = env.join(COMPLETE_RECORD);
+    fsx::remove_if_exists(&record).map_err(io_error("remove", &record))?;
+    set_owner_write(env, false)
+}
+
+/// Removes a sealed release that never went live (its gate failed): moved aside, then removed.
+pub fn remove_release(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Result<(), StoreError> {
+    let release = layout.release(pack, id);
+    remove_aside(layout, &release.dir, &format!(".release-{pack}-{id}"))
+}
+
 /// Reads `release.json` of a release folder.
 pub fn read_manifest(release_dir: &Path) -> Result<ReleaseManifest, StoreError> {
     let path = release_dir.join("release.json");

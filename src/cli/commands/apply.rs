@@ -128,7 +128,11 @@ pub(crate) fn apply(
         }
         if args.noop {
             let unresolved = applied.planned.resolution.desired.unresolved.len();
-            printer.data(render(plan, &summary(plan, unresolved)));
+            let (purges, problems) = execute::preview_purges(&config, &applied.planned);
+            for problem in &problems {
+                printer.problem(problem);
+            }
+            printer.data(render(plan, &purges, &summary(plan, unresolved)));
         } else {
             print_outcome(&applied, &report.summary, printer);
         }
@@ -212,6 +216,9 @@ fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
             step.duration_ms / 1000,
             step.duration_ms % 1000 / 100
         );
+        for resource in &step.purged {
+            let _ = writeln!(out, "    purged {resource}");
+        }
     }
     let mut parts = Vec::new();
     if summary.applied > 0 {
@@ -258,7 +265,7 @@ fn print_runners(runners: &RunnerStep, out: &mut String, printer: Printer) {
 fn outcome_word(operation: Operation, outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Failed => "failed",
-        Outcome::RolledBack => "reverted",
+        Outcome::Reverted => "reverted",
         Outcome::Applied => match operation {
             Operation::Install => "installed",
             Operation::Upgrade => "upgraded",

@@ -6,7 +6,7 @@ use super::config_problems;
 use crate::cli::{ExitStatus, GlobalArgs, Printer};
 use crate::config;
 use crate::desired::{self, WorkTrees};
-use crate::diagnostics::{Problem, Severity};
+use crate::diagnostics::{Problem, Report, Severity};
 
 /// `--json` output.
 #[derive(Serialize)]
@@ -22,8 +22,9 @@ struct CheckReport<'a> {
 pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
     let (packs, problems) = match config::load(&global.config) {
         Ok(config) => {
-            let resolution = desired::resolve(&config, None, WorkTrees::Warn);
-            (config.packs.len(), resolution.problems)
+            let mut problems = desired::resolve(&config, None, WorkTrees::Warn).problems;
+            problems.extend(no_purge_warning(&config));
+            (config.packs.len(), problems)
         }
         Err(errors) => (0, config_problems(&errors)),
     };
@@ -59,6 +60,34 @@ pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
     } else {
         ExitStatus::Failure
     }
+}
+
+/// Registration without purging: what a new release no longer carries stays in StackStorm.
+fn no_purge_warning(config: &config::SiteConfig) -> Option<Problem> {
+    let stackstorm = &config.stackstorm;
+    if stackstorm.register.is_none() || stackstorm.purging().is_some() {
+        return None;
+    }
+    Some(Problem {
+        severity: Severity::Warning,
+        report: Report {
+            pack: None,
+            message: format!(
+                "`{}`: `[stackstorm] register` is set without `registered` and `purge`: actions, \
+                 rules and sensors a new release no longer carries stay registered in StackStorm \
+                 (registration never deletes)",
+                config.path.display()
+            ),
+            causes: Vec::new(),
+            location: None,
+            hint: Some(
+                "set `registered` and `purge`; `packaging/st2/packsync-st2` adapts the `st2` CLI \
+                 to them (see site-config/packsync.toml)"
+                    .to_string(),
+            ),
+            output: None,
+        },
+    })
 }
 
 fn plural(n: usize, word: &str) -> String {

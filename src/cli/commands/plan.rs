@@ -10,6 +10,7 @@ use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
 use crate::diagnostics::Problem;
 use crate::execute::{self, Planned};
 use crate::model::{Action, Change, PackName, Plan, Revision, RunnerChange, short_commit};
+use crate::pack::content::Resource;
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
@@ -18,6 +19,10 @@ pub(super) struct PlanReport<'a> {
     /// The runner set to switch to; absent when it stays.
     #[serde(skip_serializing_if = "Option::is_none")]
     runners: Option<&'a RunnerChange>,
+    /// Per pack, what StackStorm holds that the new release does not carry: purged after its
+    /// registration (with `[stackstorm] registered` and `purge` set).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    purges: &'a BTreeMap<PackName, Vec<Resource>>,
     summary: Summary,
     problems: &'a [Problem],
 }
@@ -47,12 +52,15 @@ pub(crate) fn plan(
     };
     let only: Option<BTreeSet<PackName>> =
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
+    let planned = execute::plan(&config, store.as_ref(), only.as_ref())?;
+    let (purges, purge_problems) = execute::preview_purges(&config, &planned);
     let Planned {
-        resolution,
+        mut resolution,
         plan,
         host_suspended,
         ..
-    } = execute::plan(&config, store.as_ref(), only.as_ref())?;
+    } = planned;
+    resolution.problems.extend(purge_problems);
     if let Some(host) = &host_suspended {
         printer.note(format_args!(
             "note: this host is suspended since {} ({}): `apply` changes nothing until \
@@ -65,6 +73,7 @@ pub(crate) fn plan(
         printer.json(&PlanReport {
             changes: &plan.changes,
             runners: plan.runners.as_ref(),
+            purges: &purges,
             summary,
             problems: &resolution.problems,
         });
@@ -72,7 +81,7 @@ pub(crate) fn plan(
         for problem in &resolution.problems {
             printer.problem(problem);
         }
-        printer.data(render(&plan, &summary));
+        printer.data(render(&plan, &purges, &summary));
     }
     Ok(if resolution.has_errors() {
         ExitStatus::Failure
@@ -102,8 +111,12 @@ pub(super) fn summary(plan: &Plan, errors: usize) -> Summary {
     }
 }
 
-/// A line per change with its reasons below, then a one-line summary.
-pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
+/// A line per change with its reasons and what it purges below, then a one-line summary.
+pub(super) fn render(
+    plan: &Plan,
+    purges: &BTreeMap<PackName, Vec<Resource>>,
+    summary: &Summary,
+) -> String {
     let width = plan
         .changes
         .iter()
@@ -137,6 +150,14 @@ pub(super) fn render(plan: &Plan, summary: &Summary) -> String {
         );
         for reason in &change.reasons {
             let _ = writeln!(out, "    {reason}");
+        }
+        let version = change.to.as_ref().map(|to| to.version.to_string());
+        for resource in purges.get(&change.pack).into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    purge {resource}: not in {}",
+                version.as_deref().unwrap_or("the new release")
+            );
         }
     }
     let counts: Vec<String> = Action::ALL

@@ -1,5 +1,7 @@
 //! `packsync rollback` and `packsync gc`: the two commands that act on kept releases.
 
+use std::fmt::Write as _;
+
 use serde::Serialize;
 
 use super::plan::revision;
@@ -57,13 +59,17 @@ pub(crate) fn rollback(
         let target = step.to.as_ref().map(revision).unwrap_or_default();
         match step.outcome {
             Outcome::Applied => {
-                printer.data(format_args!("rolled back  {}  {target}", step.pack));
+                let mut out = format!("rolled back  {}  {target}", step.pack);
+                for resource in &step.purged {
+                    let _ = write!(out, "\n    purged {resource}");
+                }
+                printer.data(out);
                 printer.note(
                     "note: the site config still asks for what was live before; the next \
                      `apply` goes back to it unless the config changes",
                 );
             }
-            Outcome::Failed | Outcome::RolledBack => {
+            Outcome::Failed | Outcome::Reverted => {
                 printer.data(format_args!("failed       {}  {target}", step.pack));
             }
         }
