@@ -24,6 +24,8 @@ FROM ${ST2_IMAGE}
 RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin packsync \
     && mkdir -p /etc/packsync
 COPY --from=build /src/target/release/packsync /usr/local/bin/packsync
+# The st2 CLI adapter (`registered`, `purge`) and the test gate of the reference site config.
+COPY packaging/st2/packsync-st2 packaging/st2/packsync-pack-tests /usr/local/lib/packsync/
 USER 10001
 ENV PACKSYNC_CONFIG=/etc/packsync/packsync.toml
 EXPOSE 9101

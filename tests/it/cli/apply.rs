@@ -267,7 +267,11 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
     Apply: 1 applied, 1 failed
 
     ----- stderr -----
-    error: [bad] The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/staging/bad-2.0.0-[SHORT]-[INPUTS]/pack/bad
+    error: [bad] The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/releases/bad/2.0.0-[SHORT]-[INPUTS]/pack/bad
+      Output (last lines):
+        | tests failed
+
+    hint: commands get only PATH, HOME, LANG and PACKSYNC_* of packsync's environment: if it needs more (credentials, ST2_* variables), list their names in `[stackstorm] env`
     ");
     assert_eq!(
         fs_err::canonicalize(site.packs_dir().join("bad")).unwrap(),
@@ -288,7 +292,7 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
     exit_code: 0
     ----- stdout -----
     [TIME]  bad  upgrade     failed       1.0.0 (HEAD @ [SHORT]) -> 2.0.0 (HEAD @ [SHORT])
-        The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/staging/bad-2.0.0-[SHORT]-[INPUTS]/pack/bad
+        The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/releases/bad/2.0.0-[SHORT]-[INPUTS]/pack/bad (output: tests failed)
     [TIME]  bad  install     applied      1.0.0 (HEAD @ [SHORT])
 
     ----- stderr -----
@@ -318,7 +322,12 @@ fn a_failing_registration_switches_back_and_registers_the_previous_release(backe
     Apply: 1 failed
 
     ----- stderr -----
-    error: [clush] The `register` command for pack `clush` failed (exit status: 3): [TEMP]/bin/register [TEMP]/stackstorm/packs/clush
+    error: [clush] Registration failed, so release `1.0.0-[SHORT]-[INPUTS]` is live again
+      Caused by: The `register` command for pack `clush` failed (exit status: 3): [TEMP]/bin/register [TEMP]/stackstorm/packs/clush
+      Output (last lines):
+        | st2 says no
+
+    hint: commands get only PATH, HOME, LANG and PACKSYNC_* of packsync's environment: if it needs more (credentials, ST2_* variables), list their names in `[stackstorm] env`
     ");
     assert!(
         fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
