@@ -485,6 +485,31 @@ fn chart_defaults_render_one_agent_whose_config_packsync_loads() {
             .0,
         ["python3", "/etc/packsync/hooks/st2_register.py", "{pack}"]
     );
+    // Issue 15: the same hook purges through st2api, with the ST2_* variables it reads.
+    let (registered, purge) = config.stackstorm.purging().expect("registered and purge");
+    assert_eq!(
+        registered.0,
+        [
+            "python3",
+            "/etc/packsync/hooks/st2_register.py",
+            "registered",
+            "{pack}"
+        ]
+    );
+    assert_eq!(
+        purge.0,
+        [
+            "python3",
+            "/etc/packsync/hooks/st2_register.py",
+            "purge",
+            "{kind}",
+            "{ref}"
+        ]
+    );
+    assert_eq!(
+        config.stackstorm.env,
+        ["ST2_API_URL", "ST2_API_KEY", "ST2_REGISTER_TIMEOUT"]
+    );
     assert_eq!(
         config.agent.host.as_deref(),
         Some("packsync"),

@@ -159,6 +159,13 @@ address its probes and Service use, the Secrets' files, the registration hook).
 {{- fail "config.stackstorm.register and st2.register.enabled are both set: set st2.register.enabled=false to use your own register command" }}
 {{- end }}
 {{- $_ := set $stackstorm "register" (list "python3" (printf "%s/st2_register.py" $paths.hooks) "{pack}") }}
+{{- /* Purge through st2api too, unless the values set their own commands. */}}
+{{- if not (hasKey $stackstorm "registered") }}
+{{- $_ := set $stackstorm "registered" (list "python3" (printf "%s/st2_register.py" $paths.hooks) "registered" "{pack}") }}
+{{- end }}
+{{- if not (hasKey $stackstorm "purge") }}
+{{- $_ := set $stackstorm "purge" (list "python3" (printf "%s/st2_register.py" $paths.hooks) "purge" "{kind}" "{ref}") }}
+{{- end }}
 {{- /* The hook reads st2api's URL, its key and its timeout from the environment. */}}
 {{- $env := concat (dig "env" (list) $stackstorm) (list "ST2_API_URL" "ST2_API_KEY" "ST2_REGISTER_TIMEOUT") | uniq }}
 {{- $_ := set $stackstorm "env" $env }}
