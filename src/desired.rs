@@ -6,6 +6,7 @@
 //! plan leaves it alone.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use crate::config::{PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
@@ -580,7 +581,7 @@ impl PackReader<'_> {
                 continue;
             };
             match crate::runners::source_wheel(self.config, source, &builder) {
-                Ok(dir) => local.push(dir),
+                Ok(wheel) => local.push(wheel),
                 Err(err) => {
                     let mut report = Report::new(&err);
                     report.message = format!("runners: {}", report.message);
@@ -602,16 +603,24 @@ impl PackReader<'_> {
         let mirror = if local.is_empty() {
             mirror
         } else {
+            let dirs: Vec<PathBuf> = local.iter().map(|wheel| wheel.dir.clone()).collect();
             overlaid = mirror
-                .overlaid(&local)
+                .overlaid(&dirs)
                 .map_err(|err| problems.push(error(Report::new(&err))))
                 .ok()?;
             &overlaid
         };
-        let provided = st2
+        let mut provided = st2
             .installed_distributions(&self.config.agent.state_dir.join(RUNNERS_DIR))
             .map_err(|err| problems.push(error(Report::new(&err))))
             .ok()?;
+        // The runners themselves always come from the set, which StackStorm's interpreter loads
+        // ahead of its own site-packages: a copy once `pip install`ed there is stale.
+        for runner in &self.config.runners {
+            if let Some(stale) = provided.remove(&runner.requirement.name) {
+                problems.push(stale_runner(st2, runner, &stale));
+            }
+        }
         let roots: Vec<RootRequirement> = self
             .config
             .runners
@@ -642,15 +651,7 @@ impl PackReader<'_> {
         requirements.sort();
         Some(EnvInputs {
             python: st2.label(),
-            settings: provided
-                .iter()
-                .map(|(name, version)| format!("provided {name}=={version}"))
-                .chain(
-                    local.iter().map(|dir| {
-                        format!("{}{}", crate::runners::FIND_LINKS_SETTING, dir.display())
-                    }),
-                )
-                .collect(),
+            settings: runner_settings(&provided, &local, &pins),
             requirements,
             pins,
         })
@@ -681,6 +682,66 @@ impl PackReader<'_> {
         .map_err(|err| problems.push(error(Report::new(&err))))
         .ok()
     }
+}
+
+/// The settings of a runner set: what StackStorm's environment provides, the folders of the
+/// wheels built from Git, and which pins those wheels are.
+fn runner_settings(
+    provided: &Provided,
+    local: &[crate::runners::SourceWheel],
+    pins: &[crate::model::Pin],
+) -> Vec<String> {
+    provided
+        .iter()
+        .map(|(name, version)| format!("provided {name}=={version}"))
+        .chain(local.iter().map(|wheel| {
+            format!(
+                "{}{}",
+                crate::runners::FIND_LINKS_SETTING,
+                wheel.dir.display()
+            )
+        }))
+        .chain(pins.iter().filter_map(|pin| {
+            let wheel = local
+                .iter()
+                .find(|wheel| wheel.dir.join(&pin.file).is_file())?;
+            Some(format!(
+                "{}{} {} {}",
+                crate::model::BUILT_SETTING,
+                pin.name,
+                pin.version,
+                wheel.origin
+            ))
+        }))
+        .collect()
+}
+
+/// The warning about a runner also installed in StackStorm's own environment, with the command
+/// that removes it.
+fn stale_runner(
+    st2: &PythonIdentity,
+    runner: &crate::config::RunnerConfig,
+    version: &Version,
+) -> Problem {
+    let name = &runner.requirement.name;
+    let pip = st2
+        .path()
+        .parent()
+        .map_or_else(|| PathBuf::from("pip"), |bin| bin.join("pip"));
+    finding(
+        Severity::Warning,
+        format!(
+            "runners: StackStorm's environment (`{}`) has {name} {version} installed: the runner \
+             set's copy is loaded ahead of it, but StackStorm's own upgrades and pip see the stale \
+             one",
+            st2.path().display()
+        ),
+        Some(runner.location.clone()),
+        Some(format!(
+            "remove it from StackStorm's virtualenv: `{} uninstall -y {name}`",
+            pip.display()
+        )),
+    )
 }
 
 /// A file of the pack as UTF-8 text.

@@ -232,6 +232,10 @@ impl EnvInputs {
     }
 }
 
+/// The setting `built <name> <version> from <repo>@<commit>` of a runner set: that pin's wheel
+/// was built from the runner's Git repo, not taken from the mirror.
+pub const BUILT_SETTING: &str = "built ";
+
 /// One file of the wheel mirror chosen for an env.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Pin {
@@ -318,6 +322,26 @@ pub struct InstalledPack {
     /// again by a `repair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_repair: Option<EngineRepair>,
+}
+
+impl fmt::Display for EngineRepair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineRepair::Drift {
+                registered: Some(version),
+            } => write!(
+                f,
+                "StackStorm has version {version} registered, not the live release"
+            ),
+            EngineRepair::Drift { registered: None } => {
+                f.write_str("StackStorm has the pack not registered")
+            }
+            EngineRepair::Unpurged => f.write_str(
+                "the last purge failed, StackStorm may hold content the live release does not \
+                 carry",
+            ),
+        }
+    }
 }
 
 /// Why StackStorm's view of a live pack needs registering and purging again.
@@ -455,14 +479,17 @@ pub enum Reason {
     },
     RequirementAdded(String),
     RequirementRemoved(String),
+    /// `origin`: where the new file comes from, when not the mirror (`built from repo@commit`).
     PinChanged {
         name: String,
         from: String,
         to: String,
+        origin: Option<String>,
     },
     PinAdded {
         name: String,
         version: String,
+        origin: Option<String>,
     },
     PinRemoved {
         name: String,
@@ -536,8 +563,25 @@ impl fmt::Display for Reason {
             ),
             Reason::RequirementAdded(line) => write!(f, "requirement added: {line}"),
             Reason::RequirementRemoved(line) => write!(f, "requirement removed: {line}"),
-            Reason::PinChanged { name, from, to } => write!(f, "{name} {from} -> {to} (mirror)"),
-            Reason::PinAdded { name, version } => write!(f, "{name} {version} added (mirror)"),
+            Reason::PinChanged {
+                name,
+                from,
+                to,
+                origin,
+            } => write!(
+                f,
+                "{name} {from} -> {to} ({})",
+                origin.as_deref().unwrap_or("mirror")
+            ),
+            Reason::PinAdded {
+                name,
+                version,
+                origin,
+            } => write!(
+                f,
+                "{name} {version} added ({})",
+                origin.as_deref().unwrap_or("mirror")
+            ),
             Reason::PinRemoved { name, version } => write!(f, "{name} {version} dropped"),
             Reason::PinFileChanged { name, version } => {
                 write!(f, "{name} {version}: mirror file changed")
@@ -548,20 +592,7 @@ impl fmt::Display for Reason {
                 "suspended ({reason}): the {} waits for `packsync resume`",
                 held.as_str()
             ),
-            Reason::EngineRepair(EngineRepair::Drift {
-                registered: Some(version),
-            }) => write!(
-                f,
-                "StackStorm has version {version} registered, not the live release: registered \
-                 and purged again"
-            ),
-            Reason::EngineRepair(EngineRepair::Drift { registered: None }) => {
-                f.write_str("StackStorm has the pack not registered: registered and purged again")
-            }
-            Reason::EngineRepair(EngineRepair::Unpurged) => f.write_str(
-                "the last purge failed, StackStorm may hold content the live release does not \
-                 carry: registered and purged again",
-            ),
+            Reason::EngineRepair(repair) => write!(f, "{repair}: registered and purged again"),
             Reason::EnvBroken { env } => write!(
                 f,
                 "its virtualenv `{}` is incomplete (broken): built again",

@@ -1,18 +1,27 @@
 //! StackStorm runners as immutable runner sets, never installed into StackStorm's own
 //! virtualenv.
 //!
-//! A runner set is the `[[runner]]` distributions and the dependencies StackStorm's environment
-//! does not already have, installed with `--target` into `state_dir/runners/sets/<digest>/
-//! site-packages` and sealed read-only, like a pack virtualenv. StackStorm's interpreter sees
-//! the active set through one `.pth` file in its site-packages (written once) that adds
-//! `state_dir/runners/current/site-packages`, and `current` is the one link switched by
-//! `rename(2)`. After the switch a health check runs StackStorm's interpreter: every runner
-//! must be found under the `st2common.runners.runner` entry-point group, its module must import
-//! and its `runner.yaml` must be a list of runners with `name` and `runner_module`. A failed
-//! check switches back; a passed one runs `register_runners`, then `restart`.
+//! A runner set is the `[[runner]]` distributions (always) and the dependencies StackStorm's
+//! environment does not already have, installed with `--target` into
+//! `state_dir/runners/sets/<digest>/site-packages`, verified and sealed read-only, like a pack
+//! virtualenv. StackStorm's interpreter sees the active set through one `.pth` file in its
+//! site-packages (written once) that puts `state_dir/runners/current/site-packages` ahead of
+//! StackStorm's own site-packages, so a stale copy of a runner once `pip install`ed into
+//! StackStorm's virtualenv never wins; `current` is the one link switched by `rename(2)`.
+//!
+//! Before the switch a health check runs StackStorm's interpreter with the candidate set first
+//! on `sys.path` and calls what StackStorm calls: every runner must be found in the set under
+//! the `st2common.runners.runner` entry-point group, its module must import, `get_runner()`
+//! must answer, and `get_metadata()` must return the runner as the registrar
+//! (`bootstrap/runnersregistrar.py`) needs it: a dict with `name` and `runner_module`, valid
+//! `runner_parameters`; its `runner.yaml` must be a list of runners. A set that fails never
+//! goes live. After the switch `register_runners` runs; when it fails, the previous set is
+//! switched back and registered again. Then `restart`: a running action runner keeps the old
+//! runner module until it restarts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::str::FromStr as _;
 
 use serde::Deserialize;
 
@@ -78,8 +87,21 @@ pub enum RunnerError {
     },
     #[error("StackStorm's Python has no site-packages to hook the runner set into: `{}` runs in no virtualenv", python.display())]
     NoSitePackages { python: PathBuf },
-    #[error("The runner health check failed, the previous runner set is live again: {}", problems.join("; "))]
+    #[error("The runner health check failed, so the set did not go live: {}", problems.join("; "))]
     Unhealthy { problems: Vec<String> },
+    /// `register_runners` failed after the switch, and what was live before is live again.
+    #[error(
+        "Registering the runners failed, so {previous} is live again{}",
+        if *registered_again { "" } else { "; registering it again failed too" }
+    )]
+    Reverted {
+        /// "the runner set `3f2a...`", or "no runner set".
+        previous: String,
+        /// Whether the previous set was registered again (there was one, and it worked).
+        registered_again: bool,
+        #[source]
+        register: Box<EngineError>,
+    },
     #[error("Cannot run the runner health check with `{}`", python.display())]
     Check {
         python: PathBuf,
@@ -109,9 +131,11 @@ impl Diagnose for RunnerError {
             ),
             RunnerError::Unhealthy { .. } => Some(
                 "a runner distribution declares its runner with an entry point in \
-                 `st2common.runners.runner` and ships `runner.yaml` (a list of runners with \
-                 `name` and `runner_module`) next to its module; fix the runner and publish a \
-                 new version to the mirror"
+                 `st2common.runners.runner`; its module has `get_runner()` and `get_metadata()`, \
+                 which returns the runner as a dict (StackStorm's runners return \
+                 `st2common.runners.base.get_metadata(__package__)[0]`), and ships `runner.yaml` \
+                 (a list of runners with `name` and `runner_module`) next to it; fix the runner \
+                 and publish a new version"
                     .to_string(),
             ),
             RunnerError::Wheel { .. } => Some(
@@ -121,6 +145,16 @@ impl Diagnose for RunnerError {
                     .to_string(),
             ),
             RunnerError::Source(err) => err.hint(),
+            RunnerError::Engine(err) => err.hint(),
+            RunnerError::Reverted { register, .. } => register.hint(),
+            _ => None,
+        }
+    }
+
+    fn output(&self) -> Option<&str> {
+        match self {
+            RunnerError::Engine(err) => err.output(),
+            RunnerError::Reverted { register, .. } => register.output(),
             _ => None,
         }
     }
@@ -247,7 +281,28 @@ pub fn versions(config: &SiteConfig, inputs: &EnvInputs) -> Vec<String> {
         .collect()
 }
 
-/// Makes the runner set of `inputs` live: built if needed, linked, checked, registered.
+/// Whether going from the set `from` to the set `to` takes a `[[runner]]` distribution to an
+/// older version.
+pub fn downgrades(config: &SiteConfig, from: &EnvInputs, to: &EnvInputs) -> bool {
+    let version = |inputs: &EnvInputs, name: &str| {
+        let canonical = |n: &str| n.to_ascii_lowercase().replace(['_', '.'], "-");
+        inputs
+            .pins
+            .iter()
+            .find(|pin| canonical(&pin.name) == canonical(name))
+            .and_then(|pin| pep440_rs::Version::from_str(&pin.version).ok())
+    };
+    config.runners.iter().any(|runner| {
+        let name = runner.requirement.name.to_string();
+        matches!(
+            (version(from, &name), version(to, &name)),
+            (Some(old), Some(new)) if new < old
+        )
+    })
+}
+
+/// Makes the runner set of `inputs` live: built if needed, checked, linked, registered (switched
+/// back when that fails), and the runners restarted.
 pub fn switch(
     config: &SiteConfig,
     builder: &EnvBuilder,
@@ -267,27 +322,43 @@ pub fn switch(
         })?;
     let set = layout.set(&inputs.digest());
     build(builder, &set, inputs, st2_python)?;
+    let names: Vec<String> = config
+        .runners
+        .iter()
+        .map(|runner| runner.requirement.name.to_string())
+        .collect();
+    // Before the switch: a set that fails is never live, not even for an instant.
+    check(st2_python, &set.join("site-packages"), &names)
+        .map_err(|problems| RunnerError::Unhealthy { problems })?;
     hook(&st2, &layout)?;
 
     let current = layout.current();
     let previous = fsx::link_target(&current).map_err(io("read", &current))?;
     fsx::replace_symlink(&set, &current).map_err(io("switch", &current))?;
     tracing::info!(set = %set.display(), "runner set switched");
-    let names: Vec<String> = config
-        .runners
-        .iter()
-        .map(|runner| runner.requirement.name.to_string())
-        .collect();
-    if let Err(problems) = check(st2_python, &names) {
+    if let Some(register) = &config.stackstorm.register_runners
+        && let Err(failed) =
+            engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)
+    {
+        tracing::info!(error = %failed, "registering the runners failed; switching back");
         let restored = match &previous {
             Some(previous) => fsx::replace_symlink(previous, &current),
             None => fsx::remove_if_exists(&current),
         };
         restored.map_err(io("switch back", &current))?;
-        return Err(RunnerError::Unhealthy { problems });
-    }
-    if let Some(register) = &config.stackstorm.register_runners {
-        engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)?;
+        // StackStorm registered what it could of the failed set: the previous set again.
+        let registered_again = previous.is_none()
+            || engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)
+                .inspect_err(|again| tracing::info!(error = %again, "registering the previous runner set failed too"))
+                .is_ok();
+        return Err(RunnerError::Reverted {
+            previous: previous.as_ref().and_then(|p| p.file_name()).map_or_else(
+                || "no runner set".to_string(),
+                |name| format!("the runner set `{}`", name.to_string_lossy()),
+            ),
+            registered_again,
+            register: Box::new(failed),
+        });
     }
     if let Some(restart) = &config.stackstorm.restart {
         engine::run_for_runners(Hook::Restart, restart, &config.stackstorm)?;
@@ -361,7 +432,7 @@ pub fn source_wheel(
     config: &SiteConfig,
     source: &RunnerSource,
     builder: &EnvBuilder,
-) -> Result<PathBuf, RunnerError> {
+) -> Result<SourceWheel, RunnerError> {
     let repo = Repo::open(&source.repo)?;
     let resolved = repo.resolve(&source.selector)?;
     let tree = repo.pack_tree(&resolved.commit, None)?;
@@ -369,10 +440,18 @@ pub fn source_wheel(
         .root
         .join("wheels")
         .join(&tree.id()[..12]);
+    let wheel = SourceWheel {
+        dir: dir.clone(),
+        origin: format!(
+            "from {}@{}",
+            repo.path().display(),
+            crate::model::short_commit(&resolved.commit)
+        ),
+    };
     // Its completion record names the tree the wheel was built from.
     let built_from = Digest::sha256(tree.id().as_bytes());
     if store::is_complete(&dir, &built_from) {
-        return Ok(dir);
+        return Ok(wheel);
     }
     fsx::remove_tree_aside(&dir).map_err(io("remove the unfinished", &dir))?;
     fs_err::create_dir_all(&dir).map_err(io("create", &dir))?;
@@ -400,7 +479,16 @@ pub fn source_wheel(
     if built.is_err() {
         let _ = fsx::remove_tree_aside(&dir);
     }
-    built.map(|()| dir)
+    built.map(|()| wheel)
+}
+
+/// A runner's wheel built from its Git repo.
+#[derive(Debug, Clone)]
+pub struct SourceWheel {
+    /// The folder holding the wheel.
+    pub dir: PathBuf,
+    /// `from <repo>@<commit>`, for the plan.
+    pub origin: String,
 }
 
 fn source_repo(repo: &Repo) -> PathBuf {
@@ -434,7 +522,9 @@ fn hook_file(
             python: st2.path().to_path_buf(),
         })?;
     let path = site_packages.join(PTH_FILE);
-    // `addsitedir` (not a bare path line) so that `.pth` files of the set are processed too.
+    // `addsitedir` (not a bare path line) so that `.pth` files of the set are processed too;
+    // what it added then moves ahead of this site-packages (`sitedir`, in scope where `site`
+    // runs the line), so that the set's runners win over stale copies installed here.
     let literal = layout
         .current()
         .join("site-packages")
@@ -442,8 +532,11 @@ fn hook_file(
         .replace('\\', r"\\")
         .replace('\'', r"\'");
     let content = format!(
-        "# Written by packsync: the active runner set (see `packsync status`).\n\
-         import site; site.addsitedir('{literal}')\n"
+        "# Written by packsync: the active runner set (see `packsync status`), ahead of this \
+         site-packages.\n\
+         import site, sys; n = len(sys.path); site.addsitedir('{literal}'); added = sys.path[n:]; \
+         del sys.path[n:]; i = sys.path.index(sitedir) if sitedir in sys.path else 0; \
+         sys.path[i:i] = added\n"
     );
     Ok((path, content))
 }
@@ -452,6 +545,8 @@ fn hook_file(
 #[derive(Debug, Deserialize)]
 struct Found {
     error: Option<String>,
+    /// Where the distribution was found (its site-packages).
+    location: Option<String>,
     entry_points: Vec<EntryPoint>,
 }
 
@@ -459,41 +554,59 @@ struct Found {
 struct EntryPoint {
     name: String,
     error: Option<String>,
+    /// What `get_metadata()` returned, as JSON.
+    metadata: Option<serde_json::Value>,
     runner_yaml: Option<String>,
 }
 
-/// Finds each runner distribution as StackStorm would, imports its runner modules and reads
-/// their `runner.yaml`; prints JSON. Python 3.8+ (StackStorm's oldest), stdlib only.
+/// Puts the candidate set (argv 1) first on `sys.path`, finds each runner distribution as
+/// StackStorm does and calls what StackStorm calls: the module's `get_runner()` (the loader)
+/// and `get_metadata()` (the registrar); prints JSON. Python 3.8+ (StackStorm's oldest),
+/// stdlib only.
 const CHECK_SCRIPT: &str = r#"
-import importlib, importlib.metadata as md, json, os, sys
+import importlib, importlib.metadata as md, json, os, site, sys
+candidate = sys.argv[1]
+n = len(sys.path)
+site.addsitedir(candidate)
+added = sys.path[n:]
+del sys.path[n:]
+sys.path[0:0] = added
+importlib.invalidate_caches()
 found = {}
-for name in sys.argv[1:]:
-    report = {"error": None, "entry_points": []}
+for name in sys.argv[2:]:
+    report = {"error": None, "location": None, "entry_points": []}
     found[name] = report
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
         report["error"] = "not installed"
         continue
+    report["location"] = str(dist.locate_file(""))
     for ep in dist.entry_points:
         if ep.group != GROUP:
             continue
-        item = {"name": ep.name, "error": None, "runner_yaml": None}
+        item = {"name": ep.name, "error": None, "metadata": None, "runner_yaml": None}
         report["entry_points"].append(item)
         try:
             module = importlib.import_module(ep.value.split(":")[0])
-            with open(os.path.join(os.path.dirname(module.__file__), "runner.yaml")) as f:
-                item["runner_yaml"] = f.read()
-        except Exception as error:
+            module.get_runner()
+            item["metadata"] = json.loads(json.dumps(module.get_metadata(), default=str))
+            path = os.path.join(os.path.dirname(module.__file__), "runner.yaml")
+            if os.path.exists(path):
+                with open(path) as f:
+                    item["runner_yaml"] = f.read()
+        except BaseException as error:
             item["error"] = "%s: %s" % (type(error).__name__, error)
 print(json.dumps(found))
 "#;
 
-/// Runs the health check with StackStorm's interpreter; every problem found, or none.
-fn check(st2_python: &Path, names: &[String]) -> Result<(), Vec<String>> {
+/// Runs the health check of the set whose site-packages is `candidate` with StackStorm's
+/// interpreter; every problem found, or none.
+fn check(st2_python: &Path, candidate: &Path, names: &[String]) -> Result<(), Vec<String>> {
     let script = CHECK_SCRIPT.replace("GROUP", &format!("{ENTRY_POINT_GROUP:?}"));
     let output = Command::new(st2_python)
         .args(["-I", "-c", &script])
+        .arg(candidate)
         .args(names)
         .stdin(Stdio::null())
         .output()
@@ -519,21 +632,22 @@ fn check(st2_python: &Path, names: &[String]) -> Result<(), Vec<String>> {
             problems.push(format!("{name}: {error}"));
             continue;
         }
+        if let Some(location) = &found.location
+            && !Path::new(location).starts_with(candidate)
+        {
+            problems.push(format!(
+                "{name}: found in `{location}`, not in the runner set"
+            ));
+            continue;
+        }
         if found.entry_points.is_empty() {
             problems.push(format!(
                 "{name}: declares no entry point in `{ENTRY_POINT_GROUP}`"
             ));
         }
         for entry_point in &found.entry_points {
-            if let Some(error) = &entry_point.error {
-                problems.push(format!("{name}: runner `{}`: {error}", entry_point.name));
-            } else if let Some(yaml) = &entry_point.runner_yaml
-                && let Err(problem) = validate_runner_yaml(yaml, &entry_point.name)
-            {
-                problems.push(format!(
-                    "{name}: runner `{}`: runner.yaml {problem}",
-                    entry_point.name
-                ));
+            if let Some(problem) = entry_point_problem(entry_point) {
+                problems.push(format!("{name}: runner `{}`: {problem}", entry_point.name));
             }
         }
     }
@@ -541,6 +655,127 @@ fn check(st2_python: &Path, names: &[String]) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+/// What is wrong with one runner entry point as the check found it, if anything.
+fn entry_point_problem(entry_point: &EntryPoint) -> Option<String> {
+    let problem = match (&entry_point.error, &entry_point.metadata) {
+        (Some(error), _) => Some(error.clone()),
+        (None, Some(metadata)) => validate_metadata(metadata, &entry_point.name)
+            .err()
+            .map(|problem| format!("get_metadata() {problem}")),
+        (None, None) => Some("get_metadata() returned nothing".to_string()),
+    };
+    problem.or_else(|| {
+        let yaml = entry_point.runner_yaml.as_deref()?;
+        validate_runner_yaml(yaml, &entry_point.name)
+            .err()
+            .map(|problem| format!("runner.yaml {problem}"))
+    })
+}
+
+/// The keys `RunnerTypeAPI` allows (`additionalProperties: false`), and the two the registrar
+/// strips before it validates.
+const RUNNER_KEYS: [&str; 13] = [
+    "id",
+    "uid",
+    "name",
+    "description",
+    "enabled",
+    "runner_package",
+    "runner_module",
+    "query_module",
+    "runner_parameters",
+    "output_key",
+    "output_schema",
+    "aliases",
+    "experimental",
+];
+
+/// The JSON Schema types a parameter may have.
+const PARAMETER_TYPES: [&str; 7] = [
+    "array", "boolean", "integer", "null", "number", "object", "string",
+];
+
+/// What StackStorm's registrar does with `get_metadata()`'s answer (`register_runner`, then
+/// `RunnerTypeAPI.validate`): one runner, a mapping with a `name` and a `runner_module`, known
+/// keys only, `runner_parameters` a mapping of `\w+` names to parameter schemas.
+fn validate_metadata(metadata: &serde_json::Value, entry_point: &str) -> Result<(), String> {
+    let Some(runner) = metadata.as_object() else {
+        return Err(if metadata.is_array() {
+            "returned a list: StackStorm's registrar needs one runner, a mapping (return \
+             `get_metadata(__package__)[0]`)"
+                .to_string()
+        } else {
+            "returned no mapping".to_string()
+        });
+    };
+    let text = |key: &str| runner.get(key).and_then(serde_json::Value::as_str);
+    let Some(name) = text("name") else {
+        return Err("returned a runner with no `name`".to_string());
+    };
+    let invalid = |what: String| Err(format!("returned runner `{name}` {what}"));
+    if text("runner_module").is_none() {
+        return invalid("with no `runner_module`".to_string());
+    }
+    if let Some(key) = runner
+        .keys()
+        .find(|key| !RUNNER_KEYS.contains(&key.as_str()))
+    {
+        return invalid(format!("with the unknown key `{key}`"));
+    }
+    if runner
+        .get("enabled")
+        .is_some_and(|enabled| !enabled.is_boolean())
+    {
+        return invalid("whose `enabled` is not a boolean".to_string());
+    }
+    if let Some(parameters) = runner.get("runner_parameters") {
+        let Some(parameters) = parameters.as_object() else {
+            return invalid("whose `runner_parameters` is no mapping".to_string());
+        };
+        for (parameter, schema) in parameters {
+            let named =
+                !parameter.is_empty() && parameter.chars().all(|c| c.is_alphanumeric() || c == '_');
+            if !named {
+                return invalid(format!(
+                    "with the parameter `{parameter}`, whose name is not `\\w+`"
+                ));
+            }
+            let typed = match schema.as_object().map(|schema| schema.get("type")) {
+                Some(None) => true,
+                Some(Some(serde_json::Value::String(kind))) => {
+                    PARAMETER_TYPES.contains(&kind.as_str())
+                }
+                Some(Some(serde_json::Value::Array(kinds))) => kinds.iter().all(|kind| {
+                    kind.as_str()
+                        .is_some_and(|kind| PARAMETER_TYPES.contains(&kind))
+                }),
+                // Not a mapping, or a `type` of another shape.
+                None | Some(Some(_)) => false,
+            };
+            if !typed {
+                return invalid(format!(
+                    "whose parameter `{parameter}` is no schema with a known `type`"
+                ));
+            }
+        }
+    }
+    let wanted = entry_point.replace('_', "-");
+    let aliases = runner
+        .get("aliases")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str);
+    if std::iter::once(name)
+        .chain(aliases)
+        .any(|n| n.replace('_', "-") == wanted)
+    {
+        Ok(())
+    } else {
+        invalid(format!("for the entry point `{entry_point}`"))
     }
 }
 

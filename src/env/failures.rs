@@ -96,48 +96,62 @@ impl FailedBuilds {
     /// next retry time, a success forgets earlier failures. Errors that are not the build's
     /// (a file swapped in the mirror, a disk error) are not remembered.
     pub(super) fn remember(&self, inputs: &EnvInputs, error: Option<&EnvError>) {
-        let key = self.key(&inputs.digest());
-        let mut guard = self.lock();
-        let (entries, failed_here) = &mut *guard;
-        let changed = match error {
-            None => {
-                failed_here.remove(&key);
-                entries.remove(&key).is_some()
-            }
+        let digest = inputs.digest();
+        match error {
+            None => self.forget(&digest),
             Some(
                 error @ (EnvError::Venv { .. }
                 | EnvError::Install { .. }
                 | EnvError::Unverified { .. }),
-            ) => {
-                let now = crate::model::now();
-                let failures = entries.get(&key).map_or(0, |f| f.failures) + 1;
-                let wait = self
-                    .first_wait
-                    .saturating_mul(2_u32.saturating_pow(failures - 1))
-                    .min(self.longest_wait);
-                let retry_after = jiff::SignedDuration::try_from(wait)
-                    .ok()
-                    .and_then(|wait| now.checked_add(wait).ok())
-                    .unwrap_or(jiff::Timestamp::MAX);
-                failed_here.insert(key.clone());
-                entries.insert(
-                    key,
-                    FailedBuild {
-                        failures,
-                        failed_at: now,
-                        retry_after,
-                        cause: cause(error),
-                    },
-                );
-                true
-            }
-            Some(_) => false,
-        };
-        if changed {
-            let json = serde_json::to_vec_pretty(&*entries).expect("the memo serialises");
-            if let Err(err) = fsx::write_atomic(&self.path, &json) {
-                tracing::warn!(path = %self.path.display(), error = %err, "cannot write the memo of failed builds");
-            }
+            ) => self.failed(&digest, &Report::new(error)),
+            Some(_) => {}
+        }
+    }
+
+    /// Remembers that what `digest` names (a virtualenv, a runner set) failed with `report`:
+    /// it waits for its retry time, one step longer with each failure in a row.
+    pub fn failed(&self, digest: &Digest, report: &Report) {
+        let key = self.key(digest);
+        let mut guard = self.lock();
+        let (entries, failed_here) = &mut *guard;
+        let now = crate::model::now();
+        let failures = entries.get(&key).map_or(0, |f| f.failures) + 1;
+        let wait = self
+            .first_wait
+            .saturating_mul(2_u32.saturating_pow(failures - 1))
+            .min(self.longest_wait);
+        let retry_after = jiff::SignedDuration::try_from(wait)
+            .ok()
+            .and_then(|wait| now.checked_add(wait).ok())
+            .unwrap_or(jiff::Timestamp::MAX);
+        failed_here.insert(key.clone());
+        entries.insert(
+            key,
+            FailedBuild {
+                failures,
+                failed_at: now,
+                retry_after,
+                cause: cause(report),
+            },
+        );
+        self.save(entries);
+    }
+
+    /// Forgets the failures of `digest` (it succeeded).
+    pub fn forget(&self, digest: &Digest) {
+        let key = self.key(digest);
+        let mut guard = self.lock();
+        let (entries, failed_here) = &mut *guard;
+        failed_here.remove(&key);
+        if entries.remove(&key).is_some() {
+            self.save(entries);
+        }
+    }
+
+    fn save(&self, entries: &BTreeMap<String, FailedBuild>) {
+        let json = serde_json::to_vec_pretty(entries).expect("the memo serialises");
+        if let Err(err) = fsx::write_atomic(&self.path, &json) {
+            tracing::warn!(path = %self.path.display(), error = %err, "cannot write the memo of failed builds");
         }
     }
 
@@ -153,8 +167,8 @@ impl FailedBuilds {
 }
 
 /// The first lines of the error and its causes, one line.
-fn cause(error: &EnvError) -> String {
-    let text = Report::new(error).one_line();
+fn cause(report: &Report) -> String {
+    let text = report.one_line();
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)

@@ -163,6 +163,11 @@ impl EnvBuilder {
         Self { failures, ..self }
     }
 
+    /// The memo of failed builds this builder keeps (runner sets record theirs there too).
+    pub fn failures(&self) -> &FailedBuilds {
+        &self.failures
+    }
+
     /// Makes sure the virtualenv for `inputs` exists complete at `dir` (`envs/<digest>`),
     /// building it when it does not. A folder there without its completion record is garbage:
     /// moved aside and removed first. How a build ends goes into the memo of failed builds;
@@ -308,12 +313,13 @@ impl EnvBuilder {
         work: &Path,
     ) -> Result<(), EnvError> {
         // The installer refuses a swapped file too; checking first names the file plainly.
+        let mut pinned = String::new();
         for pin in pins {
-            let path = extra_links
+            let built = extra_links
                 .iter()
                 .map(|dir| dir.join(&pin.file))
-                .find(|path| path.is_file())
-                .unwrap_or_else(|| self.mirror.join(&pin.file));
+                .find(|path| path.is_file());
+            let path = built.clone().unwrap_or_else(|| self.mirror.join(&pin.file));
             let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
             if actual != pin.sha256 {
                 return Err(EnvError::Swapped {
@@ -322,16 +328,18 @@ impl EnvBuilder {
                     actual,
                 });
             }
+            // A wheel built from source is named by its path: the mirror may hold a file of the
+            // same name (the same version), which the installer would take and refuse.
+            let _ = match built {
+                Some(path) => writeln!(pinned, "{} --hash=sha256:{}", path.display(), pin.sha256),
+                None => writeln!(
+                    pinned,
+                    "{}=={} --hash=sha256:{}",
+                    pin.name, pin.version, pin.sha256
+                ),
+            };
         }
         let pinned_file = work.join("pinned.txt");
-        let mut pinned = String::new();
-        for pin in pins {
-            let _ = writeln!(
-                pinned,
-                "{}=={} --hash=sha256:{}",
-                pin.name, pin.version, pin.sha256
-            );
-        }
         fs_err::write(&pinned_file, pinned).map_err(io("write", &pinned_file))?;
 
         let mut command = match &self.installer {

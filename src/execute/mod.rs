@@ -191,6 +191,12 @@ fn plan_from(
     if failed_builds == FailedBuildPolicy::Wait {
         let memo = FailedBuilds::open(config);
         let now = crate::model::now();
+        hold_failed_runner_set(
+            &mut resolution,
+            observed.installed.runners.as_ref(),
+            &memo,
+            now,
+        );
         let desired = &mut resolution.desired;
         for pack in &desired.packs {
             let env = layout.env(&pack.revision.env);
@@ -210,6 +216,46 @@ fn plan_from(
         plan,
         host_suspended,
     })
+}
+
+/// A runner set that failed to go live waits for its retry time: no switch is planned, and a
+/// warning says when and why.
+fn hold_failed_runner_set(
+    resolution: &mut Resolution,
+    live: Option<&EnvInputs>,
+    memo: &FailedBuilds,
+    now: jiff::Timestamp,
+) {
+    let Some(set) = resolution
+        .desired
+        .runners
+        .as_ref()
+        .filter(|set| live.is_none_or(|live| live.digest() != set.digest()))
+    else {
+        return;
+    };
+    let Some(failed) = memo.holding(&set.digest(), now) else {
+        return;
+    };
+    resolution.problems.push(crate::diagnostics::Problem {
+        severity: crate::diagnostics::Severity::Warning,
+        report: Report {
+            pack: None,
+            message: format!(
+                "runners: the set {} failed to go live ({} failure{}), retry after {}: {}",
+                set.digest().short(),
+                failed.failures,
+                if failed.failures == 1 { "" } else { "s" },
+                failed.retry_after.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                failed.cause
+            ),
+            causes: Vec::new(),
+            location: None,
+            hint: Some("`packsync apply --retry-failed` tries again now".to_string()),
+            output: None,
+        },
+    });
+    resolution.desired.runners = None;
 }
 
 /// Marks the live packs whose version StackStorm's `pack_d_b` does not have registered: their
@@ -486,11 +532,16 @@ fn runner_step(
     let switched = runners::switch(config, builder, to);
     let outcome = match &switched {
         Ok(()) => Outcome::Applied,
-        Err(runners::RunnerError::Unhealthy { .. }) => Outcome::Reverted,
+        Err(runners::RunnerError::Reverted { .. }) => Outcome::Reverted,
         Err(_) => Outcome::Failed,
     };
-    if let Err(err) = &switched {
-        tracing::warn!(error = %err, "the runner set was not switched");
+    match &switched {
+        Ok(()) => builder.failures().forget(&digest),
+        Err(err) => {
+            tracing::info!(error = %err, "the runner set did not go live");
+            // Tried again at its retry time, as a failed build is (`--retry-failed`: now).
+            builder.failures().failed(&digest, &Report::new(err));
+        }
     }
     let step = RunnerStep {
         operation,
@@ -626,10 +677,18 @@ pub fn apply(
 
 impl Context<'_> {
     fn switch_runners(&self, change: &RunnerChange) -> RunnerStep {
-        let operation = match &change.from {
-            Some(from) if *from == change.to.digest() => Operation::Repair,
-            Some(_) => Operation::Upgrade,
-            None => Operation::Install,
+        let installed = self
+            .records_installed_runners()
+            .filter(|installed| Some(installed.digest()) == change.from);
+        let operation = match (&change.from, installed) {
+            (Some(from), _) if *from == change.to.digest() => Operation::Repair,
+            (Some(_), Some(installed))
+                if runners::downgrades(self.config, &installed, &change.to) =>
+            {
+                Operation::Downgrade
+            }
+            (Some(_), _) => Operation::Upgrade,
+            (None, _) => Operation::Install,
         };
         runner_step(
             self.config,
@@ -640,6 +699,11 @@ impl Context<'_> {
             change.from.clone(),
             &change.to,
         )
+    }
+
+    /// The runner set live now, as its `runner-set.json` says.
+    fn records_installed_runners(&self) -> Option<EnvInputs> {
+        runners::installed(&RunnersLayout::new(self.config))
     }
 
     /// Corrects every record that disagrees with disk, each a `repair` step; a pack that went

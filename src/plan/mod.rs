@@ -309,14 +309,39 @@ fn plan_runners(
         to: to.clone(),
         reasons: installed.map_or_else(
             || {
+                let built = to.pins.iter().filter_map(|pin| {
+                    Some(Reason::PinAdded {
+                        name: pin.name.clone(),
+                        version: pin.version.clone(),
+                        origin: Some(built_origin(to, pin)?),
+                    })
+                });
                 to.requirements
                     .iter()
                     .map(|line| Reason::RequirementAdded(line.clone()))
+                    .chain(built)
                     .collect()
             },
             |installed| env_reasons(Some(installed), to),
         ),
     })
+}
+
+/// Where `pin` of `inputs` comes from when it is not the mirror: the setting
+/// `built <name> <version> from <where>` (a runner built from its Git repo) says
+/// `built from <where>`.
+fn built_origin(inputs: &EnvInputs, pin: &crate::model::Pin) -> Option<String> {
+    let prefix = format!(
+        "{}{} {} ",
+        crate::model::BUILT_SETTING,
+        pin.name,
+        pin.version
+    );
+    inputs
+        .settings
+        .iter()
+        .find_map(|setting| setting.strip_prefix(&prefix))
+        .map(|origin| format!("built {origin}"))
 }
 
 /// What changed between two sets of env inputs; a generic reason when the old ones are unknown.
@@ -356,11 +381,13 @@ fn env_reasons(from: Option<&EnvInputs>, to: &EnvInputs) -> Vec<Reason> {
             None => reasons.push(Reason::PinAdded {
                 name: (*name).to_string(),
                 version: pin.version.clone(),
+                origin: built_origin(to, pin),
             }),
             Some(old) if old.version != pin.version => reasons.push(Reason::PinChanged {
                 name: (*name).to_string(),
                 from: old.version.clone(),
                 to: pin.version.clone(),
+                origin: built_origin(to, pin),
             }),
             Some(old) if old.sha256 != pin.sha256 || old.file != pin.file => {
                 reasons.push(Reason::PinFileChanged {

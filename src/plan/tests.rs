@@ -346,7 +346,8 @@ fn the_runner_set_switches_only_when_its_inputs_change() {
         [Reason::PinChanged {
             name: "clush-runner".into(),
             from: "1.2.0".into(),
-            to: "1.2.1".into()
+            to: "1.2.1".into(),
+            origin: None,
         }]
     );
 

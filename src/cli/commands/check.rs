@@ -24,6 +24,7 @@ pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
         Ok(config) => {
             let mut problems = desired::resolve(&config, None, WorkTrees::Warn).problems;
             problems.extend(no_purge_warning(&config));
+            problems.extend(no_restart_warning(&config));
             (config.packs.len(), problems)
         }
         Err(errors) => (0, config_problems(&errors)),
@@ -83,6 +84,33 @@ fn no_purge_warning(config: &config::SiteConfig) -> Option<Problem> {
             hint: Some(
                 "set `registered` and `purge`; `packaging/st2/packsync-st2` adapts the `st2` CLI \
                  to them (see site-config/packsync.toml)"
+                    .to_string(),
+            ),
+            output: None,
+        },
+    })
+}
+
+/// Runners without `restart`: an action runner that has not restarted keeps the old runner
+/// module, while the files it loads lazily come from the new set.
+fn no_restart_warning(config: &config::SiteConfig) -> Option<Problem> {
+    let runner = config.runners.first()?;
+    if config.stackstorm.restart.is_some() {
+        return None;
+    }
+    Some(Problem {
+        severity: Severity::Warning,
+        report: Report {
+            pack: None,
+            message: "`[[runner]]` is set without `[stackstorm] restart`: after a runner set \
+                      switches, a running st2actionrunner keeps the old runner module while \
+                      the files it loads later come from the new set"
+                .to_string(),
+            causes: Vec::new(),
+            location: Some(runner.location.clone()),
+            hint: Some(
+                "set `restart = [\"st2ctl\", \"restart-component\", \"st2actionrunner\"]` \
+                 (and st2workflowengine for workflow runners)"
                     .to_string(),
             ),
             output: None,
