@@ -405,6 +405,37 @@ fn chart_app_version_is_the_crate_version() {
     assert_eq!(chart["apiVersion"].as_str(), Some("v2"));
 }
 
+/// Issue 15: the chart's hook also purges through st2api, with the `ST2_*` variables it reads.
+#[test]
+fn chart_hook_is_the_purge_commands_too() {
+    let chart = render(&json!({}));
+    let config = load_site_config(chart.site_config(), &[]);
+    let (registered, purge) = config.stackstorm.purging().expect("registered and purge");
+    assert_eq!(
+        registered.0,
+        [
+            "python3",
+            "/etc/packsync/hooks/st2_register.py",
+            "registered",
+            "{pack}"
+        ]
+    );
+    assert_eq!(
+        purge.0,
+        [
+            "python3",
+            "/etc/packsync/hooks/st2_register.py",
+            "purge",
+            "{kind}",
+            "{ref}"
+        ]
+    );
+    assert_eq!(
+        config.stackstorm.env,
+        ["ST2_API_URL", "ST2_API_KEY", "ST2_REGISTER_TIMEOUT"]
+    );
+}
+
 #[test]
 fn chart_defaults_render_one_agent_whose_config_packsync_loads() {
     let chart = render(&json!({}));
@@ -484,31 +515,6 @@ fn chart_defaults_render_one_agent_whose_config_packsync_loads() {
             .expect("a register command")
             .0,
         ["python3", "/etc/packsync/hooks/st2_register.py", "{pack}"]
-    );
-    // Issue 15: the same hook purges through st2api, with the ST2_* variables it reads.
-    let (registered, purge) = config.stackstorm.purging().expect("registered and purge");
-    assert_eq!(
-        registered.0,
-        [
-            "python3",
-            "/etc/packsync/hooks/st2_register.py",
-            "registered",
-            "{pack}"
-        ]
-    );
-    assert_eq!(
-        purge.0,
-        [
-            "python3",
-            "/etc/packsync/hooks/st2_register.py",
-            "purge",
-            "{kind}",
-            "{ref}"
-        ]
-    );
-    assert_eq!(
-        config.stackstorm.env,
-        ["ST2_API_URL", "ST2_API_KEY", "ST2_REGISTER_TIMEOUT"]
     );
     assert_eq!(
         config.agent.host.as_deref(),

@@ -235,7 +235,7 @@ fn runner_sets_are_kept_for_status_history_rollback_and_gc() {
 }
 
 #[test]
-fn a_runner_that_fails_the_health_check_is_switched_back() {
+fn a_runner_that_fails_the_health_check_never_goes_live() {
     let (site, st2_python) = runner_site();
     assert_exit(site.cmd(["apply"]), 0);
     let current = site.state_dir().join("runners/current");
@@ -256,13 +256,13 @@ fn a_runner_that_fails_the_health_check_is_switched_back() {
         .replace(&site.path().display().to_string(), "[TEMP]");
     assert!(
         output.contains(
-            "error: runners: The runner health check failed, the previous runner set is live \
-             again: clush-runner: runner `clush-runner`: runner.yaml runner `clush-runner` has \
-             no `runner_module`"
+            "error: runners: The runner health check failed, so the set did not go live: \
+             clush-runner: runner `clush-runner`: get_metadata() returned runner `clush-runner` \
+             with no `runner_module`"
         ),
         "{output}"
     );
-    assert!(output.contains("reverted     runners  set "), "{output}");
+    assert!(output.contains("failed       runners  set "), "{output}");
     assert_eq!(fs_err::read_link(&current).unwrap(), good);
     assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.0");
     assert_eq!(
@@ -331,7 +331,7 @@ fn a_runner_builds_offline_from_its_git_repo() {
     repo.commit("milkcheck_runner 2.0.1");
     let plan = assert_exit(site.cmd(["plan"]), 0);
     assert!(
-        plan.contains("milkcheck-runner 2.0.0 -> 2.0.1 (mirror)"),
+        plan.contains("milkcheck-runner 2.0.0 -> 2.0.1 (built from "),
         "{plan}"
     );
     assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
@@ -341,4 +341,326 @@ fn a_runner_builds_offline_from_its_git_repo() {
     assert_eq!(fs_err::read_dir(&wheels).unwrap().count(), 2);
     assert_exit(site.cmd(["gc", "--keep", "1"]), 0);
     assert_eq!(fs_err::read_dir(&wheels).unwrap().count(), 1);
+}
+
+/// `runner_site` whose `register_runners` is StackStorm's registrar (the fake st2common's: it
+/// calls every runner's `get_metadata()`), failing while `$ROOT/st2-down` exists as a
+/// registration does when StackStorm's database is away.
+fn registering_site() -> (TestSite, PathBuf) {
+    let (mut site, st2_python) = runner_site();
+    let register = site.engine_script(
+        "register-runners",
+        &format!(
+            "echo register_runners >> \"$LOG\"\n\
+             if [ -e \"$ROOT/st2-down\" ]; then\n\
+               echo 'pymongo.errors.ServerSelectionTimeoutError: st2-mongodb:27017: [Errno 111] Connection refused' >&2\n\
+               exit 1\n\
+             fi\n\
+             exec '{}' -m st2common.bootstrap.runnersregistrar \"$ROOT/runner-types.json\"\n",
+            st2_python.display()
+        ),
+    );
+    site.stackstorm_line(&format!("register_runners = ['{}']", register.display()));
+    (site, st2_python)
+}
+
+/// The runner types StackStorm's registrar recorded, by name.
+fn registered_runners(site: &TestSite) -> serde_json::Value {
+    let recorded = fs_err::read(site.path().join("runner-types.json")).expect("a registration");
+    serde_json::from_slice(&recorded).expect("the registrar writes JSON")
+}
+
+/// Issue 23: the health check calls what StackStorm's registrar calls, before the switch.
+#[test]
+fn issue_23_a_runner_stackstorm_cannot_register_never_goes_live() {
+    let (site, _) = registering_site();
+    assert_exit(site.cmd(["apply"]), 0);
+    assert_eq!(
+        registered_runners(&site)["clush-runner"]["runner_module"],
+        "clush_runner.clush_runner"
+    );
+    let current = site.state_dir().join("runners/current");
+    let good = fs_err::read_link(&current).unwrap();
+    let mirror = site.mirror();
+    for (version, flag, problem) in [
+        (
+            "1.2.5",
+            "--no-get-metadata",
+            "AttributeError: module 'clush_runner.clush_runner' has no attribute 'get_metadata'",
+        ),
+        (
+            "1.2.6",
+            "--metadata-raises",
+            "RuntimeError: cannot read my runner.yaml",
+        ),
+    ] {
+        fixture(
+            MAKE_RUNNER,
+            &[
+                "--wheel",
+                "clush_runner",
+                version,
+                mirror.to_str().unwrap(),
+                flag,
+            ],
+        );
+        let output = assert_exit(
+            site.cmd(["apply", "--detailed-exitcodes", "--retry-failed"]),
+            4,
+        );
+        assert!(
+            output.contains("The runner health check failed, so the set did not go live"),
+            "{output}"
+        );
+        assert!(output.contains(problem), "{problem}\n{output}");
+        assert_eq!(fs_err::read_link(&current).unwrap(), good, "{version}");
+        assert_eq!(
+            site.engine_log(),
+            "register_runners\nrestart\n",
+            "nothing registered for {version}"
+        );
+        let status = assert_exit(site.cmd(["status"]), 0);
+        assert!(status.contains("Runners: failed"), "{status}");
+    }
+}
+
+/// Issue 23: the check never leaves a set live that fails it, not even while it runs.
+#[test]
+fn issue_23_the_link_never_points_at_a_set_being_checked() {
+    let (site, _) = registering_site();
+    assert_exit(site.cmd(["apply"]), 0);
+    let current = site.state_dir().join("runners/current");
+    let good = fs_err::read_link(&current).unwrap();
+    let gate = site.path().join("checked");
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.2.7",
+            site.mirror().to_str().unwrap(),
+            "--metadata-raises",
+            "--wait-for",
+            gate.to_str().unwrap(),
+        ],
+    );
+    let mut apply = site.cmd(["apply"]);
+    let apply = apply
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let checking = site.path().join("checked.checking");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !checking.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(checking.exists(), "the check reached get_metadata()");
+    assert_eq!(
+        fs_err::read_link(&current).unwrap(),
+        good,
+        "while the check runs"
+    );
+    fs_err::write(&gate, "").unwrap();
+    let status = apply.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(fs_err::read_link(&current).unwrap(), good);
+}
+
+/// Issue 23: a `register_runners` that fails switches the set back and registers the previous
+/// one again; status says so with the command's output; the next run waits for the retry time.
+#[test]
+fn issue_23_a_failed_runner_registration_switches_back_and_is_retried() {
+    let (site, st2_python) = registering_site();
+    assert_exit(site.cmd(["apply"]), 0);
+    let current = site.state_dir().join("runners/current");
+    let good = fs_err::read_link(&current).unwrap();
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.2.1",
+            site.mirror().to_str().unwrap(),
+        ],
+    );
+    fs_err::write(site.path().join("st2-down"), "").unwrap();
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 4);
+    assert!(output.contains("reverted     runners  set "), "{output}");
+    assert!(
+        output.contains(&format!(
+            "Registering the runners failed, so the runner set `{}` is live again; registering \
+             it again failed too",
+            good.file_name().unwrap().to_string_lossy()
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains("    | pymongo.errors.ServerSelectionTimeoutError"),
+        "{output}"
+    );
+    assert_eq!(fs_err::read_link(&current).unwrap(), good);
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.0");
+    // Registered twice more: the failed set, then the previous one again.
+    assert_eq!(
+        site.engine_log(),
+        "register_runners\nrestart\nregister_runners\nregister_runners\n"
+    );
+    let status = assert_exit(site.cmd(["status"]), 0);
+    assert!(status.contains("Runners: failed"), "{status}");
+    assert!(status.contains("ServerSelectionTimeoutError"), "{status}");
+
+    // Not again before its retry time; now with --retry-failed.
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    assert!(output.contains("retry after"), "{output}");
+    fs_err::remove_file(site.path().join("st2-down")).unwrap();
+    let output = assert_exit(
+        site.cmd(["apply", "--detailed-exitcodes", "--retry-failed"]),
+        2,
+    );
+    assert!(output.contains("upgraded     runners  set "), "{output}");
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.1");
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+}
+
+/// Issue 23: a runner once `pip install`ed into StackStorm's own virtualenv (the site's old
+/// procedure) does not win over the set's; `check` names the command that removes it.
+#[test]
+fn issue_23_a_stale_copy_in_stackstorms_venv_does_not_win() {
+    let (site, st2_python) = registering_site();
+    let stale = tempfile::tempdir().unwrap();
+    let wheel = fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.0",
+            stale.path().to_str().unwrap(),
+            "--runner",
+            "clush-stale",
+        ],
+    );
+    let output = Command::new(python())
+        .args(["-m", "pip", "--python"])
+        .arg(&st2_python)
+        .args(["install", "--quiet", "--no-deps", "--no-index"])
+        .arg(&wheel)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.0");
+
+    let output = assert_exit(site.cmd(["check"]), 0);
+    assert!(
+        output.contains("has clush-runner 1.0 installed: the runner set's copy is loaded ahead"),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "`{}/pip uninstall -y clush-runner`",
+            st2_python.parent().unwrap().display()
+        )),
+        "{output}"
+    );
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert_eq!(installed_version(&st2_python, "clush_runner"), "1.2.0");
+    let found = st2_runs(
+        &st2_python,
+        "import importlib.metadata as md; \
+         print(sorted(e.name for e in md.entry_points(group='st2common.runners.runner')))",
+    );
+    assert_eq!(
+        found, "['clush-runner']",
+        "the stale copy's runner is shadowed"
+    );
+    assert!(registered_runners(&site).get("clush-stale").is_none());
+}
+
+/// Issue 23: a runner built from its Git repo stands in for the mirror's wheel of the same
+/// version, and the plan says where it comes from.
+#[test]
+fn issue_23_a_git_built_runner_wins_over_the_mirrors_wheel_of_its_version() {
+    let (mut site, st2_python) = registering_site();
+    let mirror = site.mirror();
+    make_backend_wheel(&mirror, "fxbuild", "1.0");
+    // The mirror's milkcheck_runner 2.0.0 names its runner differently.
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "milkcheck_runner",
+            "2.0.0",
+            mirror.to_str().unwrap(),
+            "--runner",
+            "milkcheck-from-mirror",
+        ],
+    );
+    let project = fixture(
+        MAKE_RUNNER,
+        &[
+            "--project",
+            "milkcheck_runner",
+            "2.0.0",
+            site.path().join("src").to_str().unwrap(),
+            "--backend",
+            "fxbuild:fxbuild",
+        ],
+    );
+    let repo = GitRepo::init(&project);
+    let commit = repo.commit("milkcheck_runner 2.0.0");
+    site.add_runner_from("milkcheck_runner", &project);
+    let plan = assert_exit(site.cmd(["plan"]), 0);
+    assert!(
+        plan.contains(&format!(
+            "    milkcheck-runner 2.0.0 added (built from {}@{})",
+            project.display(),
+            &commit[..7]
+        )),
+        "{plan}"
+    );
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(output.contains("milkcheck-runner 2.0.0"), "{output}");
+    let found = st2_runs(
+        &st2_python,
+        "import importlib.metadata as md; \
+         print(sorted(e.name for e in md.entry_points(group='st2common.runners.runner')))",
+    );
+    assert_eq!(found, "['clush-runner', 'milkcheck-runner']");
+}
+
+/// Issue 23: going to an older runner version is a downgrade.
+#[test]
+fn issue_23_an_older_runner_is_a_downgrade() {
+    let (mut site, _) = registering_site();
+    fixture(
+        MAKE_RUNNER,
+        &[
+            "--wheel",
+            "clush_runner",
+            "1.2.1",
+            site.mirror().to_str().unwrap(),
+        ],
+    );
+    assert_exit(site.cmd(["apply"]), 0);
+    site.add_runner("clush_runner", "==1.2.0");
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(output.contains("downgraded   runners  set "), "{output}");
+    let history = assert_exit(site.cmd(["history", "--runners", "--limit", "1"]), 0);
+    assert!(history.contains("runners  downgrade"), "{history}");
+}
+
+#[test]
+fn issue_23_check_warns_when_runners_have_no_restart() {
+    let (mut site, _) = runner_site();
+    let output = assert_exit(site.cmd(["check"]), 0);
+    assert!(
+        !output.contains("without `[stackstorm] restart`"),
+        "{output}"
+    );
+    site.remove_stackstorm_line("restart");
+    let output = assert_exit(site.cmd(["check"]), 0);
+    assert!(
+        output.contains("`[[runner]]` is set without `[stackstorm] restart`"),
+        "{output}"
+    );
 }

@@ -171,9 +171,12 @@ impl TestSite {
     }
 
     /// Adds `[[runner]]` `name` with `version`.
+    /// (A `[[runner]]` of that name is replaced.)
     pub(crate) fn add_runner(&mut self, name: &str, version: &str) -> &mut Self {
+        let first = format!("name = \"{name}\"\n");
+        self.runners.retain(|runner| !runner.starts_with(&first));
         self.runners
-            .push(format!("name = \"{name}\"\nversion = \"{version}\"\n"));
+            .push(format!("{first}version = \"{version}\"\n"));
         self
     }
 
@@ -281,6 +284,13 @@ LOG='{root}/engine.log'
         let key = |line: &str| line.split('=').next().unwrap_or_default().trim().to_owned();
         self.stackstorm_lines.retain(|l| key(l) != key(line));
         self.stackstorm_lines.push(line.to_owned());
+        self
+    }
+
+    /// Removes the key `key` of `[stackstorm]`.
+    pub(crate) fn remove_stackstorm_line(&mut self, key: &str) -> &mut Self {
+        self.stackstorm_lines
+            .retain(|line| line.split('=').next().unwrap_or_default().trim() != key);
         self
     }
 
