@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::model::{
-    Action, Change, Desired, DesiredPack, EnvInputs, FailedBuild, Installed, InstalledPack,
-    PackName, Plan, Prune, Reason, Revision, RunnerChange,
+    Action, Change, Desired, DesiredPack, EnvInputs, Installed, InstalledPack, PackName, Plan,
+    Prune, Reason, Revision, RunnerChange,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,8 +48,14 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
         };
         changes.push(
             match (desired.suspended.get(name), desired.failed_builds.get(name)) {
-                (Some(reason), _) => hold(change, reason),
-                (None, Some(failed)) => hold_failed_build(change, failed),
+                (Some(reason), _) => hold(change, |held| Reason::Suspended {
+                    reason: reason.clone(),
+                    held,
+                }),
+                (None, Some(failed)) => hold(change, |held| Reason::BuildFailed {
+                    failed: failed.clone(),
+                    held,
+                }),
                 (None, None) => change,
             },
         );
@@ -86,7 +92,10 @@ pub fn plan(desired: &Desired, installed: &Installed, prune: Prune) -> Result<Pl
             reasons: vec![reason],
         };
         changes.push(match desired.suspended.get(name) {
-            Some(reason) => hold(change, reason),
+            Some(reason) => hold(change, |held| Reason::Suspended {
+                reason: reason.clone(),
+                held,
+            }),
             None => change,
         });
     }
@@ -255,35 +264,16 @@ fn version_change(from: &Revision, to: &Revision) -> Reason {
     }
 }
 
-/// A suspended pack's change: nothing happens, and the reason says what waits.
-fn hold(change: Change, reason: &str) -> Change {
+/// A held change (a suspended pack, a virtualenv that failed to build from these inputs):
+/// nothing happens, and the reason `why` gives for the held action says what waits.
+fn hold(change: Change, why: impl FnOnce(Action) -> Reason) -> Change {
     if !change.action.changes_host() {
         return change;
     }
     Change {
         action: Action::Unchanged,
         to: change.from.clone(),
-        reasons: vec![Reason::Suspended {
-            reason: reason.to_string(),
-            held: change.action,
-        }],
-        ..change
-    }
-}
-
-/// A change whose virtualenv failed to build from these inputs: nothing happens until the
-/// retry time, and the reason says when and why.
-fn hold_failed_build(change: Change, failed: &FailedBuild) -> Change {
-    if !change.action.changes_host() || change.action == Action::Remove {
-        return change;
-    }
-    Change {
-        action: Action::Unchanged,
-        to: change.from.clone(),
-        reasons: vec![Reason::BuildFailed {
-            failed: failed.clone(),
-            held: change.action,
-        }],
+        reasons: vec![why(change.action)],
         ..change
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::model::{Digest, Pin, UnmanagedPack};
+use crate::model::{Digest, FailedBuild, Pin, UnmanagedPack};
 
 fn name(s: &str) -> PackName {
     PackName::new(s).unwrap()
