@@ -17,6 +17,7 @@ use pep508_rs::PackageName;
 use crate::mirror::resolve::{self, Request, ResolveError, RootRequirement};
 use crate::mirror::{MetadataCache, MirrorIndex, Prereleases};
 use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revision};
+use crate::pack::content::{CONTENT_DIRS, ContentFile, KnownRunners, check_resources};
 use crate::pack::{self, PackMetadata, RequirementLine, Requirements};
 use crate::python::PythonIdentity;
 use crate::source::{PackTree, RefSelector, Repo};
@@ -97,7 +98,9 @@ pub fn resolve(
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
     let base_requirements = base_requirements(config);
     let metadata = MetadataCache::load(Some(&config.agent.state_dir.join(METADATA_CACHE)));
+    let runners = known_runners(config, st2.as_ref());
     let reader = PackReader {
+        runners,
         config,
         base_requirements: &base_requirements,
         python: python.as_ref(),
@@ -238,6 +241,8 @@ struct PackReader<'a> {
     metadata: &'a MetadataCache,
     site_packs: BTreeSet<&'a PackName>,
     work_trees: WorkTrees,
+    /// The runners actions may use, besides StackStorm's own.
+    runners: KnownRunners,
 }
 
 impl PackReader<'_> {
@@ -258,9 +263,11 @@ impl PackReader<'_> {
             Self::warn_uncommitted(&repo, pack, problems);
         }
         let metadata = self.metadata(pack, &tree, problems);
+        let resources_valid = self.check_resources(&tree, problems);
         let config = Self::config_digest(pack, &tree, problems);
         let env_inputs = self.env_inputs(&tree, problems);
         let (metadata, config, env_inputs) = (metadata?, config?, env_inputs?);
+        resources_valid.then_some(())?;
         let git_ref = match &pack.selector {
             RefSelector::Head => "HEAD".to_string(),
             RefSelector::Ref(_) | RefSelector::Version(_) => resolved.label,
@@ -282,6 +289,35 @@ impl PackReader<'_> {
                 .filter_map(|dep| PackName::new(dep.name.clone()).ok())
                 .collect(),
         })
+    }
+
+    /// The pack's actions checked as StackStorm's registrar checks them; `false` when one is
+    /// refused for sure.
+    fn check_resources(&self, tree: &PackTree<'_>, problems: &mut Vec<Problem>) -> bool {
+        let files = match content_files(tree) {
+            Ok(files) => files,
+            Err(err) => {
+                problems.push(error(Report::new(&err)));
+                return false;
+            }
+        };
+        let exists = |rel: &str| tree.read_file(rel).is_ok_and(|file| file.is_some());
+        let mut valid = true;
+        for found in check_resources(&files, &self.runners, exists) {
+            valid &= !found.certain;
+            let severity = if found.certain {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            problems.push(finding(
+                severity,
+                format!("`{}` {}", tree.file_label(&found.file), found.message),
+                None,
+                found.hint,
+            ));
+        }
+        valid
     }
 
     fn warn_uncommitted(repo: &Repo, pack: &PackConfig, problems: &mut Vec<Problem>) {
@@ -742,6 +778,36 @@ fn stale_runner(
             pip.display()
         )),
     )
+}
+
+/// The resource files of the pack at `tree`, as StackStorm's registrars list them.
+pub fn content_files(tree: &PackTree<'_>) -> Result<Vec<ContentFile>, crate::source::SourceError> {
+    let mut files = Vec::new();
+    for dir in CONTENT_DIRS {
+        for (name, bytes) in tree.files_in(dir)? {
+            files.push(ContentFile { dir, name, bytes });
+        }
+    }
+    Ok(files)
+}
+
+/// The runners this site's actions may use besides StackStorm's own: the `[[runner]]`s, and
+/// what StackStorm's interpreter has (then the list is complete).
+fn known_runners(config: &SiteConfig, st2: Option<&PythonIdentity>) -> KnownRunners {
+    let mut runners = KnownRunners::default();
+    runners.custom.extend(
+        config
+            .runners
+            .iter()
+            .map(|runner| runner.requirement.name.to_string()),
+    );
+    if let Some(st2) = st2
+        && let Ok(names) = st2.entry_point_names(crate::runners::ENTRY_POINT_GROUP)
+    {
+        runners.custom.extend(names);
+        runners.complete = true;
+    }
+    runners
 }
 
 /// A file of the pack as UTF-8 text.

@@ -4,7 +4,7 @@
 //! The interpreter is asked once, with a small script that prints JSON, rather than guessed
 //! from its path: StackStorm ships its own Python, and only it knows its version and platform.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -149,6 +149,14 @@ impl Diagnose for PythonError {
 }
 
 /// Prints `[name, version, location]` of every installed distribution, as JSON.
+/// The entry point names of the group `argv[1]`, as a JSON list. Python 3.8+, stdlib only.
+const ENTRY_POINTS_SCRIPT: &str = r#"
+import importlib.metadata as md, json, sys
+eps = md.entry_points()
+group = eps.select(group=sys.argv[1]) if hasattr(eps, "select") else eps.get(sys.argv[1], [])
+print(json.dumps(sorted({ep.name for ep in group})))
+"#;
+
 const DISTRIBUTIONS_SCRIPT: &str = r#"
 import json, importlib.metadata as md
 print(json.dumps([
@@ -369,6 +377,34 @@ impl PythonIdentity {
     /// StackStorm host); `None` for an interpreter outside any virtualenv.
     pub fn venv_site_packages(&self) -> Option<&Path> {
         self.venv_site_packages.as_deref()
+    }
+
+    /// The names of the entry points of `group` this interpreter's environment has (for
+    /// StackStorm's: its runners, `st2common.runners.runner`).
+    pub fn entry_point_names(&self, group: &str) -> Result<BTreeSet<String>, PythonError> {
+        let output = Command::new(&self.path)
+            .args(["-I", "-c", ENTRY_POINTS_SCRIPT, group])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| PythonError::Spawn {
+                path: self.path.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            return Err(PythonError::Failed {
+                path: self.path.clone(),
+                status: output.status,
+                stderr: (!stderr.is_empty()).then_some(Stderr(stderr)),
+            });
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim_end().lines().last().unwrap_or_default()).map_err(
+            |source| PythonError::Garbage {
+                path: self.path.clone(),
+                source,
+            },
+        )
     }
 
     /// The distributions installed for this interpreter (site-packages and `.pth` additions),

@@ -40,7 +40,7 @@ const INPUTS_FILE: &str = "runner-set.json";
 /// The hook in StackStorm's site-packages.
 const PTH_FILE: &str = "packsync-runners.pth";
 /// StackStorm's entry-point group for runners.
-const ENTRY_POINT_GROUP: &str = "st2common.runners.runner";
+pub const ENTRY_POINT_GROUP: &str = "st2common.runners.runner";
 
 /// Where runner sets live.
 #[derive(Debug, Clone)]

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 
 use super::Planned;
 use crate::config::SiteConfig;
+use crate::desired::content_files;
 use crate::diagnostics::{Problem, Report, Severity};
 use crate::engine::{self, Placeholders};
 use crate::model::PackName;
-use crate::pack::content::{CONTENT_DIRS, ContentFile, Resource, content};
+use crate::pack::content::{Resource, content};
 use crate::source::{Repo, SourceError};
 use crate::store::{Layout, ReleasePaths};
 
@@ -38,13 +39,7 @@ pub fn preview_purges(
         let carried = Repo::open(&pack.repo)
             .and_then(|repo| {
                 let tree = repo.pack_tree(&to.commit, pack.subdir.as_deref())?;
-                let mut files = Vec::new();
-                for dir in CONTENT_DIRS {
-                    for (name, bytes) in tree.files_in(dir)? {
-                        files.push(ContentFile { dir, name, bytes });
-                    }
-                }
-                Ok::<_, SourceError>(content(&pack.name, &files))
+                Ok::<_, SourceError>(content(&pack.name, &content_files(&tree)?))
             })
             .map_err(|err| Report::new(&err));
         let values = Placeholders {

@@ -4,8 +4,10 @@
 //! Nothing is built to find them out. A wheel carries `*.dist-info/METADATA`. An sdist is read
 //! for static metadata in the order build tools trust it: `pyproject.toml` `[project]` (PEP
 //! 621) when `dependencies` is not dynamic, `PKG-INFO` of metadata 2.2 or later (PEP 643) when
-//! `Requires-Dist` is not dynamic, then setuptools' `*.egg-info/requires.txt`. An sdist with
-//! none of them would have to run its `setup.py` to tell, and is refused with a hint.
+//! `Requires-Dist` is not dynamic, then setuptools' `*.egg-info/requires.txt`; an egg-info
+//! without `requires.txt` declares no dependencies (setuptools writes the file only when there
+//! are some: psycopg2, pykerberos, prettytable ship so). An sdist with none of them would have
+//! to run its `setup.py` to tell, and is refused with a hint.
 //!
 //! The archive is read once per content: [`MetadataCache`] keeps what was read by sha256 in a
 //! file under `state_dir`.
@@ -125,17 +127,20 @@ fn read(file: &MirrorFile) -> Result<DistMetadata, MirrorError> {
 }
 
 fn read_sdist(file: &MirrorFile) -> Result<DistMetadata, String> {
-    // `name-1.0/PKG-INFO`, `name-1.0/pyproject.toml`, `name-1.0[/src]/x.egg-info/requires.txt`.
+    // `name-1.0/PKG-INFO`, `name-1.0/pyproject.toml`, `name-1.0[/src]/x.egg-info/requires.txt`
+    // (and the egg-info's own PKG-INFO, which says an egg-info is there).
     let members = read_members(&file.path, |name| {
         let parts: Vec<&str> = name.split('/').collect();
         match parts.as_slice() {
             [_, "PKG-INFO" | "pyproject.toml"] => true,
-            [_, egg_info, "requires.txt"] | [_, "src", egg_info, "requires.txt"] => {
-                egg_info.ends_with(".egg-info")
-            }
+            [_, egg_info, "requires.txt" | "PKG-INFO"]
+            | [_, "src", egg_info, "requires.txt" | "PKG-INFO"] => egg_info.ends_with(".egg-info"),
             _ => false,
         }
     })?;
+    let has_egg_info = members
+        .iter()
+        .any(|(name, _)| name.ends_with(".egg-info/PKG-INFO"));
     let member = |suffix: &str| {
         members
             .iter()
@@ -181,6 +186,9 @@ fn read_sdist(file: &MirrorFile) -> Result<DistMetadata, String> {
         headers.all("Requires-Dist")
     } else if let Some(requires) = member(".egg-info/requires.txt") {
         egg_info_requirements(requires)
+    } else if has_egg_info {
+        // setuptools writes `requires.txt` only when there are dependencies.
+        Vec::new()
     } else {
         return Err(
             "the sdist declares its dependencies in no file packsync can read without building \
@@ -413,6 +421,75 @@ mod tests {
         assert_eq!(
             with_extra("a>=1; os_name == 'nt'", "x", None),
             "a>=1 ; (os_name == 'nt') and extra == \"x\""
+        );
+    }
+
+    /// An sdist `name-1.0.tar.gz` in `dir` holding `members` (path under `name-1.0/`, text).
+    fn sdist(dir: &Path, members: &[(&str, &str)]) -> MirrorFile {
+        let path = dir.join("name-1.0.tar.gz");
+        let file = fs_err::File::create(&path).unwrap();
+        let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+            file,
+            flate2::Compression::fast(),
+        ));
+        for (member, text) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, format!("name-1.0/{member}"), text.as_bytes())
+                .unwrap();
+        }
+        archive.into_inner().unwrap().finish().unwrap();
+        MirrorFile {
+            file_name: "name-1.0.tar.gz".into(),
+            path,
+            name: "name".parse().unwrap(),
+            version: "1.0".parse().unwrap(),
+            kind: DistKind::Sdist,
+            tags: Vec::new(),
+            size: 0,
+            sha256: String::new(),
+        }
+    }
+
+    /// Issue 16: setuptools writes `requires.txt` only when there are dependencies.
+    #[test]
+    fn an_egg_info_without_requires_txt_declares_no_dependencies() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = "Metadata-Version: 2.1\nName: name\nVersion: 1.0\n";
+        let none = sdist(
+            dir.path(),
+            &[("PKG-INFO", legacy), ("name.egg-info/PKG-INFO", legacy)],
+        );
+        assert_eq!(
+            read_sdist(&none).unwrap().requires_dist,
+            Vec::<String>::new()
+        );
+        let in_src = sdist(
+            dir.path(),
+            &[("PKG-INFO", legacy), ("src/name.egg-info/PKG-INFO", legacy)],
+        );
+        assert_eq!(
+            read_sdist(&in_src).unwrap().requires_dist,
+            Vec::<String>::new()
+        );
+        let some = sdist(
+            dir.path(),
+            &[
+                ("PKG-INFO", legacy),
+                ("name.egg-info/PKG-INFO", legacy),
+                ("name.egg-info/requires.txt", "six\n"),
+            ],
+        );
+        assert_eq!(read_sdist(&some).unwrap().requires_dist, ["six"]);
+        // PKG-INFO 2.1 alone (six's sdist) says nothing about dependencies.
+        let unknown = sdist(dir.path(), &[("PKG-INFO", legacy)]);
+        assert!(
+            read_sdist(&unknown)
+                .unwrap_err()
+                .starts_with("the sdist declares its dependencies in no file"),
         );
     }
 }

@@ -129,6 +129,166 @@ pub fn content(pack: &PackName, files: &[ContentFile]) -> BTreeSet<Resource> {
     resources
 }
 
+/// StackStorm's own runners (contrib/runners, master c2eaf56) and the older names they are also
+/// registered under (`aliases` in their runner.yaml).
+pub const BUILT_IN_RUNNERS: [&str; 20] = [
+    "action-chain",
+    "announcement",
+    "http-request",
+    "http-runner",
+    "inquirer",
+    "local-shell-cmd",
+    "local-shell-script",
+    "noop",
+    "orquesta",
+    "python-script",
+    "remote-shell-cmd",
+    "remote-shell-script",
+    "run-local",
+    "run-local-script",
+    "run-python",
+    "run-remote",
+    "run-remote-script",
+    "winrm-cmd",
+    "winrm-ps-cmd",
+    "winrm-ps-script",
+];
+
+/// The runners whose action names a file to run: `entry_point`, relative to `actions/`.
+const RUNNERS_WITH_ENTRY_POINT: [&str; 9] = [
+    "action-chain",
+    "local-shell-script",
+    "orquesta",
+    "python-script",
+    "remote-shell-script",
+    "run-local-script",
+    "run-python",
+    "run-remote-script",
+    "winrm-ps-script",
+];
+
+/// The runners a site has, for [`check_resources`].
+#[derive(Debug, Clone, Default)]
+pub struct KnownRunners {
+    /// Names besides the built-in ones (the site's custom runners).
+    pub custom: BTreeSet<String>,
+    /// Whether `custom` is every runner StackStorm has (read from its interpreter): an unknown
+    /// `runner_type` is then an error, else a warning.
+    pub complete: bool,
+}
+
+impl KnownRunners {
+    fn knows(&self, runner: &str) -> bool {
+        let dashed = runner.replace('_', "-");
+        BUILT_IN_RUNNERS.contains(&dashed.as_str())
+            || self
+                .custom
+                .iter()
+                .any(|custom| custom.replace('_', "-") == dashed)
+    }
+}
+
+/// What a resource file has that StackStorm's registrar refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceProblem {
+    /// The file, relative to the pack (`actions/run.yaml`).
+    pub file: String,
+    pub message: String,
+    pub hint: Option<String>,
+    /// Refused for sure; `false`: probably refused (a runner packsync cannot see).
+    pub certain: bool,
+}
+
+/// Checks the actions of `files` as StackStorm's actions registrar does before it registers
+/// them (`ActionAPI`, `action_validator.validate_action`): a mapping with a `name`, no two
+/// actions of one name, a `runner_type` among the runners the site has, and for the runners
+/// that run a file, an `entry_point` that `exists` (given relative to the pack).
+pub fn check_resources(
+    files: &[ContentFile],
+    runners: &KnownRunners,
+    exists: impl Fn(&str) -> bool,
+) -> Vec<ResourceProblem> {
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for file in files.iter().filter(|file| file.dir == "actions") {
+        if !is_resource_file(file.dir, &file.name) {
+            continue;
+        }
+        let path = format!("{}/{}", file.dir, file.name);
+        let problem = |message: String, hint: Option<&str>, certain: bool| ResourceProblem {
+            file: path.clone(),
+            message,
+            hint: hint.map(str::to_string),
+            certain,
+        };
+        let value = match serde_yaml::from_slice::<serde_yaml::Value>(&file.bytes) {
+            Ok(value) if value.is_mapping() => value,
+            Ok(_) => {
+                problems.push(problem("is no mapping".to_string(), None, true));
+                continue;
+            }
+            Err(err) => {
+                problems.push(problem(format!("is no valid YAML: {err}"), None, true));
+                continue;
+            }
+        };
+        let field = |key: &str| value.get(key).and_then(scalar);
+        let Some(name) = field("name") else {
+            problems.push(problem(
+                "has no `name`".to_string(),
+                Some("an action's ref is `<pack>.<name>`"),
+                true,
+            ));
+            continue;
+        };
+        if !names.insert(name.clone()) {
+            problems.push(problem(
+                format!("names the action `{name}` again"),
+                Some("the later file replaces the earlier one in StackStorm: rename one"),
+                true,
+            ));
+        }
+        let Some(runner) = field("runner_type") else {
+            problems.push(problem("has no `runner_type`".to_string(), None, true));
+            continue;
+        };
+        if !runners.knows(&runner) {
+            problems.push(problem(
+                format!("uses the runner `{runner}`, which StackStorm does not have"),
+                Some(if runners.complete {
+                    "StackStorm fails the registration (`RunnerType ... is not found`): use one of \
+                     its runners (python-script, orquesta, local-shell-cmd, ...) or add the \
+                     runner as a `[[runner]]`"
+                } else {
+                    "not one of StackStorm's own runners nor a `[[runner]]`: if StackStorm's \
+                     virtualenv does not have it, registration fails; set `[stackstorm] \
+                     st2_python` so that `check` can tell"
+                }),
+                runners.complete,
+            ));
+            continue;
+        }
+        if RUNNERS_WITH_ENTRY_POINT.contains(&runner.replace('_', "-").as_str()) {
+            match field("entry_point") {
+                None => problems.push(problem(
+                    format!("has no `entry_point`, which the runner `{runner}` runs"),
+                    None,
+                    true,
+                )),
+                Some(entry_point) if !exists(&format!("actions/{entry_point}")) => {
+                    problems.push(problem(
+                        format!("names the entry point `actions/{entry_point}`, not in the pack"),
+                        Some("`entry_point` is relative to the `actions/` folder"),
+                        true,
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    problems
+}
+
 /// A YAML scalar as the string Python's `str()` gives for a name.
 fn scalar(value: &serde_yaml::Value) -> Option<String> {
     match value {
@@ -200,6 +360,56 @@ mod tests {
                 "clush.run.concurrency (policy)",
             ]
         );
+    }
+
+    /// Issue 16: what StackStorm's actions registrar refuses is found before anything is built.
+    #[test]
+    fn actions_are_checked_as_the_registrar_checks_them() {
+        let files = [
+            file(
+                "actions",
+                "a.yaml",
+                "name: a\nrunner_type: python-script\nentry_point: a.py\n",
+            ),
+            file(
+                "actions",
+                "b.yaml",
+                "name: b\nrunner_type: no-such-runner\n",
+            ),
+            file(
+                "actions",
+                "c.yaml",
+                "name: c\nrunner_type: orquesta\nentry_point: workflows/c.yaml\n",
+            ),
+            file(
+                "actions",
+                "d.yaml",
+                "name: a\nrunner_type: local-shell-cmd\n",
+            ),
+            file("actions", "e.yaml", "runner_type: noop\n"),
+            file("actions", "f.yaml", "name: f\nrunner_type: clush_runner\n"),
+            file("actions", "g.yaml", "name: g\nrunner_type: run-python\n"),
+        ];
+        let exists = |path: &str| path == "actions/a.py";
+        let mut runners = KnownRunners::default();
+        runners.custom.insert("clush-runner".to_string());
+        let problems = check_resources(&files, &runners, exists);
+        let said: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {} ({})", p.file, p.message, p.certain))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "actions/b.yaml uses the runner `no-such-runner`, which StackStorm does not have (false)",
+                "actions/c.yaml names the entry point `actions/workflows/c.yaml`, not in the pack (true)",
+                "actions/d.yaml names the action `a` again (true)",
+                "actions/e.yaml has no `name` (true)",
+                "actions/g.yaml has no `entry_point`, which the runner `run-python` runs (true)",
+            ]
+        );
+        runners.complete = true;
+        assert!(check_resources(&files, &runners, exists)[0].certain);
     }
 
     #[test]

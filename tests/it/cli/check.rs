@@ -279,3 +279,51 @@ fn pack_virtualenvs_must_run_stackstorms_python_minor_version() {
     ));
     crate::common::site::assert_exit(site.cmd(["check"]), 0);
 }
+
+/// Issue 16: an action StackStorm's registrar refuses (an unknown runner, a missing entry
+/// point) is found by `check`, `plan` and `apply` before anything is built; the pack stays as
+/// installed.
+#[test]
+fn issue_16_an_action_stackstorm_would_refuse_is_refused_before_the_build() {
+    let mut site = TestSite::new();
+    let repo = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    let applied = crate::common::site::run(site.cmd(["apply"]));
+    assert!(applied.starts_with("exit_code: 0"), "{applied}");
+    let live = fs_err::canonicalize(site.packs_dir().join("clush")).unwrap();
+
+    repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""))
+        .write(
+            "actions/broken.yaml",
+            "name: broken\nrunner_type: python-script\nentry_point: missing.py\n",
+        );
+    repo.commit("clush 1.1.0 with an action whose file is missing");
+    for command in [&["check"][..], &["plan"], &["apply"]] {
+        let output = crate::common::site::run(site.cmd(command));
+        assert!(output.starts_with("exit_code: 1"), "{command:?}: {output}");
+        assert!(
+            output.contains(
+                ":actions/broken.yaml` names the entry point `actions/missing.py`, not in the pack"
+            ),
+            "{command:?}: {output}"
+        );
+    }
+    assert_eq!(
+        fs_err::canonicalize(site.packs_dir().join("clush")).unwrap(),
+        live
+    );
+
+    // Without StackStorm's interpreter to ask, a runner packsync does not know is a warning.
+    repo.write(
+        "actions/broken.yaml",
+        "name: broken\nrunner_type: no-such-runner\n",
+    );
+    repo.commit("an unknown runner");
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 0"), "{output}");
+    assert!(
+        output.contains("warning: [clush] `")
+            && output.contains("uses the runner `no-such-runner`, which StackStorm does not have"),
+        "{output}"
+    );
+}
