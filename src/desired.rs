@@ -358,7 +358,7 @@ impl PackReader<'_> {
         problems: &mut Vec<Problem>,
     ) -> Option<PackMetadata> {
         let label = tree.file_label(PACK_YAML);
-        let text = match read_text(tree, PACK_YAML) {
+        let text = match read_yaml_text(tree, PACK_YAML) {
             Ok(Some(text)) => text,
             Ok(None) => {
                 problems.push(finding(
@@ -429,7 +429,7 @@ impl PackReader<'_> {
         tree: &PackTree<'_>,
         problems: &mut Vec<Problem>,
     ) -> Option<Digest> {
-        let schema = match read_text(tree, CONFIG_SCHEMA) {
+        let schema = match read_yaml_text(tree, CONFIG_SCHEMA) {
             Ok(Some(text)) => Some(
                 pack::parse_config_schema(&text, &tree.file_label(CONFIG_SCHEMA))
                     .map_err(|err| problems.push(error(Report::new(&err))))
@@ -808,6 +808,20 @@ fn known_runners(config: &SiteConfig, st2: Option<&PythonIdentity>) -> KnownRunn
         runners.complete = true;
     }
     runners
+}
+
+/// A YAML file of the pack as StackStorm opens it: UTF-8 text, or an error at the first byte
+/// that is not.
+fn read_yaml_text(tree: &PackTree<'_>, rel: &str) -> Result<Option<String>, pack::PackError> {
+    let bytes = tree
+        .read_file(rel)
+        .map_err(|source| pack::PackError::Read {
+            file: tree.file_label(rel),
+            source: Box::new(source),
+        })?;
+    bytes
+        .map(|bytes| pack::yaml_text(bytes, &tree.file_label(rel)))
+        .transpose()
 }
 
 /// A file of the pack as UTF-8 text.

@@ -24,6 +24,7 @@
 //! - [`desired`]: reads config, sources and mirror into the desired state.
 //! - [`plan`]: the pure function `desired x installed -> Plan`.
 //! - [`diagnostics`]: error reports with causes, file positions and hints.
+//! - [`yaml`]: YAML as StackStorm reads it (PyYAML `safe_load`, YAML 1.1), with limits.
 //! - [`cli`]: the command-line interface (argument parsing, printing, exit codes).
 
 pub mod activate;
@@ -47,3 +48,4 @@ pub mod runners;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod yaml;

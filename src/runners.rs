@@ -782,14 +782,13 @@ fn validate_metadata(metadata: &serde_json::Value, entry_point: &str) -> Result<
 /// StackStorm's rules for `runner.yaml`: a list of mappings with a `name` and a
 /// `runner_module`, one of them named as the entry point (st2 also tries `_` as `-`).
 fn validate_runner_yaml(yaml: &str, entry_point: &str) -> Result<(), String> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(yaml).map_err(|err| format!("is not YAML: {err}"))?;
+    let value = crate::yaml::load_str(yaml).map_err(|err| format!("is not YAML: {err}"))?;
     let runners = value
-        .as_sequence()
+        .as_array()
         .ok_or("is not a list of runners".to_string())?;
     let mut names = Vec::new();
     for (index, runner) in runners.iter().enumerate() {
-        let field = |key: &str| runner.get(key).and_then(serde_yaml::Value::as_str);
+        let field = |key: &str| runner.get(key).and_then(serde_json::Value::as_str);
         let Some(name) = field("name") else {
             return Err(format!("entry {} has no `name`", index + 1));
         };

@@ -96,7 +96,7 @@ pub fn content(pack: &PackName, files: &[ContentFile]) -> BTreeSet<Resource> {
         if !is_resource_file(file.dir, &file.name) {
             continue;
         }
-        let Ok(value) = serde_yaml::from_slice::<serde_yaml::Value>(&file.bytes) else {
+        let Ok(value) = crate::yaml::load(&file.bytes) else {
             continue;
         };
         let field = |key: &str| value.get(key).and_then(scalar);
@@ -112,7 +112,7 @@ pub fn content(pack: &PackName, files: &[ContentFile]) -> BTreeSet<Resource> {
                 }
                 let trigger_types = value
                     .get("trigger_types")
-                    .and_then(serde_yaml::Value::as_sequence);
+                    .and_then(serde_json::Value::as_array);
                 for trigger_type in trigger_types.into_iter().flatten() {
                     if let Some(name) = trigger_type.get("name").and_then(scalar) {
                         resources.insert(named(ResourceKind::Trigger, &name));
@@ -221,8 +221,8 @@ pub fn check_resources(
             hint: hint.map(str::to_string),
             certain,
         };
-        let value = match serde_yaml::from_slice::<serde_yaml::Value>(&file.bytes) {
-            Ok(value) if value.is_mapping() => value,
+        let value = match crate::yaml::load(&file.bytes) {
+            Ok(value) if value.is_object() => value,
             Ok(_) => {
                 problems.push(problem("is no mapping".to_string(), None, true));
                 continue;
@@ -290,10 +290,10 @@ pub fn check_resources(
 }
 
 /// A YAML scalar as the string Python's `str()` gives for a name.
-fn scalar(value: &serde_yaml::Value) -> Option<String> {
+fn scalar(value: &serde_json::Value) -> Option<String> {
     match value {
-        serde_yaml::Value::String(text) => Some(text.clone()),
-        serde_yaml::Value::Number(number) => Some(number.to_string()),
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
         _ => None,
     }
 }

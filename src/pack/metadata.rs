@@ -4,7 +4,9 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
+
+type Mapping = Map<String, Value>;
 
 use super::{PackError, parse_yaml};
 use crate::diagnostics::Location;
@@ -200,7 +202,7 @@ pub fn parse_metadata(text: &str, file_label: &str) -> Result<PackMetadata, Pack
     let document: Value = parse_yaml(text, file_label)?;
     let empty = Mapping::new();
     let map = match &document {
-        Value::Mapping(map) => Ok(map),
+        Value::Object(map) => Ok(map),
         Value::Null => Err(MetadataProblem::Empty),
         other => Err(MetadataProblem::NotAMapping {
             found: yaml_kind(other),
@@ -261,7 +263,7 @@ pub fn parse_metadata(text: &str, file_label: &str) -> Result<PackMetadata, Pack
         .map_err(|problem| fields.error("dependencies", problem))?;
 
     match fields.get("system") {
-        None | Some(Value::Mapping(_)) => {}
+        None | Some(Value::Object(_)) => {}
         Some(other) => {
             return Err(fields.wrong_type("system", "a mapping", other));
         }
@@ -304,7 +306,7 @@ fn python_versions(fields: &Fields<'_>) -> Result<Vec<String>, PackError> {
     const KEY: &str = "python_versions";
     let items = match fields.get(KEY) {
         None => return Ok(Vec::new()),
-        Some(Value::Sequence(items)) => items,
+        Some(Value::Array(items)) => items,
         Some(other) => return Err(fields.wrong_type(KEY, "a list", other)),
     };
     let mut versions: Vec<String> = Vec::with_capacity(items.len());
@@ -447,7 +449,7 @@ impl Fields<'_> {
     fn string_list(&self, key: &'static str) -> Result<Vec<String>, PackError> {
         match self.get(key) {
             None => Ok(Vec::new()),
-            Some(Value::Sequence(items)) => items
+            Some(Value::Array(items)) => items
                 .iter()
                 .map(|item| match item {
                     Value::String(text) => Ok(text.clone()),
@@ -466,9 +468,8 @@ fn yaml_kind(value: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
     }
 }
 

@@ -25,7 +25,7 @@ pub enum PackError {
     Yaml {
         file: String,
         #[source]
-        source: serde_yaml::Error,
+        source: crate::yaml::YamlError,
         location: Option<Box<Location>>,
     },
     #[error("Invalid pack metadata in `{file}`: {problem}")]
@@ -76,13 +76,33 @@ impl Diagnose for PackError {
     }
 }
 
-/// Parses YAML text into a value, with the error pointing at the offending position.
-fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, PackError> {
-    serde_yaml::from_str(text).map_err(|source| PackError::Yaml {
+/// The text of a YAML file as StackStorm opens it: UTF-8 (anything else fails with
+/// `UnicodeDecodeError` in st2), refused at the first byte that is not.
+pub fn yaml_text(bytes: Vec<u8>, file: &str) -> Result<String, PackError> {
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.into_bytes();
+        let source = crate::yaml::load(&bytes).expect_err("not UTF-8");
+        // The text before the offending byte is the same in the lossy copy.
+        let text = String::from_utf8_lossy(&bytes);
+        let offset = source.offset;
+        PackError::Yaml {
+            file: file.to_owned(),
+            location: Some(Box::new(Location::at(file, &text, offset..offset))),
+            source,
+        }
+    })
+}
+
+/// Parses YAML text as StackStorm does (PyYAML, YAML 1.1), with the error pointing at the
+/// offending position.
+fn parse_yaml(text: &str, file: &str) -> Result<serde_json::Value, PackError> {
+    crate::yaml::load_str(text).map_err(|source| PackError::Yaml {
         file: file.to_owned(),
-        location: source
-            .location()
-            .map(|at| Box::new(Location::at(file, text, at.index()..at.index() + 1))),
+        location: Some(Box::new(Location::at(
+            file,
+            text,
+            source.offset..source.offset + 1,
+        ))),
         source,
     })
 }

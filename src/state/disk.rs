@@ -153,10 +153,10 @@ fn current_packs(layout: &Layout) -> Result<Vec<PackName>, StateError> {
 /// `version` of a `pack.yaml` on disk, when it can be read; only shown to humans.
 fn read_version(pack_yaml: &std::path::Path) -> Option<String> {
     let text = fs_err::read_to_string(pack_yaml).ok()?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let value = crate::yaml::load_str(&text).ok()?;
     match value.get("version")? {
-        serde_yaml::Value::String(version) => Some(version.clone()),
-        serde_yaml::Value::Number(version) => Some(version.to_string()),
+        serde_json::Value::String(version) => Some(version.clone()),
+        serde_json::Value::Number(version) => Some(version.to_string()),
         _ => None,
     }
 }

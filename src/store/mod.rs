@@ -164,12 +164,6 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("Cannot write the pack config `{}` as YAML", path.display())]
-    ConfigYaml {
-        path: PathBuf,
-        #[source]
-        source: serde_yaml::Error,
-    },
     #[error("The release manifest `{}` is not valid", path.display())]
     Manifest {
         path: PathBuf,
@@ -232,15 +226,13 @@ pub fn stage(layout: &Layout, pack: &PackName, id: &ReleaseId) -> Result<Release
     Ok(staged)
 }
 
-/// Writes the pack config as YAML to `config.yaml` of a staged release.
+/// Writes the pack config as YAML to `config.yaml` of a staged release, in a form PyYAML reads
+/// back as these same values (see [`crate::yaml::to_yaml`]).
 pub fn write_config(
     staged: &ReleasePaths,
     values: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), StoreError> {
-    let yaml = serde_yaml::to_string(values).map_err(|source| StoreError::ConfigYaml {
-        path: staged.config.clone(),
-        source,
-    })?;
+    let yaml = crate::yaml::to_yaml(&serde_json::Value::Object(values.clone()));
     // A plain write: the staged tree is not live, and `seal` syncs it before it can be.
     fs_err::write(&staged.config, yaml).map_err(io_error("write", &staged.config))
 }
@@ -690,9 +682,8 @@ mod tests {
             find(&layout, &pack("clush"), &id("1.8.1-abc")),
             Some(sealed.clone())
         );
-        let config: serde_json::Map<String, serde_json::Value> =
-            serde_yaml::from_str(&fs_err::read_to_string(&sealed.config).unwrap()).unwrap();
-        assert_eq!(config, values);
+        let config = crate::yaml::load(&fs_err::read(&sealed.config).unwrap()).unwrap();
+        assert_eq!(config, serde_json::Value::Object(values.clone()));
         assert_eq!(fs_err::read_link(&sealed.venv).unwrap(), env_dir);
         for path in [
             &sealed.dir,

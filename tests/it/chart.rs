@@ -394,8 +394,8 @@ fn chart_schema_knows_every_site_config_key() {
 
 #[test]
 fn chart_app_version_is_the_crate_version() {
-    let chart: serde_yaml::Value = serde_yaml::from_str(
-        &fs_err::read_to_string(repo_path("charts/packsync/Chart.yaml")).expect("Chart.yaml"),
+    let chart = packsync::yaml::load(
+        &fs_err::read(repo_path("charts/packsync/Chart.yaml")).expect("Chart.yaml"),
     )
     .expect("Chart.yaml is YAML");
     assert_eq!(

@@ -379,3 +379,18 @@ fn nested_schemas_are_read_leniently() {
         vec![("ssh.port", "must be integer or string, not a number `2.5`")]
     );
 }
+
+/// Issue 16: PyYAML reads `yes` as true, so StackStorm takes `required: yes` as required.
+#[test]
+fn yaml_1_1_booleans_are_booleans_in_a_schema() {
+    let schema = parse_config_schema(
+        "user:\n  type: string\n  required: yes\n  secret: on\n",
+        FILE,
+    )
+    .unwrap();
+    let problems = schema.check(&Map::new());
+    assert_eq!(
+        keys_and_messages(&problems.errors),
+        [("user", "is required by the schema and has no default")]
+    );
+}

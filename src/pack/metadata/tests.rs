@@ -269,7 +269,7 @@ fn bad_optional_keys_are_refused_at_their_line() {
         ),
         (
             with("system: yes\n"),
-            wrong("system", "a mapping", "a string"),
+            wrong("system", "a mapping", "a boolean"),
             5,
         ),
     ];
@@ -332,4 +332,19 @@ fn dependencies_follow_st2_pack_install_syntax() {
             "for {raw}"
         );
     }
+}
+
+/// Issue 16: StackStorm opens pack.yaml as UTF-8 and fails on anything else; so does packsync,
+/// at the offending byte.
+#[test]
+fn a_pack_yaml_that_is_not_utf8_is_refused_at_its_byte() {
+    let bytes = b"name: demo\ndescription: Caf\xe9 pack\nversion: 0.1.0\nauthor: Ops\n".to_vec();
+    let err = crate::pack::yaml_text(bytes, "repo@abc:pack.yaml").unwrap_err();
+    let location = crate::diagnostics::Diagnose::location(&err).unwrap();
+    assert_eq!((location.line, location.column), (2, 17));
+    assert_eq!(
+        std::error::Error::source(&err).unwrap().to_string(),
+        "is not UTF-8: byte 0xE9 at offset 27 (StackStorm reads it as UTF-8 and fails with \
+         UnicodeDecodeError) (line 2, column 17)"
+    );
 }
