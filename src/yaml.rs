@@ -559,7 +559,9 @@ fn scalar(value: &Value) -> String {
 /// double-quoted (`"yes"`, `"1"`, `"a b"`).
 fn key_literal(key: &str) -> String {
     let name = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if name && resolve(key, ScalarStyle::Plain, None) == Ok(Value::String(key.to_string())) {
         key.to_string()
     } else {
