@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::config::{PackConfig, SiteConfig};
+use crate::config::{Installer, PackConfig, SiteConfig};
 use crate::diagnostics::{Location, Problem, Report, Severity};
 use crate::env::EnvBuilder;
 use pep440_rs::Version;
@@ -75,6 +75,12 @@ pub fn resolve(
         });
     if let (Some(python), Some(st2)) = (&python, &st2) {
         resolution.problems.extend(same_minor_version(python, st2));
+    }
+    if let Some(python) = python
+        .as_ref()
+        .filter(|_| config.mirror.installer == Installer::Pip)
+    {
+        resolution.problems.extend(pip_too_old(python));
     }
     let cache = config.agent.state_dir.join(MIRROR_CACHE);
     let mirror = MirrorIndex::scan(&config.mirror.path, Some(&cache))
@@ -153,6 +159,42 @@ pub const RUNNERS_DIR: &str = "runners";
 
 /// Pack virtualenvs import st2common from StackStorm's site-packages: they must run its Python
 /// minor version.
+/// The oldest pip that installs into another environment (`pip --python`, pip 22.3).
+const PIP_WITH_PYTHON_OPTION: (u64, u64) = (22, 3);
+
+/// The error when `[mirror] installer = "pip"` and the interpreter's pip cannot do what packsync
+/// asks of it (`--python <venv>`).
+fn pip_too_old(python: &PythonIdentity) -> Option<Problem> {
+    let found = match python.pip_version()? {
+        None => "no pip".to_string(),
+        Some(version) => {
+            let mut parts = version
+                .split('.')
+                .map(|part| part.parse::<u64>().unwrap_or(0));
+            let major_minor = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            if major_minor >= PIP_WITH_PYTHON_OPTION {
+                return None;
+            }
+            format!("pip {version}")
+        }
+    };
+    Some(finding(
+        Severity::Error,
+        format!(
+            "`{}` has {found}: packsync installs with `pip --python <venv>`, which needs pip \
+             22.3 or later",
+            python.path().display()
+        ),
+        None,
+        Some(
+            "set `[mirror] installer = \"uv\"` (uv needs no pip in the interpreter), or put a pip \
+             22.3+ wheel in the mirror and install it into that interpreter: \
+             `<python> -m pip install --no-index --find-links <mirror> -U pip`"
+                .to_string(),
+        ),
+    ))
+}
+
 fn same_minor_version(python: &PythonIdentity, st2: &PythonIdentity) -> Option<Problem> {
     (st2.minor_version() != python.minor_version()).then(|| {
         finding(
@@ -259,6 +301,8 @@ impl PackReader<'_> {
             .pack_tree(&resolved.commit, pack.subdir.as_deref())
             .map_err(|err| report(&err))
             .ok()?;
+        // What the export at `apply` refuses, refused now.
+        tree.check_exportable().map_err(|err| report(&err)).ok()?;
         if self.work_trees == WorkTrees::Warn {
             Self::warn_uncommitted(&repo, pack, problems);
         }

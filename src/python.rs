@@ -36,8 +36,16 @@ def supported_tags():
             pass
     return None
 
+def pip_version():
+    try:
+        import pip
+        return pip.__version__
+    except Exception:
+        return None
+
 implementation = sys.implementation
 print(json.dumps({
+    "pip": {"version": pip_version()},
     "tags": supported_tags(),
     "cache_tag": implementation.cache_tag,
     "abiflags": getattr(sys, "abiflags", ""),
@@ -77,6 +85,15 @@ struct Probe {
     python_version: String,
     sys_platform: String,
     venv_site_packages: Option<String>,
+    /// Absent from a probe cached by an older packsync: then unknown.
+    #[serde(default)]
+    pip: Option<PipProbe>,
+}
+
+/// The pip the interpreter has, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PipProbe {
+    version: Option<String>,
 }
 
 /// The configured interpreter, as it describes itself.
@@ -90,6 +107,8 @@ pub struct PythonIdentity {
     venv_site_packages: Option<PathBuf>,
     /// Wheel tag -> preference, 0 the best.
     tags: HashMap<String, usize>,
+    /// The version of the pip it has; `None` when unknown (an older probe).
+    pip: Option<PipProbe>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +379,14 @@ impl PythonIdentity {
             abiflags: probe.abiflags,
             markers,
             venv_site_packages: probe.venv_site_packages.map(PathBuf::from),
+            pip: probe.pip,
         })
+    }
+
+    /// The version of the pip this interpreter has: `Some(None)` when it has none, `None` when
+    /// unknown.
+    pub fn pip_version(&self) -> Option<Option<&str>> {
+        self.pip.as_ref().map(|pip| pip.version.as_deref())
     }
 
     /// The PEP 508 marker values of this interpreter.

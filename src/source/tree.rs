@@ -135,15 +135,23 @@ impl<'repo> PackTree<'repo> {
             )));
         }
         set_mode(dest, DIR_MODE).map_err(io_error("set the mode of", dest))?;
-        self.export_tree(&self.tree, Path::new(""), dest)
+        self.export_tree(&self.tree, Path::new(""), Some(dest))
     }
 
-    /// Writes the entries of `tree` (at `rel` in the pack folder) into the folder `dir`.
+    /// Refuses what [`Self::export`] would refuse (a name that is not plain, a symlink leading
+    /// out of the pack, a submodule, an entry of another kind), without writing anything: the
+    /// same answer at `check` and `plan` as at `apply`.
+    pub fn check_exportable(&self) -> Result<(), SourceError> {
+        self.export_tree(&self.tree, Path::new(""), None)
+    }
+
+    /// Writes the entries of `tree` (at `rel` in the pack folder) into the folder `dir`; with
+    /// no `dir`, only checks that they can be.
     fn export_tree(
         &self,
         tree: &git2::Tree<'repo>,
         rel: &Path,
-        dir: &Path,
+        dir: Option<&Path>,
     ) -> Result<(), SourceError> {
         for entry in tree {
             let name = OsStr::from_bytes(entry.name_bytes());
@@ -152,9 +160,9 @@ impl<'repo> PackTree<'repo> {
             if !is_plain_name(name) {
                 return Err(SourceError::ExportName { file: label() });
             }
-            let path = dir.join(name);
+            let path = dir.map(|dir| dir.join(name));
             let io_error = |action| {
-                let path = path.clone();
+                let path = path.clone().unwrap_or_default();
                 move |source| SourceError::Export {
                     action,
                     path,
@@ -168,14 +176,17 @@ impl<'repo> PackTree<'repo> {
                         .git()
                         .find_tree(entry.id())
                         .map_err(|source| self.repo.git_error("a tree", source))?;
-                    fs_err::create_dir(&path).map_err(io_error("create"))?;
-                    set_mode(&path, DIR_MODE).map_err(io_error("set the mode of"))?;
-                    self.export_tree(&subtree, &entry_rel, &path)?;
+                    if let Some(path) = &path {
+                        fs_err::create_dir(path).map_err(io_error("create"))?;
+                        set_mode(path, DIR_MODE).map_err(io_error("set the mode of"))?;
+                    }
+                    self.export_tree(&subtree, &entry_rel, path.as_deref())?;
                 }
                 mode if mode == i32::from(FileMode::Blob)
                     || mode == i32::from(FileMode::BlobGroupWritable)
                     || mode == i32::from(FileMode::BlobExecutable) =>
                 {
+                    let Some(path) = &path else { continue };
                     let blob = self
                         .repo
                         .git()
@@ -186,7 +197,7 @@ impl<'repo> PackTree<'repo> {
                     } else {
                         FILE_MODE
                     };
-                    write_new(&path, blob.content(), file_mode).map_err(io_error("write"))?;
+                    write_new(path, blob.content(), file_mode).map_err(io_error("write"))?;
                 }
                 mode if mode == i32::from(FileMode::Link) => {
                     let target =
@@ -197,7 +208,9 @@ impl<'repo> PackTree<'repo> {
                             target,
                         });
                     }
-                    fs_err::os::unix::fs::symlink(&target, &path).map_err(io_error("create"))?;
+                    if let Some(path) = &path {
+                        fs_err::os::unix::fs::symlink(&target, path).map_err(io_error("create"))?;
+                    }
                 }
                 mode if mode == i32::from(FileMode::Commit) => {
                     return Err(SourceError::ExportSubmodule { file: label() });

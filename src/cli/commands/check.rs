@@ -22,7 +22,20 @@ struct CheckReport<'a> {
 pub(crate) fn check(global: &GlobalArgs, printer: Printer) -> ExitStatus {
     let (packs, problems) = match config::load(&global.config) {
         Ok(config) => {
-            let mut problems = desired::resolve(&config, None, WorkTrees::Warn).problems;
+            let resolution = desired::resolve(&config, None, WorkTrees::Warn);
+            let mut problems = resolution.problems;
+            // What `plan` refuses of the packs taken together: dependency cycles.
+            let order = crate::plan::plan(
+                &resolution.desired,
+                &crate::model::Installed::default(),
+                config.agent.prune,
+            );
+            if let Err(err) = order {
+                problems.push(Problem {
+                    severity: Severity::Error,
+                    report: Report::new(&err),
+                });
+            }
             problems.extend(no_purge_warning(&config));
             problems.extend(no_restart_warning(&config));
             (config.packs.len(), problems)

@@ -327,3 +327,59 @@ fn issue_16_an_action_stackstorm_would_refuse_is_refused_before_the_build() {
         "{output}"
     );
 }
+
+/// Issue 16: what `apply` would refuse is refused by `check`: a symlink out of the pack,
+/// packs that depend on each other in a cycle, an interpreter whose pip cannot install.
+#[test]
+fn issue_16_check_refuses_what_apply_would_refuse() {
+    let mut site = TestSite::new();
+    let outside = site.pack_repo("outside", "1.0.0");
+    outside.symlink("actions/secrets", "/etc");
+    outside.commit("a link out of the pack");
+    site.add_pack(PackEntry::new("outside", outside.path()));
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 1"), "{output}");
+    assert!(output.contains("actions/secrets"), "{output}");
+    site.remove_pack("outside");
+
+    let a = site.pack_repo("alpha", "1.0.0");
+    a.write(
+        "pack.yaml",
+        pack_yaml("alpha", "1.0.0", "dependencies:\n  - beta\n"),
+    );
+    a.commit("alpha needs beta");
+    let b = site.pack_repo("beta", "1.0.0");
+    b.write(
+        "pack.yaml",
+        pack_yaml("beta", "1.0.0", "dependencies:\n  - alpha\n"),
+    );
+    b.commit("beta needs alpha");
+    site.add_pack(PackEntry::new("alpha", a.path()))
+        .add_pack(PackEntry::new("beta", b.path()));
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 1"), "{output}");
+    assert!(
+        output.contains("Packs depend on each other in a cycle: alpha -> beta -> alpha"),
+        "{output}"
+    );
+    site.remove_pack("alpha").remove_pack("beta");
+
+    // A virtualenv without pip as the interpreter: `pip --python` cannot run.
+    let bare = site.path().join("bare-python");
+    let made = std::process::Command::new(crate::common::site::python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .stackstorm_line(&format!("python = '{}'", bare.join("bin/python").display()));
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 1"), "{output}");
+    assert!(
+        output.contains("has no pip: packsync installs with `pip --python <venv>`"),
+        "{output}"
+    );
+    assert!(output.contains("installer = \"uv\""), "{output}");
+}
