@@ -278,6 +278,14 @@ fn strings(value: &toml::Value, key: &str) -> Result<Vec<String>, String> {
 }
 
 /// The members of the archive at `path` whose name `wanted` accepts, as text.
+/// Whether an archive member's name points outside the folder it is unpacked into.
+fn leaves_the_tree(name: &str) -> bool {
+    name.starts_with('/')
+        || name.starts_with('\\')
+        || name.get(1..2) == Some(":")
+        || name.split(['/', '\\']).any(|part| part == "..")
+}
+
 fn read_members(
     path: &Path,
     wanted: impl Fn(&str) -> bool,
@@ -287,6 +295,14 @@ fn read_members(
     if name.ends_with(".whl") || name.ends_with(".zip") {
         let mut archive =
             zip::ZipArchive::new(file).map_err(|err| format!("not a valid zip archive: {err}"))?;
+        // An installer unpacks every member under site-packages: one that leaves it (an
+        // absolute path, a `..`) would write anywhere. pip refuses it at install; packsync
+        // refuses it before anything is built.
+        if let Some(outside) = archive.file_names().find(|name| leaves_the_tree(name)) {
+            return Err(format!(
+                "its member `{outside}` leaves the install folder (an absolute path or `..`)"
+            ));
+        }
         let names: Vec<String> = archive
             .file_names()
             .filter(|name| wanted(name))
@@ -491,5 +507,38 @@ mod tests {
                 .unwrap_err()
                 .starts_with("the sdist declares its dependencies in no file"),
         );
+    }
+
+    /// Issue 16: a wheel member that leaves the install folder is refused before any build.
+    #[test]
+    fn a_wheel_whose_members_leave_the_install_folder_is_refused() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        for (member, refused) in [
+            ("evil-1.0.dist-info/METADATA", false),
+            ("../evil.py", true),
+            ("/etc/cron.d/evil", true),
+            ("evil/../../evil.py", true),
+            ("C:/evil.py", true),
+        ] {
+            let path = dir.path().join("evil-1.0-py3-none-any.whl");
+            let mut zip = zip::ZipWriter::new(fs_err::File::create(&path).unwrap());
+            let options = zip::write::SimpleFileOptions::default();
+            zip.start_file("evil-1.0.dist-info/METADATA", options)
+                .unwrap();
+            zip.write_all(b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+                .unwrap();
+            if refused {
+                zip.start_file(member, options).unwrap();
+                zip.write_all(b"x = 1\n").unwrap();
+            }
+            zip.finish().unwrap();
+            let read = read_members(&path, |name| name.ends_with("METADATA"));
+            match (read, refused) {
+                (Ok(members), false) => assert_eq!(members.len(), 1),
+                (Err(err), true) => assert!(err.contains(&format!("`{member}` leaves")), "{err}"),
+                (read, _) => panic!("{member}: {read:?}"),
+            }
+        }
     }
 }

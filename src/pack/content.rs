@@ -208,7 +208,7 @@ pub fn check_resources(
     runners: &KnownRunners,
     exists: impl Fn(&str) -> bool,
 ) -> Vec<ResourceProblem> {
-    let mut problems = Vec::new();
+    let mut problems = check_other_resources(files, &exists);
     let mut names = BTreeSet::new();
     for file in files.iter().filter(|file| file.dir == "actions") {
         if !is_resource_file(file.dir, &file.name) {
@@ -284,6 +284,70 @@ pub fn check_resources(
                 }
                 Some(_) => {}
             }
+        }
+    }
+    problems
+}
+
+/// What the sensors, rules, aliases and policies registrars refuse outright: a file that is no
+/// mapping, a missing key their API model requires, a sensor whose `entry_point` is not in
+/// the pack.
+fn check_other_resources(
+    files: &[ContentFile],
+    exists: &impl Fn(&str) -> bool,
+) -> Vec<ResourceProblem> {
+    let mut problems = Vec::new();
+    for file in files {
+        let required: &[&str] = match file.dir {
+            "sensors" => &["class_name", "entry_point"],
+            "rules" => &["name", "trigger", "action"],
+            "aliases" => &["name", "action_ref"],
+            "policies" => &["name", "resource_ref", "policy_type"],
+            "triggers" => &["name"],
+            _ => continue,
+        };
+        if !is_resource_file(file.dir, &file.name) {
+            continue;
+        }
+        let path = format!("{}/{}", file.dir, file.name);
+        let problem = |message: String| ResourceProblem {
+            file: path.clone(),
+            message,
+            hint: None,
+            certain: true,
+        };
+        let value = match crate::yaml::load(&file.bytes) {
+            Ok(value) if value.is_object() => value,
+            Ok(_) => {
+                problems.push(problem("is no mapping".to_string()));
+                continue;
+            }
+            Err(err) => {
+                problems.push(problem(format!("is no valid YAML: {err}")));
+                continue;
+            }
+        };
+        if let Some(key) = required
+            .iter()
+            .find(|key| value.get(**key).is_none_or(serde_json::Value::is_null))
+        {
+            problems.push(problem(format!(
+                "has no `{key}`, which StackStorm requires"
+            )));
+            continue;
+        }
+        if file.dir == "rules" && value["action"].get("ref").and_then(scalar).is_none() {
+            problems.push(problem(
+                "has no `action.ref`, which StackStorm requires".to_string(),
+            ));
+        }
+        if file.dir == "sensors"
+            && let Some(entry_point) = value.get("entry_point").and_then(scalar)
+            && !exists(&format!("sensors/{entry_point}"))
+        {
+            problems.push(problem(format!(
+                "names the entry point `sensors/{entry_point}`, not in the pack"
+            )));
         }
     }
     problems
@@ -410,6 +474,44 @@ mod tests {
         );
         runners.complete = true;
         assert!(check_resources(&files, &runners, exists)[0].certain);
+    }
+
+    #[test]
+    fn sensors_rules_aliases_and_policies_need_what_their_models_require() {
+        let files = [
+            file("sensors", "ok.yaml", "class_name: Ok\nentry_point: ok.py\n"),
+            file(
+                "sensors",
+                "lost.yaml",
+                "class_name: Lost\nentry_point: lost.py\n",
+            ),
+            file("sensors", "bare.yaml", "entry_point: ok.py\n"),
+            file(
+                "rules",
+                "r.yaml",
+                "name: r\ntrigger:\n  type: core.st2.webhook\naction: {}\n",
+            ),
+            file("aliases", "a.yaml", "name: a\n"),
+            file(
+                "policies",
+                "p.yaml",
+                "name: p\nresource_ref: x.y\npolicy_type: action.concurrency\n",
+            ),
+        ];
+        let exists = |path: &str| path == "sensors/ok.py";
+        let said: Vec<String> = check_resources(&files, &KnownRunners::default(), exists)
+            .iter()
+            .map(|p| format!("{} {}", p.file, p.message))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "sensors/lost.yaml names the entry point `sensors/lost.py`, not in the pack",
+                "sensors/bare.yaml has no `class_name`, which StackStorm requires",
+                "rules/r.yaml has no `action.ref`, which StackStorm requires",
+                "aliases/a.yaml has no `action_ref`, which StackStorm requires",
+            ]
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ fn clush_site(backend: Backend) -> (TestSite, GitRepo, FakeSt2) {
         "sensors/watch.yaml",
         "class_name: NodeWatcher\nentry_point: watch.py\ntrigger_types:\n  - name: node_down\n",
     );
+    repo.write("sensors/watch.py", "class NodeWatcher:\n    pass\n");
     repo.commit("clush 1.0.0 content");
     site.add_pack(PackEntry::new("clush", repo.path()));
     let st2 = FakeSt2::on(&mut site);
