@@ -290,8 +290,13 @@ struct PackReader<'a> {
 impl PackReader<'_> {
     /// Reads one pack, pushing every problem; `None` when it cannot be planned.
     fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
-        let mut report =
-            |err: &(dyn std::error::Error + 'static)| problems.push(error(Report::new(err)));
+        // A source that cannot be read is this `[[pack]]`'s problem: its place in the site
+        // config is where to fix it.
+        let mut report = |err: &(dyn std::error::Error + 'static)| {
+            let mut report = Report::new(err);
+            report.location.get_or_insert_with(|| pack.location.clone());
+            problems.push(error(report));
+        };
         let repo = Repo::open(&pack.repo).map_err(|err| report(&err)).ok()?;
         let resolved = repo
             .resolve(&pack.selector)

@@ -129,6 +129,10 @@ fn every_pack_problem_is_reported_in_one_run() {
 
     hint: StackStorm keys a pack by its ref: set `name = "other_name"` in the site config (at [TEMP]/packsync.toml:20:8)
     error: [no_such_ref] Ref `v9.9.9` matches no branch, tag or commit of `[TEMP]/repos/no_such_ref`; the repo has no version tags
+      --> [TEMP]/packsync.toml:24:8
+       |
+    24 | name = "no_such_ref"
+       |        ^^^^^^^^^^^^^
 
     hint: set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches
     error: [unsatisfied] requirements.txt:1 six>=2 : mirror has six 1.16.0, 1.17.0
@@ -224,6 +228,11 @@ fn json_output_lists_every_problem() {
           "severity": "error",
           "pack": "slurm",
           "message": "Ref `v2.0.0` matches no branch, tag or commit of `[TEMP]/repos/slurm`; the repo has no version tags",
+          "location": {
+            "file": "[TEMP]/packsync.toml",
+            "line": 22,
+            "column": 8
+          },
           "hint": "set `ref` to a branch, a tag or a commit id of at least 7 hex digits, or `version` to a range that a version tag matches"
         }
       ]
