@@ -5,7 +5,11 @@
 //! Top-level keys follow StackStorm's action-parameter meta-schema strictly (one `type`, no
 //! unknown attributes), because StackStorm refuses the schema otherwise. Nested `properties` and
 //! `items` are read leniently: their attributes are checked only where packsync uses them.
-//! `minimum`, `pattern`, `anyOf` and the other JSON-Schema keywords are accepted but not checked.
+//!
+//! Everything else StackStorm's validator checks (`minimum`, `pattern`, `anyOf`, `oneOf`,
+//! `patternProperties`, local `$ref`s such as `#/properties/<x>`, ...) is checked by the
+//! `jsonschema` crate, draft 4 as st2's `CustomValidator`, on the schema wrapped as st2 wraps it
+//! (`{type: object, properties: <schema>}`), with the defaults filled in first.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,6 +68,8 @@ const KNOWN_ATTRIBUTES: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigSchema {
     properties: BTreeMap<String, PropertySchema>,
+    /// The schema as st2 validates against it, in draft 4 terms (see [`draft4`]).
+    wrapped: Value,
 }
 
 /// The schema of one config value.
@@ -76,6 +82,8 @@ struct PropertySchema {
     default: Option<Value>,
     allowed: Option<Vec<Value>>,
     properties: BTreeMap<String, PropertySchema>,
+    /// The `patternProperties` patterns: a key matching one is not an unknown key.
+    patterns: Vec<String>,
     items: Items,
     additional: Additional,
 }
@@ -172,6 +180,8 @@ pub enum SchemaProblem {
         attribute: &'static str,
         expected: &'static str,
     },
+    #[error("it is not a schema StackStorm's validator (JSON Schema draft 4) can use: {0}")]
+    Draft4(String),
 }
 
 impl SchemaProblem {
@@ -201,6 +211,11 @@ impl SchemaProblem {
                 Some("give one `type`, or list the alternatives under `anyOf`".to_owned())
             }
             Self::Attribute { .. } => None,
+            Self::Draft4(_) => Some(
+                "check the `$ref`s (local ones only, e.g. `#/properties/<key>`) and the \
+                 `pattern`s (regular expressions)"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -248,7 +263,13 @@ pub fn parse_config_schema(text: &str, file_label: &str) -> Result<ConfigSchema,
         let schema = PropertySchema::parse(key, value, Level::Top).map_err(|p| error(key, p))?;
         properties.insert(key.clone(), schema);
     }
-    Ok(ConfigSchema { properties })
+    let wrapped = draft4(&entries);
+    jsonschema::draft4::new(&wrapped)
+        .map_err(|err| error("", SchemaProblem::Draft4(err.to_string())))?;
+    Ok(ConfigSchema {
+        properties,
+        wrapped,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +324,11 @@ impl PropertySchema {
             default: attributes.get("default").cloned(),
             allowed,
             properties: parse_properties(path, attributes.get("properties"))?,
+            patterns: attributes
+                .get("patternProperties")
+                .and_then(Value::as_object)
+                .map(|patterns| patterns.keys().cloned().collect())
+                .unwrap_or_default(),
             items: parse_items(path, attributes.get("items"))?,
             additional: parse_additional(path, attributes.get("additionalProperties"))?,
         })
@@ -407,13 +433,34 @@ impl ConfigSchema {
     /// does not describe (typos: StackStorm ignores them) and static values of `secret: true`
     /// keys (StackStorm stores those in plain text in its database).
     pub fn check(&self, values: &Map<String, Value>) -> ConfigFindings {
-        self.walk(values)
+        let mut findings = self.walk(values);
+        findings.json_schema(&self.wrapped, &self.with_defaults(values));
+        findings
+    }
+
+    /// `values` with the defaults of missing or null keys filled in, at every depth, as st2's
+    /// validator does (`use_default=True`).
+    fn with_defaults(&self, values: &Map<String, Value>) -> Value {
+        fn fill(properties: &BTreeMap<String, PropertySchema>, values: &mut Map<String, Value>) {
+            for (name, schema) in properties {
+                let missing = values.get(name).is_none_or(Value::is_null);
+                if missing && let Some(default) = schema.default.as_ref().filter(|d| !d.is_null()) {
+                    values.insert(name.clone(), default.clone());
+                }
+                if let Some(Value::Object(nested)) = values.get_mut(name) {
+                    fill(&schema.properties, nested);
+                }
+            }
+        }
+        let mut filled = values.clone();
+        fill(&self.properties, &mut filled);
+        Value::Object(filled)
     }
 
     fn walk(&self, values: &Map<String, Value>) -> ConfigFindings {
         let mut findings = ConfigFindings::default();
         // StackStorm validates pack configs with additional properties allowed.
-        findings.object(&self.properties, &Additional::Allowed, values, "");
+        findings.object(&self.properties, &[], &Additional::Allowed, values, "");
         findings
     }
 }
@@ -457,10 +504,55 @@ impl ConfigFindings {
         });
     }
 
+    /// What the draft 4 validator finds that the first pass did not report: a value at a path
+    /// already reported, a Jinja value (rendered at run time) and `required` (checked above) are
+    /// left out.
+    fn json_schema(&mut self, schema: &Value, instance: &Value) {
+        let Ok(validator) = jsonschema::draft4::new(schema) else {
+            return; // Refused when the schema was parsed.
+        };
+        let reported: Vec<String> = self.errors.iter().map(|p| p.key.clone()).collect();
+        for error in validator.iter_errors(instance) {
+            let pointer = error.instance_path().as_str().to_string();
+            let key: Vec<String> = pointer
+                .split('/')
+                .skip(1)
+                .map(|part| part.replace("~1", "/").replace("~0", "~"))
+                .collect();
+            let path = key.join(".");
+            let jinja = instance
+                .pointer(&pointer)
+                .and_then(Value::as_str)
+                .is_some_and(is_jinja);
+            // Reported already: at this path, above it, or below it (`additionalProperties`
+            // is the object's error in draft 4, the key's in the first pass).
+            let already = reported.iter().any(|done| {
+                path == *done
+                    || path.starts_with(&format!("{done}."))
+                    || done.starts_with(&format!("{path}."))
+                    || (path.is_empty() && !done.is_empty())
+            });
+            let required = matches!(
+                error.kind(),
+                jsonschema::error::ValidationErrorKind::Required { .. }
+            );
+            if jinja || already || required {
+                continue;
+            }
+            let message = format!("does not match the schema: {error}");
+            if path.is_empty() {
+                self.problem("", message, None);
+            } else {
+                self.problem(&path, message, None);
+            }
+        }
+    }
+
     /// StackStorm's order: fill defaults where the value is missing or null, then validate.
     fn object(
         &mut self,
         properties: &BTreeMap<String, PropertySchema>,
+        patterns: &[String],
         additional: &Additional,
         values: &Map<String, Value>,
         prefix: &str,
@@ -487,7 +579,7 @@ impl ConfigFindings {
             }
         }
         for (name, value) in values {
-            if properties.contains_key(name) {
+            if properties.contains_key(name) || matches_any(patterns, name) {
                 continue;
             }
             let path = join(prefix, name);
@@ -550,7 +642,13 @@ impl ConfigFindings {
             Value::Object(values)
                 if !(schema.properties.is_empty() && schema.additional == Additional::Allowed) =>
             {
-                self.object(&schema.properties, &schema.additional, values, path);
+                self.object(
+                    &schema.properties,
+                    &schema.patterns,
+                    &schema.additional,
+                    values,
+                    path,
+                );
             }
             Value::Array(values) => match &schema.items {
                 Items::Any => {}
@@ -568,6 +666,42 @@ impl ConfigFindings {
             _ => {}
         }
     }
+}
+
+/// Whether `key` matches one of the `patternProperties` patterns (an invalid pattern matches
+/// nothing here; the schema check reports it).
+fn matches_any(patterns: &[String], key: &str) -> bool {
+    patterns
+        .iter()
+        .any(|pattern| Regex::new(pattern).is_ok_and(|pattern| pattern.is_match(key)))
+}
+
+/// st2's config schema as the draft 4 schema its validator applies: wrapped as
+/// `{type: object, properties: <schema>}` (so `#/properties/<x>` refers to a top-level key), its
+/// per-key `required: true` left to the first pass, and st2's own keywords (`secret`,
+/// `immutable`, `position`) dropped.
+fn draft4(document: &Map<String, Value>) -> Value {
+    fn strip(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(key, value)| {
+                        let st2_only = matches!(key.as_str(), "secret" | "immutable" | "position");
+                        let per_key_required = key.as_str() == "required" && value.is_boolean();
+                        !(st2_only || per_key_required)
+                    })
+                    .map(|(key, value)| (key.clone(), strip(value)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::json!({
+        "type": "object",
+        "properties": strip(&Value::Object(document.clone())),
+        "additionalProperties": true,
+    })
 }
 
 /// StackStorm's `is_jinja_expression`.

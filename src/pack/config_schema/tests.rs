@@ -394,3 +394,78 @@ fn yaml_1_1_booleans_are_booleans_in_a_schema() {
         [("user", "is required by the schema and has no default")]
     );
 }
+
+/// Issue 16: what StackStorm's validator checks beyond types and `enum`: `patternProperties`
+/// with a `$ref` to a sibling key (napalm and vsphere on StackStorm Exchange), `minimum`,
+/// `pattern`, `anyOf`; a datastore reference stays unchecked.
+#[test]
+fn the_rest_of_draft_4_is_checked_as_stackstorm_checks_it() {
+    let schema = parse_config_schema(
+        r##"
+credentials:
+  type: object
+  properties:
+    port: {type: integer, minimum: 1, maximum: 65535}
+    user: {type: string, pattern: "^[a-z]+$"}
+devices:
+  type: object
+  additionalProperties: false
+  patternProperties:
+    "^[a-z0-9]+$":
+      "$ref": "#/properties/credentials"
+timeout:
+  anyOf:
+    - {type: integer, minimum: 0}
+    - {type: string, enum: [never]}
+"##,
+        FILE,
+    )
+    .unwrap();
+    let ok = values(json!({
+        "devices": {"r1": {"port": 22, "user": "admin"}, "r2": {"port": "{{ st2kv.system.port }}"}},
+        "timeout": "never",
+    }));
+    assert_eq!(schema.check(&ok).errors, vec![]);
+    assert_eq!(schema.check(&ok).warnings, vec![]);
+
+    let bad = values(json!({
+        "devices": {"r1": {"port": 0, "user": "Admin"}, "Bad-Name": {}},
+        "timeout": -1,
+    }));
+    let problems = schema.check(&bad).errors;
+    let said: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    assert!(
+        said.iter().any(|p| p.starts_with(
+            "devices.r1.port: does not match the schema: 0 is less than the minimum of 1"
+        )),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter().any(
+            |p| p.starts_with("devices.r1.user: does not match the schema:")
+                && p.contains("^[a-z]+$")
+        ),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|p| p.starts_with("devices.Bad-Name: is not in the schema")),
+        "{said:#?}"
+    );
+    assert!(
+        said.iter()
+            .any(|p| p.starts_with("timeout: does not match the schema")),
+        "{said:#?}"
+    );
+
+    // A `$ref` that leads nowhere is refused with the schema, as st2's validator fails on it.
+    let err = parse_config_schema(
+        "devices:\n  type: object\n  patternProperties:\n    \"^x$\": {\"$ref\": \"#/properties/nowhere\"}\n",
+        FILE,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Invalid config schema"), "{err}");
+}
