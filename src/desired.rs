@@ -313,7 +313,7 @@ impl PackReader<'_> {
         }
         let metadata = self.metadata(pack, &tree, problems);
         let resources_valid = self.check_resources(&tree, problems);
-        let config = Self::config_digest(pack, &tree, problems);
+        let config = self.config_digest(pack, &tree, problems);
         let env_inputs = self.env_inputs(&tree, problems);
         let (metadata, config, env_inputs) = (metadata?, config?, env_inputs?);
         resources_valid.then_some(())?;
@@ -474,6 +474,7 @@ impl PackReader<'_> {
     /// The pack config values, validated against `config.schema.yaml` when the pack has one,
     /// and their digest.
     fn config_digest(
+        &self,
         pack: &PackConfig,
         tree: &PackTree<'_>,
         problems: &mut Vec<Problem>,
@@ -491,7 +492,11 @@ impl PackReader<'_> {
             }
         };
         let mut valid = true;
-        if let Some(schema) = &schema {
+        if let Some(schema) = schema.as_ref().filter(|_| pack.values.is_empty()) {
+            // No `[pack.config]`: the config is the site's (`st2 pack config` writes it), and
+            // StackStorm registers a pack without one. Checked when it is there, never changed.
+            self.check_site_config(pack, schema, problems);
+        } else if let Some(schema) = &schema {
             let findings = schema.check(&pack.values);
             let errors = findings.errors.into_iter().map(|p| (Severity::Error, p));
             let warnings = findings
@@ -522,6 +527,64 @@ impl PackReader<'_> {
             ));
         }
         valid.then(|| Digest::sha256(canonical_json(&pack.values).as_bytes()))
+    }
+
+    /// Checks the site's own config file of `pack` (`configs_dir/<pack>.yaml`, not a link of
+    /// packsync's) against `schema`; what is wrong is a warning, as StackStorm registers the pack
+    /// anyway (`ConfigsRegistrar` skips a pack without a config file).
+    fn check_site_config(
+        &self,
+        pack: &PackConfig,
+        schema: &pack::ConfigSchema,
+        problems: &mut Vec<Problem>,
+    ) {
+        let path = self
+            .config
+            .stackstorm
+            .configs_dir
+            .join(format!("{}.yaml", pack.name));
+        let ours = crate::fsx::link_target(&path)
+            .ok()
+            .flatten()
+            .is_some_and(|target| target.starts_with(&self.config.agent.state_dir));
+        if ours {
+            return;
+        }
+        let (values, origin) = match fs_err::read(&path) {
+            Ok(bytes) => match crate::yaml::load(&bytes) {
+                Ok(serde_json::Value::Object(values)) => (values, format!("`{}`", path.display())),
+                Ok(serde_json::Value::Null) => {
+                    (serde_json::Map::new(), format!("`{}`", path.display()))
+                }
+                Ok(_) | Err(_) => {
+                    problems.push(finding(
+                        Severity::Warning,
+                        format!("The pack config `{}` is no YAML mapping", path.display()),
+                        None,
+                        Some("StackStorm fails to register this config: fix or remove it".into()),
+                    ));
+                    return;
+                }
+            },
+            Err(_) => (
+                serde_json::Map::new(),
+                "no `[pack.config]` and no config file".to_string(),
+            ),
+        };
+        let findings = schema.check(&values);
+        for found in findings.errors.into_iter().chain(findings.warnings) {
+            problems.push(finding(
+                Severity::Warning,
+                format!("Pack config `{}` ({origin}): {}", found.key, found.message),
+                Some(pack.location.clone()),
+                Some(
+                    "the pack has no `[pack.config]`, so its config is the site's \
+                     (`st2 pack config`, or `configs_dir/<pack>.yaml`); give `[pack.config]` for \
+                     packsync to own and check it"
+                        .to_string(),
+                ),
+            ));
+        }
     }
 
     /// The virtualenv inputs: interpreter, requirements and the mirror files they resolve to.

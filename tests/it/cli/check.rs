@@ -392,3 +392,42 @@ fn issue_16_check_refuses_what_apply_would_refuse() {
     );
     assert!(output.contains("installer = \"uv\""), "{output}");
 }
+
+/// Issue 16: without `[pack.config]` the pack's config is the site's (`st2 pack config` writes
+/// `configs_dir/<pack>.yaml`): packsync checks it when it is there (warnings, as StackStorm
+/// registers the pack anyway), a missing required key is a warning, and the file is never
+/// touched.
+#[test]
+fn issue_16_a_site_owned_config_is_checked_but_never_touched() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.17.0", &[]);
+    let repo = GitRepo::init(&site.path().join("repos/clush"));
+    write_pack(&repo, "", "clush", "1.8.1");
+    repo.write("config.schema.yaml", SCHEMA);
+    repo.commit("clush 1.8.1");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 0"), "{output}");
+    assert!(
+        output.contains(
+            "warning: [clush] Pack config `ssh_user` (no `[pack.config]` and no config file): \
+             is required by the schema and has no default"
+        ),
+        "{output}"
+    );
+
+    let file = site.configs_dir().join("clush.yaml");
+    fs_err::create_dir_all(site.configs_dir()).unwrap();
+    fs_err::write(&file, "ssh_user: root\nfanout: many\n").unwrap();
+    let output = crate::common::site::run(site.cmd(["check"]));
+    assert!(output.starts_with("exit_code: 0"), "{output}");
+    assert!(output.contains("Pack config `fanout` (`"), "{output}");
+    assert!(output.contains("must be integer, not a string"), "{output}");
+    let applied = crate::common::site::run(site.cmd(["apply"]));
+    assert!(applied.starts_with("exit_code: 0"), "{applied}");
+    assert_eq!(
+        fs_err::read_to_string(&file).unwrap(),
+        "ssh_user: root\nfanout: many\n",
+        "the site's file is left as it is"
+    );
+}
