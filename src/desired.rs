@@ -103,7 +103,18 @@ pub fn resolve(
     }
     let site_packs: BTreeSet<&PackName> = config.packs.iter().map(|p| &p.name).collect();
     let base_requirements = base_requirements(config);
-    let metadata = MetadataCache::load(Some(&config.agent.state_dir.join(METADATA_CACHE)));
+    // An sdist that declares its dependencies in no file is built (offline, its backend from
+    // the mirror) to learn them, once per content: the cache keeps what it learnt.
+    let wheels = EnvBuilder::for_site(config);
+    let metadata = MetadataCache::load(Some(&config.agent.state_dir.join(METADATA_CACHE)))
+        .with_builder(
+            Box::new(move |sdist, out| {
+                wheels
+                    .build_wheel(sdist, out)
+                    .map_err(|err| Report::new(&err).one_line())
+            }),
+            config.agent.state_dir.join(PEP517_SCRATCH),
+        );
     let runners = known_runners(config, st2.as_ref());
     let reader = PackReader {
         runners,
@@ -271,6 +282,9 @@ fn base_requirements(config: &SiteConfig) -> Vec<RequirementLine> {
         })
         .collect()
 }
+
+/// Where sdists are built to learn their metadata, under `state_dir`.
+const PEP517_SCRATCH: &str = "cache/pep517";
 
 /// What every pack is read against.
 struct PackReader<'a> {

@@ -1,13 +1,15 @@
 //! What a mirror file declares about itself: its dependencies, the Pythons it supports and, for
 //! an sdist, what it builds with. The resolver needs these for every candidate it considers.
 //!
-//! Nothing is built to find them out. A wheel carries `*.dist-info/METADATA`. An sdist is read
+//! A wheel carries `*.dist-info/METADATA`. An sdist is read
 //! for static metadata in the order build tools trust it: `pyproject.toml` `[project]` (PEP
 //! 621) when `dependencies` is not dynamic, `PKG-INFO` of metadata 2.2 or later (PEP 643) when
 //! `Requires-Dist` is not dynamic, then setuptools' `*.egg-info/requires.txt`; an egg-info
 //! without `requires.txt` declares no dependencies (setuptools writes the file only when there
-//! are some: psycopg2, pykerberos, prettytable ship so). An sdist with none of them would have
-//! to run its `setup.py` to tell, and is refused with a hint.
+//! are some: psycopg2, pykerberos, prettytable ship so). An sdist with none of them is built,
+//! the way pip and uv learn such metadata (PEP 517): offline, in an isolated build environment
+//! from the mirror's backend wheels ([`WheelBuilder`]), once per sdist content; without a
+//! builder (or when the build fails) it is refused with a hint.
 //!
 //! The archive is read once per content: [`MetadataCache`] keeps what was read by sha256 in a
 //! file under `state_dir`.
@@ -36,12 +38,26 @@ pub struct DistMetadata {
     pub build_requires: Vec<String>,
 }
 
+/// Builds the wheel of the sdist at the first path into the folder at the second, offline:
+/// the PEP 517 way to learn the metadata of an sdist that declares it in no file.
+pub type WheelBuilder = Box<dyn Fn(&Path, &Path) -> Result<(), String> + Send + Sync>;
+
 /// Reads metadata from the archive at most once per file content.
-#[derive(Debug)]
 pub struct MetadataCache {
     path: Option<PathBuf>,
     /// By sha256 of the file.
     entries: Mutex<CacheState>,
+    /// Builds what no file declares, in a scratch folder.
+    builder: Option<(WheelBuilder, PathBuf)>,
+}
+
+impl std::fmt::Debug for MetadataCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetadataCache")
+            .field("path", &self.path)
+            .field("builds", &self.builder.as_ref().map(|(_, scratch)| scratch))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +79,17 @@ impl MetadataCache {
                 entries,
                 changed: false,
             }),
+            builder: None,
+        }
+    }
+
+    /// Builds the sdists whose metadata no file declares with `builder`, in the folder
+    /// `scratch` (removed after each build).
+    #[must_use]
+    pub fn with_builder(self, builder: WheelBuilder, scratch: PathBuf) -> Self {
+        Self {
+            builder: Some((builder, scratch)),
+            ..self
         }
     }
 
@@ -72,7 +99,16 @@ impl MetadataCache {
         if let Some(found) = state.entries.get(&file.sha256) {
             return Ok(Arc::clone(found));
         }
-        let read = Arc::new(read(file)?);
+        let read = match read(file) {
+            Err(MirrorError::Metadata { reason, .. })
+                if reason.starts_with(NO_STATIC_METADATA) && self.builder.is_some() =>
+            {
+                let (builder, scratch) = self.builder.as_ref().expect("checked above");
+                build_metadata(file, builder, scratch)?
+            }
+            read => read?,
+        };
+        let read = Arc::new(read);
         state.entries.insert(file.sha256.clone(), Arc::clone(&read));
         state.changed = true;
         Ok(read)
@@ -190,17 +226,87 @@ fn read_sdist(file: &MirrorFile) -> Result<DistMetadata, String> {
         // setuptools writes `requires.txt` only when there are dependencies.
         Vec::new()
     } else {
-        return Err(
-            "the sdist declares its dependencies in no file packsync can read without building \
-             it (no static `[project] dependencies`, no PKG-INFO 2.2, no egg-info)"
-                .to_string(),
-        );
+        return Err(format!(
+            "{NO_STATIC_METADATA} (no static `[project] dependencies`, no PKG-INFO 2.2, no \
+             egg-info)"
+        ));
     };
     Ok(DistMetadata {
         requires_dist,
         requires_python,
         build_requires,
     })
+}
+
+/// How [`read_sdist`]'s error starts when only a build can tell the dependencies.
+const NO_STATIC_METADATA: &str =
+    "the sdist declares its dependencies in no file packsync can read without building it";
+
+/// The metadata of the sdist `file` from the wheel `builder` makes of it (PEP 517's last
+/// resort, as pip's): `Requires-Dist` and `Requires-Python` of the wheel, the build
+/// requirements of the sdist.
+fn build_metadata(
+    file: &MirrorFile,
+    builder: &WheelBuilder,
+    scratch: &Path,
+) -> Result<DistMetadata, MirrorError> {
+    let failed = |reason: String| MirrorError::Metadata {
+        path: file.path.clone(),
+        reason,
+    };
+    let out = scratch.join(&file.sha256);
+    let _ = crate::fsx::remove_tree(&out);
+    fs_err::create_dir_all(&out).map_err(|err| failed(err.to_string()))?;
+    tracing::info!(sdist = %file.file_name, "building it to learn its dependencies (PEP 517)");
+    let built = builder(&file.path, &out)
+        .map_err(|output| format!("{NO_STATIC_METADATA}, and building it failed: {output}"))
+        .and_then(|()| {
+            let wheel = fs_err::read_dir(&out)
+                .map_err(|err| err.to_string())?
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .find(|path| path.extension().is_some_and(|ext| ext == "whl"))
+                .ok_or_else(|| "the build made no wheel".to_string())?;
+            let members = read_members(&wheel, |name| {
+                name.split_once('/')
+                    .is_some_and(|(top, rest)| top.ends_with(".dist-info") && rest == "METADATA")
+            })?;
+            let (_, text) = members
+                .into_iter()
+                .next()
+                .ok_or_else(|| "the built wheel has no `*.dist-info/METADATA`".to_string())?;
+            let headers = Headers::parse(&text);
+            Ok(DistMetadata {
+                requires_dist: headers.all("Requires-Dist"),
+                requires_python: headers.first("Requires-Python"),
+                build_requires: read_sdist_build_requires(file)?,
+            })
+        });
+    let _ = crate::fsx::remove_tree(&out);
+    built.map_err(failed)
+}
+
+/// `[build-system] requires` of an sdist (pip's legacy default without one).
+fn read_sdist_build_requires(file: &MirrorFile) -> Result<Vec<String>, String> {
+    let members = read_members(&file.path, |name| {
+        matches!(
+            name.split('/').collect::<Vec<_>>().as_slice(),
+            [_, "pyproject.toml"]
+        )
+    })?;
+    let Some((_, text)) = members.into_iter().next() else {
+        return Ok(vec![LEGACY_BUILD_REQUIRES.to_string()]);
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|err| format!("its `pyproject.toml` is not valid TOML: {err}"))?;
+    match table
+        .get("build-system")
+        .and_then(|build| build.get("requires"))
+    {
+        Some(requires) => strings(requires, "[build-system] requires"),
+        None => Ok(vec![LEGACY_BUILD_REQUIRES.to_string()]),
+    }
 }
 
 /// `[project] dependencies` and `optional-dependencies` as `Requires-Dist` lines.

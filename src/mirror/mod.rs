@@ -25,7 +25,7 @@ use crate::model::Pin;
 
 pub use cache::sha256_file;
 pub use filename::{DistKind, FileNameError};
-pub use metadata::{DistMetadata, MetadataCache};
+pub use metadata::{DistMetadata, MetadataCache, WheelBuilder};
 
 /// The checksum file of a mirror, in `sha256sum` format, that pins every file it lists.
 pub const SHA256SUMS: &str = "SHA256SUMS";

@@ -364,3 +364,38 @@ fn a_hash_in_the_requirements_file_pins_the_mirror_file() {
     );
     assert!(!output.contains("[clush]"), "{output}");
 }
+
+/// Issue 16: an sdist that declares its dependencies in no file (dynamic in `pyproject.toml`,
+/// PKG-INFO 2.1, as six's and http-parser's) is built offline, once, to learn them, as pip does.
+#[test]
+fn issue_16_an_sdist_with_dynamic_dependencies_is_built_to_learn_them() {
+    let mut site = TestSite::new();
+    let mirror = site.mirror();
+    make_backend_wheel(&mirror, "fxbuild", "1.0");
+    site.wheel("fxdep", "1.0", &[]);
+    make_dist(
+        &mirror,
+        &[
+            "--sdist",
+            "fxdyn",
+            "1.0",
+            "--requires=fxdep>=1",
+            "--backend",
+            "fxbuild:fxbuild",
+            "--dynamic",
+        ],
+    );
+    add_pack_requiring(&mut site, "clush", "fxdyn\n");
+    assert_exit(site.cmd(["check"]), 0);
+    // Learnt from a build, and kept by the sdist's content.
+    let cache = fs_err::read_to_string(site.state_dir().join("mirror-metadata.json")).unwrap();
+    assert!(cache.contains("fxdep>=1"), "{cache}");
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert_eq!(
+        python_in(
+            &site.venvs_dir().join("clush"),
+            "import fxdyn, fxdep; print(fxdyn.__version__, fxdep.__version__)"
+        ),
+        "1.0 1.0"
+    );
+}
