@@ -13,7 +13,8 @@
 use std::io;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
@@ -65,6 +66,16 @@ impl Children {
     /// Runs `command` to its end as [`Command::output`] does (stdin closed, stdout and stderr
     /// captured), in its own process group, killed if packsync dies, recorded while it runs.
     pub fn output(&self, command: &mut Command) -> io::Result<Output> {
+        self.output_within(command, None).map(|(output, _)| output)
+    }
+
+    /// [`Self::output`], its process group killed after `timeout` (`None`: never); says whether
+    /// it was.
+    pub fn output_within(
+        &self,
+        command: &mut Command,
+        timeout: Option<Duration>,
+    ) -> io::Result<(Output, bool)> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,11 +89,14 @@ impl Children {
             // child starts could outlive a crash.
             tracing::warn!(pid = child.id(), error = %err, "cannot record a child process");
         }
-        let output = child.wait_with_output();
+        let (output, timed_out) = match timeout {
+            Some(timeout) => wait_with_timeout(child, timeout),
+            None => (child.wait_with_output(), false),
+        };
         if let Ok(path) = record {
             let _ = crate::fsx::remove_if_exists(&path);
         }
-        output
+        output.map(|output| (output, timed_out))
     }
 
     fn record(&self, child: &std::process::Child, command: &Command) -> io::Result<PathBuf> {
@@ -140,6 +154,27 @@ impl Children {
         }
         Ok(ended)
     }
+}
+
+/// Waits for `child` (the leader of its own process group) and its output; after `timeout`,
+/// kills its process group first. Returns whether it was killed.
+pub fn wait_with_timeout(child: Child, timeout: Duration) -> (io::Result<Output>, bool) {
+    let group = i32::try_from(child.id()).ok().and_then(Pid::from_raw);
+    let (finished, done) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = finished.send(());
+        output
+    });
+    let timed_out = matches!(done.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
+    if timed_out && let Some(group) = group {
+        // Already gone between the timeout and now: nothing to kill.
+        let _ = rustix::process::kill_process_group(group, Signal::KILL);
+    }
+    let output = waiter
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the waiting thread panicked")));
+    (output, timed_out)
 }
 
 /// Kills the process group `pgid` and waits (bounded) until none of its processes runs;

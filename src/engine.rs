@@ -11,8 +11,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use crate::config::{CommandTemplate, StackStormConfig};
@@ -293,7 +292,7 @@ fn run_argv(
         .process_group(0)
         .spawn()
         .map_err(|source| spawn_error(program, source))?;
-    let (output, timed_out) = wait_with_timeout(child, timeout);
+    let (output, timed_out) = crate::children::wait_with_timeout(child, timeout);
     let output = output.map_err(|source| spawn_error(program, source))?;
     tracing::debug!(
         %hook,
@@ -322,29 +321,6 @@ fn run_argv(
         status: output.status,
         output: output_tail(&output),
     })
-}
-
-/// Waits for `child` and its output; after `timeout`, kills its process group first. Returns
-/// whether it was killed.
-fn wait_with_timeout(child: Child, timeout: Duration) -> (std::io::Result<Output>, bool) {
-    let group = i32::try_from(child.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    let (finished, done) = mpsc::channel();
-    let waiter = std::thread::spawn(move || {
-        let output = child.wait_with_output();
-        let _ = finished.send(());
-        output
-    });
-    let timed_out = matches!(done.recv_timeout(timeout), Err(RecvTimeoutError::Timeout));
-    if timed_out && let Some(group) = group {
-        // Already gone between the timeout and now: nothing to kill.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
-    let output = waiter
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the hook's waiting thread panicked")));
-    (output, timed_out)
 }
 
 /// `arg` with every known `{placeholder}` replaced, in one pass (a value that happens to

@@ -48,6 +48,9 @@ pub struct EnvBuilder {
     children: Children,
     /// The memo of failed builds, updated by every build.
     failures: FailedBuilds,
+    /// How long building a wheel of a project or sdist may take (`[stackstorm]
+    /// command_timeout`); `None`: no limit.
+    build_timeout: Option<Duration>,
     /// One lock per env digest, so that a second pack with the same inputs waits for the first
     /// build and then reuses it.
     building: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
@@ -102,6 +105,12 @@ pub enum EnvError {
     Unverified { dir: PathBuf, problems: Vec<String> },
     #[error("The virtualenv `{}` failed to build in this run already, for a pack with the same inputs: {cause}", dir.display())]
     FailedBefore { dir: PathBuf, cause: String },
+    #[error("Building a wheel of `{}` did not finish within {timeout:?} and was killed: {output}", project.display())]
+    TimedOut {
+        project: PathBuf,
+        timeout: Duration,
+        output: String,
+    },
 }
 
 impl Diagnose for EnvError {
@@ -138,6 +147,7 @@ impl EnvBuilder {
             &config.agent.state_dir,
         )
         .with_failures(FailedBuilds::open(config))
+        .with_build_timeout(config.stackstorm.command_timeout)
     }
 
     /// A builder keeping its caches, child records and failed builds under `state_dir`.
@@ -155,12 +165,20 @@ impl EnvBuilder {
             uv_cache: state_dir.join(UV_CACHE),
             children: Children::new(state_dir),
             failures,
+            build_timeout: None,
             building: Mutex::new(HashMap::new()),
         }
     }
 
     fn with_failures(self, failures: FailedBuilds) -> Self {
         Self { failures, ..self }
+    }
+
+    fn with_build_timeout(self, timeout: Duration) -> Self {
+        Self {
+            build_timeout: Some(timeout),
+            ..self
+        }
     }
 
     /// The memo of failed builds this builder keeps (runner sets record theirs there too).
@@ -438,7 +456,20 @@ impl EnvBuilder {
             .arg("--wheel-dir")
             .arg(out)
             .arg(project);
-        let output = self.output(&mut command)?;
+        let (output, timed_out) = self
+            .children
+            .output_within(&mut command, self.build_timeout)
+            .map_err(|source| EnvError::Spawn {
+                program: self.python.clone(),
+                source,
+            })?;
+        if timed_out {
+            return Err(EnvError::TimedOut {
+                project: project.to_path_buf(),
+                timeout: self.build_timeout.unwrap_or_default(),
+                output: output_tail(&output),
+            });
+        }
         tracing::debug!(
             project = %project.display(),
             stdout = %String::from_utf8_lossy(&output.stdout),
