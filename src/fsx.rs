@@ -6,14 +6,22 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that a reader sees the old content or the new, never a mix:
-/// a temp file beside it, fsync, rename over, fsync the folder.
+/// a temp file beside it (named for this process, so that runs without the lock, such as two
+/// `plan`s writing a cache, never share one), fsync, rename over, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = sibling(path, "tmp");
-    let mut file = fs_err::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs_err::rename(&tmp, path)?;
+    let tmp = sibling(path, &format!("{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = fs_err::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs_err::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        // Best effort: the temp file may not even exist.
+        let _ = fs_err::remove_file(&tmp);
+    }
+    written?;
     fsync_dir(parent(path))
 }
 

@@ -99,7 +99,7 @@ impl HashCache {
             files: self.seen,
         };
         let json = serde_json::to_vec(&cache).expect("the hash cache serialises to JSON");
-        match write_atomic(path, &json) {
+        match crate::fsx::write_atomic(path, &json) {
             Ok(()) => {
                 let files = cache.files.len();
                 tracing::debug!(path = %path.display(), files, "mirror hash cache written");
@@ -171,18 +171,4 @@ fn hash_file(path: &Path) -> io::Result<(String, Metadata)> {
     }
     let metadata = file.metadata()?;
     Ok((crate::model::hex(&hasher.finalize()), metadata))
-}
-
-/// Writes `bytes` to a temporary file next to `path` and renames it over `path`, so that a
-/// concurrent reader sees the old cache or the new one, never half of one.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
-    temp_name.push(format!(".{}.tmp", std::process::id()));
-    let temp = path.with_file_name(temp_name);
-    let written = fs_err::write(&temp, bytes).and_then(|()| fs_err::rename(&temp, path));
-    if written.is_err() {
-        // Best effort: the temp file may not even exist.
-        let _ = fs_err::remove_file(&temp);
-    }
-    written
 }

@@ -127,7 +127,7 @@ impl MetadataCache {
             .entries
             .retain(|sha256, _| live.contains(sha256.as_str()));
         let json = serde_json::to_vec(&state.entries).expect("metadata serialises to JSON");
-        match super::cache::write_atomic(path, &json) {
+        match crate::fsx::write_atomic(path, &json) {
             Ok(()) => state.changed = false,
             Err(error) => tracing::debug!(%error, "mirror metadata cache not written"),
         }
