@@ -709,7 +709,15 @@ impl PackReader<'_> {
                 return None;
             }
             Err(err) => {
-                problems.push(error(Report::new(&err)));
+                let mut report = Report::new(&err);
+                if let Some(base) = self.base_requirement_of(&err) {
+                    report.message = format!(
+                        "{} (brought in by `[stackstorm] base_requirements` `{base}`, not by the \
+                         pack)",
+                        report.message
+                    );
+                }
+                problems.push(error(report));
                 return None;
             }
         };
@@ -730,6 +738,23 @@ impl PackReader<'_> {
                 resolved.provided,
             )
         })
+    }
+
+    /// The base requirement (`[stackstorm] base_requirements`) whose own mirror file the
+    /// resolution `err` failed on, if it did: six's sdist, say.
+    fn base_requirement_of(&self, err: &resolve::ResolveError) -> Option<String> {
+        let resolve::ResolveError::Mirror(crate::mirror::MirrorError::Metadata { path, .. }) = err
+        else {
+            return None;
+        };
+        let file = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        self.base_requirements
+            .iter()
+            .map(|line| line.requirement.name.to_string())
+            .find(|name| {
+                let stem = name.replace('-', "_");
+                file.starts_with(&format!("{stem}-")) || file.starts_with(&format!("{name}-"))
+            })
     }
 
     /// The runner set: the `[[runner]]` requirements resolved for StackStorm's interpreter,

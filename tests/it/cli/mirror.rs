@@ -399,3 +399,29 @@ fn issue_16_an_sdist_with_dynamic_dependencies_is_built_to_learn_them() {
         "1.0 1.0"
     );
 }
+
+/// Issue 16: when a base requirement's own file is what cannot be read, the error says it comes
+/// from `[stackstorm] base_requirements`, not from the pack.
+#[test]
+fn issue_16_a_base_requirement_that_cannot_be_read_is_named_as_such() {
+    let mut site = TestSite::new();
+    // six's sdist that only a build could tell about, and no backend to build it with.
+    make_dist(
+        &site.mirror(),
+        &[
+            "--sdist",
+            "six",
+            "1.16.0",
+            "--backend",
+            "fxbuild:fxbuild",
+            "--dynamic",
+        ],
+    );
+    site.stackstorm_line("base_requirements = ['six']");
+    add_pack_requiring(&mut site, "clush", "");
+    let output = assert_exit(site.cmd(["check"]), 1);
+    assert!(
+        output.contains("(brought in by `[stackstorm] base_requirements` `six`, not by the pack)"),
+        "{output}"
+    );
+}
