@@ -408,8 +408,18 @@ impl PythonIdentity {
     /// The names of the entry points of `group` this interpreter's environment has (for
     /// StackStorm's: its runners, `st2common.runners.runner`).
     pub fn entry_point_names(&self, group: &str) -> Result<BTreeSet<String>, PythonError> {
+        self.run_json(ENTRY_POINTS_SCRIPT, &[group])
+    }
+
+    /// Runs `script` with `args` in isolated mode and reads the JSON of its last line.
+    fn run_json<T: serde::de::DeserializeOwned>(
+        &self,
+        script: &str,
+        args: &[&str],
+    ) -> Result<T, PythonError> {
         let output = Command::new(&self.path)
-            .args(["-I", "-c", ENTRY_POINTS_SCRIPT, group])
+            .args(["-I", "-c", script])
+            .args(args)
             .stdin(Stdio::null())
             .output()
             .map_err(|source| PythonError::Spawn {
@@ -440,30 +450,7 @@ impl PythonIdentity {
         &self,
         except: &Path,
     ) -> Result<BTreeMap<PackageName, Version>, PythonError> {
-        let output = Command::new(&self.path)
-            .args(["-I", "-c", DISTRIBUTIONS_SCRIPT])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| PythonError::Spawn {
-                path: self.path.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            return Err(PythonError::Failed {
-                path: self.path.clone(),
-                status: output.status,
-                stderr: (!stderr.is_empty()).then_some(Stderr(stderr)),
-            });
-        }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let listed: Vec<(String, String, PathBuf)> = serde_json::from_str(
-            stdout.trim_end().lines().last().unwrap_or_default(),
-        )
-        .map_err(|source| PythonError::Garbage {
-            path: self.path.clone(),
-            source,
-        })?;
+        let listed: Vec<(String, String, PathBuf)> = self.run_json(DISTRIBUTIONS_SCRIPT, &[])?;
         let mut installed = BTreeMap::new();
         for (name, version, location) in listed {
             if location.starts_with(except) {

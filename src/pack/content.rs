@@ -221,14 +221,10 @@ pub fn check_resources(
             hint: hint.map(str::to_string),
             certain,
         };
-        let value = match crate::yaml::load(&file.bytes) {
-            Ok(value) if value.is_object() => value,
-            Ok(_) => {
-                problems.push(problem("is no mapping".to_string(), None, true));
-                continue;
-            }
-            Err(err) => {
-                problems.push(problem(format!("is no valid YAML: {err}"), None, true));
+        let value = match mapping(file) {
+            Ok(value) => value,
+            Err(message) => {
+                problems.push(problem(message, None, true));
                 continue;
             }
         };
@@ -316,14 +312,10 @@ fn check_other_resources(
             hint: None,
             certain: true,
         };
-        let value = match crate::yaml::load(&file.bytes) {
-            Ok(value) if value.is_object() => value,
-            Ok(_) => {
-                problems.push(problem("is no mapping".to_string()));
-                continue;
-            }
-            Err(err) => {
-                problems.push(problem(format!("is no valid YAML: {err}")));
+        let value = match mapping(file) {
+            Ok(value) => value,
+            Err(message) => {
+                problems.push(problem(message));
                 continue;
             }
         };
@@ -351,6 +343,15 @@ fn check_other_resources(
         }
     }
     problems
+}
+
+/// A resource file read as StackStorm's registrars read it: a YAML mapping, or why not.
+fn mapping(file: &ContentFile) -> Result<serde_json::Value, String> {
+    match crate::yaml::load(&file.bytes) {
+        Ok(value) if value.is_object() => Ok(value),
+        Ok(_) => Err("is no mapping".to_string()),
+        Err(err) => Err(format!("is no valid YAML: {err}")),
+    }
 }
 
 /// A YAML scalar as the string Python's `str()` gives for a name.
