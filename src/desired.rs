@@ -306,7 +306,7 @@ impl PackReader<'_> {
     fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
         // A source that cannot be read is this `[[pack]]`'s problem: its place in the site
         // config is where to fix it.
-        let mut report = |err: &(dyn std::error::Error + 'static)| {
+        let mut report = |err: &(dyn crate::diagnostics::Diagnose + 'static)| {
             let mut report = Report::new(err);
             report.location.get_or_insert_with(|| pack.location.clone());
             problems.push(error(report));
@@ -968,7 +968,7 @@ fn read_yaml_text(tree: &PackTree<'_>, rel: &str) -> Result<Option<String>, pack
         .read_file(rel)
         .map_err(|source| pack::PackError::Read {
             file: tree.file_label(rel),
-            source: Box::new(source),
+            source: crate::diagnostics::Cause::new(source),
         })?;
     bytes
         .map(|bytes| pack::yaml_text(bytes, &tree.file_label(rel)))

@@ -1,8 +1,12 @@
 //! How errors reach a human: the message, its causes, the place in a file with a caret, and a
 //! `hint:` where the fix is known.
 //!
-//! Library errors stay typed (`thiserror`); the ones that know a fix or a file position
-//! implement [`Diagnose`], and [`Report`] walks an error's `source()` chain to collect them.
+//! Library errors stay typed (`thiserror`) and implement [`Diagnose`]: what they know beyond
+//! their message (a fix, a file position, a command's output), and the error of another module
+//! they wrap ([`Diagnose::diagnostic_source`]). [`Report`] walks that chain for the hint and
+//! the place, and the `source()` chain for the causes, so this module needs no list of the
+//! crate's error types: it imports only the model and the plan (whose errors, pure data, get
+//! their hint here).
 
 use std::error::Error;
 use std::fmt;
@@ -13,7 +17,7 @@ use serde::Serialize;
 use crate::model::PackName;
 
 /// What an error can add beyond its message.
-pub trait Diagnose {
+pub trait Diagnose: Error {
     /// How to fix it, when that is known.
     fn hint(&self) -> Option<String> {
         None
@@ -27,6 +31,40 @@ pub trait Diagnose {
     /// The end of what a failed command printed: the reason is usually there.
     fn output(&self) -> Option<&str> {
         None
+    }
+
+    /// The error of another module this one wraps, whose hint and place count too.
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        None
+    }
+}
+
+/// An error of another module kept as a cause, when the wrapping error cannot name its type:
+/// its message, causes, hint and place all stay reachable.
+#[derive(Debug)]
+pub struct Cause(pub Box<dyn Diagnose + Send + Sync>);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Error for Cause {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Diagnose for Cause {
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        Some(&*self.0)
+    }
+}
+
+impl Cause {
+    pub fn new(err: impl Diagnose + Send + Sync + 'static) -> Self {
+        Self(Box::new(err))
     }
 }
 
@@ -118,36 +156,6 @@ pub fn output_tail(output: &std::process::Output) -> String {
     lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n")
 }
 
-/// Finds the [`Diagnose`] side of an error in the chain, for every error type that has one.
-fn as_diagnose<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a dyn Diagnose> {
-    macro_rules! try_types {
-        ($($ty:ty),* $(,)?) => {
-            $(if let Some(err) = err.downcast_ref::<$ty>() {
-                return Some(err);
-            })*
-        };
-    }
-    try_types!(
-        crate::config::ConfigError,
-        crate::source::SourceError,
-        crate::pack::PackError,
-        crate::mirror::MirrorError,
-        crate::mirror::resolve::ResolveError,
-        crate::python::PythonError,
-        crate::state::StateError,
-        crate::plan::PlanError,
-        crate::store::StoreError,
-        crate::activate::ActivateError,
-        crate::engine::EngineError,
-        crate::env::EnvError,
-        crate::lock::LockError,
-        crate::runners::RunnerError,
-        crate::execute::ExecuteError,
-        crate::execute::StepError,
-    );
-    None
-}
-
 // Here rather than in `plan`, which imports nothing but the model.
 impl Diagnose for crate::plan::PlanError {
     fn hint(&self) -> Option<String> {
@@ -211,30 +219,40 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(err: &(dyn Error + 'static)) -> Self {
-        let mut causes = Vec::new();
-        let mut location = None;
-        let mut hint = None;
-        let mut output = None;
-        let chain = std::iter::successors(Some(err), |err| (*err).source());
-        for (depth, err) in chain.enumerate() {
-            if depth > 0 {
-                causes.push(err.to_string());
-            }
-            if let Some(diagnose) = as_diagnose(err) {
-                location = location.or_else(|| diagnose.location().cloned());
-                hint = hint.or_else(|| diagnose.hint());
-                output = output.or_else(|| diagnose.output().map(str::to_string));
-            }
-        }
+    /// The report of an error that says nothing beyond its message and causes.
+    pub fn plain(err: &(dyn Error + 'static)) -> Self {
         Self {
             pack: None,
             message: err.to_string(),
-            causes,
-            location,
-            hint,
-            output: output.filter(|output| !output.is_empty()),
+            causes: std::iter::successors(err.source(), |err| (*err).source())
+                .map(ToString::to_string)
+                .collect(),
+            location: None,
+            hint: None,
+            output: None,
         }
+    }
+
+    /// The report of an error, with what it and the errors it wraps know beyond the messages.
+    pub fn new(err: &(dyn Diagnose + 'static)) -> Self {
+        Self::plain(err).diagnosed(err)
+    }
+
+    /// Adds what `diagnose` (the error reported, or one of its causes) and the errors it wraps
+    /// know: the first hint, place and output found, outermost first.
+    #[must_use]
+    pub fn diagnosed(mut self, diagnose: &dyn Diagnose) -> Self {
+        for diagnose in std::iter::successors(Some(diagnose), |err| err.diagnostic_source()) {
+            self.location = self.location.or_else(|| diagnose.location().cloned());
+            self.hint = self.hint.or_else(|| diagnose.hint());
+            self.output = self.output.or_else(|| {
+                diagnose
+                    .output()
+                    .filter(|output| !output.is_empty())
+                    .map(str::to_string)
+            });
+        }
+        self
     }
 }
 
@@ -318,6 +336,8 @@ mod tests {
     #[error("Outer")]
     struct Outer(#[source] std::io::Error);
 
+    impl Diagnose for Outer {}
+
     #[test]
     fn report_lists_causes_after_the_message() {
         let err = Outer(std::io::Error::other("inner"));
@@ -325,5 +345,34 @@ mod tests {
         assert_eq!(report.message, "Outer");
         assert_eq!(report.causes, vec!["inner".to_string()]);
         assert_eq!(report.to_string(), "error: Outer\n  Caused by: inner\n");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Inner")]
+    struct Inner(#[source] std::io::Error);
+
+    impl Diagnose for Inner {
+        fn hint(&self) -> Option<String> {
+            Some("fix the inner thing".to_string())
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("Wrapping")]
+    struct Wrapping(#[source] Cause);
+
+    impl Diagnose for Wrapping {
+        fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn report_takes_the_hint_of_a_wrapped_error_and_every_cause() {
+        let err = Wrapping(Cause::new(Inner(std::io::Error::other("root"))));
+        let report = Report::new(&err);
+        assert_eq!(report.message, "Wrapping");
+        assert_eq!(report.causes, vec!["Inner".to_string(), "root".to_string()]);
+        assert_eq!(report.hint.as_deref(), Some("fix the inner thing"));
     }
 }

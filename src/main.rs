@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use packsync::cli::{self, Cli, Command, ExitStatus, LogFormat, Printer};
-use packsync::diagnostics::{Problem, Report, Severity};
+use packsync::diagnostics::{Problem, Severity};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     match cli::run(&cli) {
         Ok(status) => status.into(),
         Err(err) => {
-            let report = Report::new(err.as_ref());
+            let report = cli::report(&err);
             Printer::new(false).problem(&Problem {
                 severity: Severity::Error,
                 report,

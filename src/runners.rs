@@ -144,17 +144,18 @@ impl Diagnose for RunnerError {
                  mirror"
                     .to_string(),
             ),
-            RunnerError::Source(err) => err.hint(),
-            RunnerError::Engine(err) => err.hint(),
-            RunnerError::Reverted { register, .. } => register.hint(),
             _ => None,
         }
     }
 
-    fn output(&self) -> Option<&str> {
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
         match self {
-            RunnerError::Engine(err) => err.output(),
-            RunnerError::Reverted { register, .. } => register.output(),
+            RunnerError::Build { source, .. } | RunnerError::Wheel { source, .. } => {
+                Some(&**source)
+            }
+            RunnerError::Reverted { register, .. } => Some(&**register),
+            RunnerError::Source(err) => Some(err),
+            RunnerError::Engine(err) => Some(err),
             _ => None,
         }
     }

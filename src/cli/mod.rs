@@ -14,6 +14,47 @@ pub use args::{
 pub use exit::ExitStatus;
 pub use printer::Printer;
 
+use crate::diagnostics::{Diagnose, Report};
+
+/// The report of an error a command ended with. This is the top of the crate, which may know
+/// every module's error type: the first of them in the chain says what it knows beyond its
+/// message (the chain above it is context the command added).
+pub fn report(err: &anyhow::Error) -> Report {
+    let report = Report::plain(err.as_ref());
+    match err.chain().find_map(as_diagnose) {
+        Some(diagnose) => report.diagnosed(diagnose),
+        None => report,
+    }
+}
+
+fn as_diagnose<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Diagnose> {
+    macro_rules! known {
+        ($($ty:ty),* $(,)?) => {
+            $(if let Some(err) = err.downcast_ref::<$ty>() {
+                return Some(err);
+            })*
+        };
+    }
+    known!(
+        crate::execute::ExecuteError,
+        crate::execute::StepError,
+        crate::state::StateError,
+        crate::lock::LockError,
+        crate::agent::AgentError,
+        crate::config::ConfigError,
+        crate::store::StoreError,
+        crate::runners::RunnerError,
+        crate::env::EnvError,
+        crate::engine::EngineError,
+        crate::source::SourceError,
+        crate::python::PythonError,
+        crate::mirror::MirrorError,
+        crate::activate::ActivateError,
+        crate::pack::PackError,
+    );
+    None
+}
+
 /// Runs the command `cli` names.
 pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
     let printer = Printer::new(cli.global.quiet);

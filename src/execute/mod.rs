@@ -104,12 +104,17 @@ impl Diagnose for ExecuteError {
                     "`packsync status --json` lists the kept releases of `{pack}`"
                 ))
             }
-            // Transparent: the wrapped error is the message, so it gives the hint too.
-            ExecuteError::Plan(err) => err.hint(),
-            ExecuteError::Store(err) => err.hint(),
-            ExecuteError::State(err) => err.hint(),
-            ExecuteError::Runners(err) => err.hint(),
-            ExecuteError::UnknownPack { .. } | ExecuteError::NotInstalled { .. } => None,
+            _ => None,
+        }
+    }
+
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        match self {
+            ExecuteError::Plan(err) => Some(err),
+            ExecuteError::Store(err) => Some(err),
+            ExecuteError::State(err) => Some(err),
+            ExecuteError::Runners(err) => Some(err),
+            _ => None,
         }
     }
 }

@@ -61,16 +61,8 @@ pub enum StepError {
 }
 
 impl Diagnose for StepError {
-    fn hint(&self) -> Option<String> {
-        self.inner().and_then(Diagnose::hint)
-    }
-
-    fn location(&self) -> Option<&crate::diagnostics::Location> {
-        self.inner().and_then(Diagnose::location)
-    }
-
-    fn output(&self) -> Option<&str> {
-        self.inner().and_then(Diagnose::output)
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        self.inner()
     }
 }
 

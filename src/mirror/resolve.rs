@@ -93,7 +93,14 @@ impl crate::diagnostics::Diagnose for ResolveError {
                 "add a wheel of what it builds with to the mirror, or a wheel of {dist} itself \
                  (`pip wheel --no-deps` on a machine that can build it)"
             )),
-            ResolveError::Mirror(err) => err.hint(),
+            ResolveError::Mirror(_) => None,
+        }
+    }
+
+    fn diagnostic_source(&self) -> Option<&dyn crate::diagnostics::Diagnose> {
+        match self {
+            ResolveError::Mirror(err) => Some(err),
+            _ => None,
         }
     }
 }

@@ -51,7 +51,7 @@ pub enum PackError {
     Read {
         file: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::diagnostics::Cause,
     },
 }
 
@@ -72,6 +72,13 @@ impl Diagnose for PackError {
             | Self::ConfigSchema { location, .. }
             | Self::Requirements { location, .. } => Some(&**location),
             Self::Read { .. } => None,
+        }
+    }
+
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        match self {
+            Self::Read { source, .. } => Some(source),
+            _ => None,
         }
     }
 }

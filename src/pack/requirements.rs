@@ -5,14 +5,13 @@
 //! file and line, as is any option packsync does not know.
 
 use std::collections::HashSet;
-use std::error::Error;
 use std::ops::Range;
 use std::str::FromStr;
 
 use pep508_rs::{Requirement, VersionOrUrl};
 
 use super::PackError;
-use crate::diagnostics::Location;
+use crate::diagnostics::{Cause, Diagnose, Location};
 
 /// File names pip installs as local distributions rather than looking up by name.
 const ARCHIVE_SUFFIXES: &[&str] = &[
@@ -123,9 +122,9 @@ pub fn parse_requirements<E>(
     mut read: impl FnMut(&str) -> Result<Option<String>, E>,
 ) -> Result<Requirements, PackError>
 where
-    E: Into<Box<dyn Error + Send + Sync>>,
+    E: Diagnose + Send + Sync + 'static,
 {
-    let mut read = |path: &str| read(path).map_err(Into::into);
+    let mut read = |path: &str| read(path).map_err(Cause::new);
     let mut parser = Parser {
         label_of: &file_label_of,
         read: &mut read,
@@ -188,7 +187,7 @@ enum Kind {
     Constraint,
 }
 
-type ReadResult = Result<Option<String>, Box<dyn Error + Send + Sync>>;
+type ReadResult = Result<Option<String>, Cause>;
 
 struct Parser<'a> {
     label_of: &'a dyn Fn(&str) -> String,

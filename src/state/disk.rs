@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use super::{PackRecord, StateError};
 use crate::activate::{self, StableLinks};
+use crate::diagnostics::Cause;
 use crate::fsx;
 use crate::model::{EngineRepair, Installed, InstalledPack, PackName, ReleaseId, UnmanagedPack};
 use crate::store::{self, Layout};
@@ -42,7 +43,7 @@ pub fn read_installed<'a>(
     for pack in packs {
         let live = activate::active(layout, &pack).map_err(|err| StateError::Disk {
             pack: pack.clone(),
-            source: Box::new(err),
+            source: Cause::new(err),
         })?;
         let recorded = records
             .get(&pack)
@@ -59,7 +60,7 @@ pub fn read_installed<'a>(
         let manifest = store::read_manifest(&layout.release(&pack, &live).dir).map_err(|err| {
             StateError::Disk {
                 pack: pack.clone(),
-                source: Box::new(err),
+                source: Cause::new(err),
             }
         })?;
         let broken_links = broken_links(layout, &pack, &live)?;

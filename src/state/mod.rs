@@ -134,7 +134,7 @@ pub enum StateError {
     Disk {
         pack: PackName,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::diagnostics::Cause,
     },
     #[error("Failed to write the state file `{}`", path.display())]
     Write {
@@ -208,6 +208,13 @@ impl Diagnose for StateError {
             StateError::Version { .. } => {
                 Some("run the packsync version that wrote it, or a newer one".to_string())
             }
+        }
+    }
+
+    fn diagnostic_source(&self) -> Option<&dyn Diagnose> {
+        match self {
+            StateError::Disk { source, .. } => Some(source),
+            _ => None,
         }
     }
 }

@@ -59,7 +59,7 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// `report` with the temp dir replaced, for stable comparisons.
-fn rendered(err: &(dyn std::error::Error + 'static), dir: &Path) -> String {
+fn rendered(err: &(dyn packsync::diagnostics::Diagnose + 'static), dir: &Path) -> String {
     Report::new(err)
         .to_string()
         .replace(&dir.display().to_string(), "[DIR]")

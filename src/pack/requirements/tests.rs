@@ -1,7 +1,6 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::diagnostics::Diagnose as _;
 
 const SHA_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const SHA_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -10,10 +9,17 @@ fn label(path: &str) -> String {
     format!("clush@3f2a9c1:{path}")
 }
 
+/// A file the test's reader cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unreadable(&'static str);
+
+impl crate::diagnostics::Diagnose for Unreadable {}
+
 fn parse(files: &[(&str, &str)]) -> Result<Requirements, PackError> {
     let files: HashMap<_, _> = files.iter().copied().collect();
     parse_requirements("requirements.txt", label, |path| {
-        Ok::<_, std::io::Error>(files.get(path).map(ToString::to_string))
+        Ok::<_, Unreadable>(files.get(path).map(ToString::to_string))
     })
 }
 
@@ -347,7 +353,7 @@ fn include_cycles_are_refused_but_diamonds_are_fine() {
 #[test]
 fn read_failures_are_reported_with_the_file() {
     let err = parse_requirements("requirements.txt", label, |_| {
-        Err(std::io::Error::other("object missing from the repository"))
+        Err(Unreadable("object missing from the repository"))
     })
     .unwrap_err();
     assert_eq!(
