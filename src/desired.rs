@@ -27,8 +27,6 @@ const CONFIG_SCHEMA: &str = "config.schema.yaml";
 const REQUIREMENTS: &str = "requirements.txt";
 /// The sha256 cache of the mirror index, under `state_dir`.
 const MIRROR_CACHE: &str = "mirror-index.json";
-/// The interpreters' descriptions, under `state_dir`.
-pub const PROBE_CACHE: &str = "python-probes.json";
 /// The metadata read from mirror files, by sha256, under `state_dir`.
 const METADATA_CACHE: &str = "mirror-metadata.json";
 
@@ -60,7 +58,7 @@ pub fn resolve(
     work_trees: WorkTrees,
 ) -> Resolution {
     let mut resolution = Resolution::default();
-    let probes = config.agent.state_dir.join(PROBE_CACHE);
+    let probes = config.agent.state_dir.join(crate::python::PROBE_CACHE);
     let python = PythonIdentity::probe_cached(&config.stackstorm.python, &probes)
         .map_err(|err| resolution.problems.push(error(Report::new(&err))))
         .ok();
@@ -164,9 +162,6 @@ pub fn resolve(
 
 /// The distributions of the target environment a resolution relies on.
 type Provided = Vec<(PackageName, Version)>;
-
-/// Where runner sets live under `state_dir`.
-pub const RUNNERS_DIR: &str = "runners";
 
 /// Pack virtualenvs import st2common from StackStorm's site-packages: they must run its Python
 /// minor version.
@@ -798,7 +793,13 @@ impl PackReader<'_> {
             &overlaid
         };
         let mut provided = st2
-            .installed_distributions(&self.config.agent.state_dir.join(RUNNERS_DIR))
+            .installed_distributions(
+                &self
+                    .config
+                    .agent
+                    .state_dir
+                    .join(crate::runners::RUNNERS_DIR),
+            )
             .map_err(|err| problems.push(error(Report::new(&err))))
             .ok()?;
         // The runners themselves always come from the set, which StackStorm's interpreter loads

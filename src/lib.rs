@@ -5,6 +5,8 @@
 //! `plan` (pure diff against `installed`) -> execute -> record.
 //!
 //! # Layout
+//! The modules import each other as a tree (no cycle; `tests/it/module_graph.rs` checks it):
+//! `plan` imports only `model`, `diagnostics` only `model` and `plan`, `cli` sits on top.
 //! - [`model`]: pure types shared by every layer (pack names, digests, revisions, plans).
 //! - [`config`]: the site config file, parsed and validated with `file:line:col` errors.
 //! - [`source`]: Git access through git2 (local repos only): refs, trees, files.
@@ -23,7 +25,8 @@
 //! - [`fsx`]: crash-safe filesystem steps (atomic writes, link switches, read-only trees).
 //! - [`desired`]: reads config, sources and mirror into the desired state.
 //! - [`plan`]: the pure function `desired x installed -> Plan`.
-//! - [`diagnostics`]: error reports with causes, file positions and hints.
+//! - [`diagnostics`]: error reports with causes, file positions and hints; each module's error
+//!   says what it knows ([`diagnostics::Diagnose`]) and which error of another module it wraps.
 //! - [`yaml`]: YAML as StackStorm reads it (PyYAML `safe_load`, YAML 1.1), with limits.
 //! - [`cli`]: the command-line interface (argument parsing, printing, exit codes).
 

@@ -234,6 +234,9 @@ fn pure_python_tags(python_version: &str) -> Vec<String> {
     tags
 }
 
+/// The interpreters' descriptions, under `state_dir`.
+pub const PROBE_CACHE: &str = "python-probes.json";
+
 /// How long a cached description is trusted without asking the interpreter again, even when
 /// its binary did not change: what it says also depends on the system around it (the C
 /// library version decides the manylinux tags), which no file stamp covers.

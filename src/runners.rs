@@ -42,6 +42,9 @@ const PTH_FILE: &str = "packsync-runners.pth";
 /// StackStorm's entry-point group for runners.
 pub const ENTRY_POINT_GROUP: &str = "st2common.runners.runner";
 
+/// Where runner sets live under `state_dir`.
+pub const RUNNERS_DIR: &str = "runners";
+
 /// Where runner sets live.
 #[derive(Debug, Clone)]
 pub struct RunnersLayout {
@@ -51,7 +54,7 @@ pub struct RunnersLayout {
 impl RunnersLayout {
     pub fn new(config: &SiteConfig) -> Self {
         Self {
-            root: config.agent.state_dir.join(crate::desired::RUNNERS_DIR),
+            root: config.agent.state_dir.join(RUNNERS_DIR),
         }
     }
 
@@ -315,7 +318,7 @@ pub fn switch(
         .st2_python
         .as_deref()
         .expect("the config requires st2_python with runners");
-    let probes = config.agent.state_dir.join(crate::desired::PROBE_CACHE);
+    let probes = config.agent.state_dir.join(crate::python::PROBE_CACHE);
     let st2 =
         PythonIdentity::probe_cached(st2_python, &probes).map_err(|err| RunnerError::Check {
             python: st2_python.to_path_buf(),

@@ -178,7 +178,7 @@ fn plan_from(
     if observed.installed.runners.is_some()
         && let Some(st2_python) = &config.stackstorm.st2_python
     {
-        let probes = config.agent.state_dir.join(desired::PROBE_CACHE);
+        let probes = config.agent.state_dir.join(crate::python::PROBE_CACHE);
         // An interpreter that cannot be asked is reported by the resolution.
         observed.installed.runners_unhooked = PythonIdentity::probe_cached(st2_python, &probes)
             .is_ok_and(|st2| !runners::hooked(&st2, &runners_layout));

@@ -4,5 +4,6 @@ mod chart;
 mod cli;
 mod common;
 mod mirror;
+mod module_graph;
 mod resolve;
 mod source;
