@@ -252,11 +252,11 @@ impl Agent {
     /// Time until the next scheduled run: the next cron time plus a splay drawn now.
     fn next_scheduled(&self) -> Duration {
         let schedule = &self.config.schedule;
+        let now = jiff::Timestamp::now();
         let until_cron = schedule
             .cron
-            .upcoming(chrono::Utc)
-            .next()
-            .and_then(|next| (next - chrono::Utc::now()).to_std().ok())
+            .next_after(now)
+            .and_then(|next| Duration::try_from(next.duration_since(now)).ok())
             .unwrap_or(Duration::from_hours(1));
         until_cron + random_below(schedule.splay)
     }
@@ -315,7 +315,10 @@ impl Agent {
         }
         let attempts = attempts + u32::from(failed_again);
         let schedule = &self.config.schedule;
-        let period = cron_period(&schedule.cron).unwrap_or(Duration::from_hours(1));
+        let period = schedule
+            .cron
+            .period(jiff::Timestamp::now())
+            .unwrap_or(Duration::from_hours(1));
         let delay = schedule
             .retry
             .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
@@ -340,13 +343,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// The time between two runs of `cron`.
-fn cron_period(cron: &cron::Schedule) -> Option<Duration> {
-    let mut upcoming = cron.upcoming(chrono::Utc);
-    let first = upcoming.next()?;
-    (upcoming.next()? - first).to_std().ok()
 }
 
 /// A random duration below `bound` (zero for zero): std's per-process random hash keys, as

@@ -6,6 +6,7 @@
 //! stopping at the first. Relative paths resolve against the config file's folder. Nothing
 //! here reads Git or the mirror; that is `desired`'s job.
 
+mod cron;
 mod raw;
 mod secret;
 
@@ -22,6 +23,7 @@ use crate::diagnostics::{Diagnose, Location};
 use crate::model::{PackName, Prune};
 use crate::source::{self, RefSelector};
 
+pub use cron::Cron;
 pub use secret::SecretUrl;
 
 /// Where StackStorm keeps packs, venvs and configs unless told otherwise.
@@ -111,7 +113,7 @@ pub enum WatchMode {
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
     /// Seconds-first cron syntax (the `cron` crate's), e.g. `0 */15 * * * *`.
-    pub cron: cron::Schedule,
+    pub cron: Cron,
     /// Up to this much random delay, drawn again for every run.
     pub splay: Duration,
     /// The first wait before failed packs are tried again; it doubles up to the cron period.
@@ -617,8 +619,8 @@ impl Validator<'_> {
         }
     }
 
-    fn cron(&mut self, raw: &Spanned<String>) -> Option<cron::Schedule> {
-        match raw.get_ref().parse::<cron::Schedule>() {
+    fn cron(&mut self, raw: &Spanned<String>) -> Option<Cron> {
+        match raw.get_ref().parse::<Cron>() {
             Ok(schedule) => Some(schedule),
             Err(err) => {
                 self.error(
