@@ -1,5 +1,6 @@
 use std::path::Path;
 
+use super::validate::DEFAULT_VIRTUALENVS_DIR;
 use super::*;
 
 const MINIMAL: &str = r#"
