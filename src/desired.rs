@@ -1,7 +1,7 @@
 //! The desired state: the site config read together with the Git sources, the packs' own
 //! files and the wheel mirror.
 //!
-//! [`resolve`] never stops at the first problem: every pack is read, every problem is collected
+//! [`resolve()`] never stops at the first problem: every pack is read, every problem is collected
 //! with its file and position, and a pack with an error is set aside as `unresolved` so that the
 //! plan leaves it alone.
 

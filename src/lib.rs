@@ -15,7 +15,7 @@
 //! - [`python`]: identity of the interpreter pack virtualenvs are built with.
 //! - [`state`]: the installed-state store (embedded file store) and what disk says is live.
 //! - [`store`]: releases and virtualenvs on disk: staging, sealing, crash leftovers, gc.
-//! - [`env`]: pack virtualenvs built offline from the mirror, shared by env digest, verified
+//! - [`env`](mod@env): pack virtualenvs built offline from the mirror, shared by env digest, verified
 //!   against their pins before their completion record is written.
 //! - [`children`]: the installers packsync starts, tied to its life and ended after a crash.
 //! - [`activate`]: the atomic switch of `current/<pack>` and the links StackStorm reads.

@@ -257,9 +257,9 @@ struct CachedProbe {
 
 impl PythonIdentity {
     /// [`probe`](Self::probe), answered from the cache file at `cache` while the interpreter's
-    /// binary, the kernel and [`PROBE_CACHE_MAX_AGE`] say nothing changed: starting an
-    /// interpreter costs tens of milliseconds on every `plan` and `apply`. The cache is only a
-    /// cache: unreadable, it costs a probe; unwritable, it is logged at debug level.
+    /// binary, the kernel and `PROBE_CACHE_MAX_AGE` (ten minutes) say nothing changed:
+    /// starting an interpreter costs tens of milliseconds on every `plan` and `apply`. The cache
+    /// is only a cache: unreadable, it costs a probe; unwritable, it is logged at debug level.
     pub fn probe_cached(python: &Path, cache: &Path) -> Result<Self, PythonError> {
         let stamp = binary_stamp(python);
         let mut cached: BTreeMap<PathBuf, CachedProbe> = fs_err::read(cache)

@@ -3,7 +3,7 @@
 //!
 //! Level-triggered, as kube-rs controllers are: a trigger never carries what changed, only
 //! which packs to look at again, and each reconcile plans from scratch against disk and the
-//! store. The triggers are the start (a full reconcile), the watches of [`watch`] (a commit
+//! store. The triggers are the start (a full reconcile), the watches of `watch` (a commit
 //! reconciles the packs of that repo; a mirror or config change, everything), debounced, and
 //! the `[schedule] cron` (a full reconcile, with a random splay drawn again for every run).
 //!

@@ -3,7 +3,7 @@
 //!
 //! A virtualenv holds its absolute path in its scripts, so it is built where it stays,
 //! `envs/<digest>`. It is finished only when its completion record (`store::Completion`) is
-//! there, written last with what [`verify`] proved; a folder without it is garbage, whatever
+//! there, written last with what `verify` proved; a folder without it is garbage, whatever
 //! wrote into it (see `store::prepare`).
 //!
 //! The build follows StackStorm's `setup_pack_virtualenv`, as the env inputs' settings say:

@@ -1,6 +1,6 @@
 //! Checks of what a pack carries, done the way StackStorm does them, before anything is installed:
 //! `pack.yaml` ([`parse_metadata`]), `config.schema.yaml` and the pack config values
-//! ([`parse_config_schema`], [`ConfigSchema::validate`]) and `requirements.txt`
+//! ([`parse_config_schema`], [`ConfigSchema::check`]) and `requirements.txt`
 //! ([`parse_requirements`]); and what StackStorm registers from its files ([`content`]).
 //!
 //! Nothing here does I/O: the caller reads the files (from a Git tree) and hands over their text
