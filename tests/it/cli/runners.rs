@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::git::GitRepo;
-use crate::common::site::{TestSite, assert_exit, python, run_json};
+use crate::common::site::{PackEntry, TestSite, assert_exit, python, run_json};
 use crate::common::wheels::make_backend_wheel;
 
 const MAKE_RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_runner.py");
@@ -18,6 +18,17 @@ fn fixture(script: &str, args: &[&str]) -> PathBuf {
         .expect("python3 runs the fixture");
     assert!(output.status.success(), "{script} {args:?}: {output:?}");
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Builds a wheel of the runner distribution `name` into `dir`, with `make_runner.py`'s `options`;
+/// its path.
+fn runner_wheel(dir: &Path, name: &str, version: &str, options: &[&str]) -> PathBuf {
+    let dir = dir.to_str().expect("a UTF-8 temp path");
+    let args: Vec<&str> = ["--wheel", name, version, dir]
+        .into_iter()
+        .chain(options.iter().copied())
+        .collect();
+    fixture(MAKE_RUNNER, &args)
 }
 
 /// A site whose StackStorm (a fake st2 virtualenv providing six) wants `clush_runner==1.2.*`.
@@ -35,18 +46,11 @@ fn runner_site() -> (TestSite, PathBuf) {
     );
     site.wheel("six", "1.17.0", &[])
         .wheel("clustershell", "1.9.2", &[]);
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.2.0",
-            mirror.to_str().expect("a UTF-8 temp path"),
-            "--requires",
-            "ClusterShell>=1.9",
-            "--requires",
-            "six",
-        ],
+    runner_wheel(
+        &mirror,
+        "clush_runner",
+        "1.2.0",
+        &["--requires", "ClusterShell>=1.9", "--requires", "six"],
     );
     let register = site.engine_script("register-runners", "echo register_runners >> \"$LOG\"");
     let restart = site.engine_script("restart", "echo restart >> \"$LOG\"");
@@ -159,10 +163,7 @@ fn runners_go_live_as_a_runner_set_stackstorm_sees() {
 
     // A new runner version in the mirror: a new set, the old one kept.
     let mirror = site.mirror();
-    fixture(
-        MAKE_RUNNER,
-        &["--wheel", "clush_runner", "1.2.1", mirror.to_str().unwrap()],
-    );
+    runner_wheel(&mirror, "clush_runner", "1.2.1", &[]);
     let plan = assert_exit(site.cmd(["plan"]), 0);
     assert!(
         plan.contains("clush-runner 1.2.0 -> 1.2.1 (mirror)"),
@@ -181,10 +182,7 @@ fn runner_sets_are_kept_for_status_history_rollback_and_gc() {
     let current = site.state_dir().join("runners/current");
     let set = fs_err::read_link(&current).unwrap();
     let mirror = site.mirror();
-    fixture(
-        MAKE_RUNNER,
-        &["--wheel", "clush_runner", "1.2.1", mirror.to_str().unwrap()],
-    );
+    runner_wheel(&mirror, "clush_runner", "1.2.1", &[]);
     assert_exit(site.cmd(["apply"]), 0);
 
     let status = assert_exit(site.cmd(["status"]), 0);
@@ -242,16 +240,7 @@ fn a_runner_that_fails_the_health_check_never_goes_live() {
     let good = fs_err::read_link(&current).unwrap();
 
     let mirror = site.mirror();
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.2.2",
-            mirror.to_str().unwrap(),
-            "--bad-yaml",
-        ],
-    );
+    runner_wheel(&mirror, "clush_runner", "1.2.2", &["--bad-yaml"]);
     let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 4)
         .replace(&site.path().display().to_string(), "[TEMP]");
     assert!(
@@ -394,16 +383,7 @@ fn issue_23_a_runner_stackstorm_cannot_register_never_goes_live() {
             "RuntimeError: cannot read my runner.yaml",
         ),
     ] {
-        fixture(
-            MAKE_RUNNER,
-            &[
-                "--wheel",
-                "clush_runner",
-                version,
-                mirror.to_str().unwrap(),
-                flag,
-            ],
-        );
+        runner_wheel(&mirror, "clush_runner", version, &[flag]);
         let output = assert_exit(
             site.cmd(["apply", "--detailed-exitcodes", "--retry-failed"]),
             4,
@@ -432,17 +412,11 @@ fn issue_23_the_link_never_points_at_a_set_being_checked() {
     let current = site.state_dir().join("runners/current");
     let good = fs_err::read_link(&current).unwrap();
     let gate = site.path().join("checked");
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.2.7",
-            site.mirror().to_str().unwrap(),
-            "--metadata-raises",
-            "--wait-for",
-            gate.to_str().unwrap(),
-        ],
+    runner_wheel(
+        &site.mirror(),
+        "clush_runner",
+        "1.2.7",
+        &["--metadata-raises", "--wait-for", gate.to_str().unwrap()],
     );
     let mut apply = site.cmd(["apply"]);
     let apply = apply
@@ -475,15 +449,7 @@ fn issue_23_a_failed_runner_registration_switches_back_and_is_retried() {
     assert_exit(site.cmd(["apply"]), 0);
     let current = site.state_dir().join("runners/current");
     let good = fs_err::read_link(&current).unwrap();
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.2.1",
-            site.mirror().to_str().unwrap(),
-        ],
-    );
+    runner_wheel(&site.mirror(), "clush_runner", "1.2.1", &[]);
     fs_err::write(site.path().join("st2-down"), "").unwrap();
     let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 4);
     assert!(output.contains("reverted     runners  set "), "{output}");
@@ -529,16 +495,11 @@ fn issue_23_a_failed_runner_registration_switches_back_and_is_retried() {
 fn issue_23_a_stale_copy_in_stackstorms_venv_does_not_win() {
     let (site, st2_python) = registering_site();
     let stale = tempfile::tempdir().unwrap();
-    let wheel = fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.0",
-            stale.path().to_str().unwrap(),
-            "--runner",
-            "clush-stale",
-        ],
+    let wheel = runner_wheel(
+        stale.path(),
+        "clush_runner",
+        "1.0",
+        &["--runner", "clush-stale"],
     );
     let output = Command::new(python())
         .args(["-m", "pip", "--python"])
@@ -584,16 +545,11 @@ fn issue_23_a_git_built_runner_wins_over_the_mirrors_wheel_of_its_version() {
     let mirror = site.mirror();
     make_backend_wheel(&mirror, "fxbuild", "1.0");
     // The mirror's milkcheck_runner 2.0.0 names its runner differently.
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "milkcheck_runner",
-            "2.0.0",
-            mirror.to_str().unwrap(),
-            "--runner",
-            "milkcheck-from-mirror",
-        ],
+    runner_wheel(
+        &mirror,
+        "milkcheck_runner",
+        "2.0.0",
+        &["--runner", "milkcheck-from-mirror"],
     );
     let project = fixture(
         MAKE_RUNNER,
@@ -632,15 +588,7 @@ fn issue_23_a_git_built_runner_wins_over_the_mirrors_wheel_of_its_version() {
 #[test]
 fn issue_23_an_older_runner_is_a_downgrade() {
     let (mut site, _) = registering_site();
-    fixture(
-        MAKE_RUNNER,
-        &[
-            "--wheel",
-            "clush_runner",
-            "1.2.1",
-            site.mirror().to_str().unwrap(),
-        ],
-    );
+    runner_wheel(&site.mirror(), "clush_runner", "1.2.1", &[]);
     assert_exit(site.cmd(["apply"]), 0);
     site.add_runner("clush_runner", "==1.2.0");
     let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
@@ -661,6 +609,47 @@ fn issue_23_check_warns_when_runners_have_no_restart() {
     let output = assert_exit(site.cmd(["check"]), 0);
     assert!(
         output.contains("`[[runner]]` is set without `[stackstorm] restart`"),
+        "{output}"
+    );
+}
+
+/// Issue 16: a runner the site config does not declare is looked up in StackStorm's
+/// interpreter, once an action names it: one the live runner set brings under another name is
+/// taken, and one the interpreter does not have is an error, not the warning of a site whose
+/// interpreter cannot be asked.
+#[test]
+fn issue_16_a_runner_not_declared_is_looked_up_in_stackstorms_interpreter() {
+    let (mut site, _) = runner_site();
+    runner_wheel(
+        &site.mirror(),
+        "clush_runner",
+        "1.2.1",
+        &["--runner", "clush-extra"],
+    );
+    assert_exit(site.cmd(["apply"]), 0);
+    let repo = site.pack_repo("clush", "1.0.0");
+    repo.write(
+        "actions/run.yaml",
+        "name: run\nrunner_type: clush-extra\nentry_point: run.sh\n",
+    )
+    .write("actions/run.sh", "#!/bin/sh\n");
+    repo.commit("an action on the runner the set brings");
+    site.add_pack(PackEntry::new("clush", repo.path()));
+    let output = assert_exit(site.cmd(["check"]), 0);
+    assert!(
+        !output.contains("which StackStorm does not have"),
+        "{output}"
+    );
+
+    repo.write(
+        "actions/run.yaml",
+        "name: run\nrunner_type: no-such-runner\nentry_point: run.sh\n",
+    );
+    repo.commit("an action on a runner StackStorm does not have");
+    let output = assert_exit(site.cmd(["check"]), 1);
+    assert!(
+        output.contains("error: [clush] `")
+            && output.contains("uses the runner `no-such-runner`, which StackStorm does not have"),
         "{output}"
     );
 }
