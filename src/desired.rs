@@ -5,6 +5,7 @@
 //! with its file and position, and a pack with an error is set aside as `unresolved` so that the
 //! plan leaves it alone.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -113,9 +114,10 @@ pub fn resolve(
             }),
             config.agent.state_dir.join(PEP517_SCRATCH),
         );
-    let runners = known_runners(config, st2.as_ref());
     let reader = PackReader {
-        runners,
+        declared_runners: declared_runners(config),
+        st2_runners: OnceCell::new(),
+        st2: st2.as_ref(),
         config,
         base_requirements: &base_requirements,
         python: python.as_ref(),
@@ -292,11 +294,33 @@ struct PackReader<'a> {
     metadata: &'a MetadataCache,
     site_packs: BTreeSet<&'a PackName>,
     work_trees: WorkTrees,
-    /// The runners actions may use, besides StackStorm's own.
-    runners: KnownRunners,
+    /// The runners actions may use besides StackStorm's built-in ones, as the site config
+    /// declares them.
+    declared_runners: KnownRunners,
+    /// Every runner StackStorm's interpreter has, asked once and only when an action names a
+    /// runner neither built in nor declared: the question costs a process start.
+    st2_runners: OnceCell<KnownRunners>,
+    /// StackStorm's interpreter, when the site config names it and it could be probed.
+    st2: Option<&'a PythonIdentity>,
 }
 
 impl PackReader<'_> {
+    /// The declared runners and every runner StackStorm's interpreter has (the list is then
+    /// complete: an unknown runner is an error); the declared ones alone when it cannot say.
+    fn st2_runners(&self) -> &KnownRunners {
+        self.st2_runners.get_or_init(|| {
+            let mut runners = self.declared_runners.clone();
+            if let Some(names) = self.st2.and_then(|st2| {
+                st2.entry_point_names(crate::runners::ENTRY_POINT_GROUP)
+                    .ok()
+            }) {
+                runners.custom.extend(names);
+                runners.complete = true;
+            }
+            runners
+        })
+    }
+
     /// Reads one pack, pushing every problem; `None` when it cannot be planned.
     fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
         // A source that cannot be read is this `[[pack]]`'s problem: its place in the site
@@ -360,8 +384,12 @@ impl PackReader<'_> {
             }
         };
         let exists = |rel: &str| tree.read_file(rel).is_ok_and(|file| file.is_some());
+        let mut found = check_resources(&files, &self.declared_runners, exists);
+        if found.iter().any(|found| !found.certain) {
+            found = check_resources(&files, self.st2_runners(), exists);
+        }
         let mut valid = true;
-        for found in check_resources(&files, &self.runners, exists) {
+        for found in found {
             valid &= !found.certain;
             let severity = if found.certain {
                 Severity::Error
@@ -943,9 +971,9 @@ pub fn content_files(tree: &PackTree<'_>) -> Result<Vec<ContentFile>, crate::sou
     Ok(files)
 }
 
-/// The runners this site's actions may use besides StackStorm's own: the `[[runner]]`s, and
-/// what StackStorm's interpreter has (then the list is complete).
-fn known_runners(config: &SiteConfig, st2: Option<&PythonIdentity>) -> KnownRunners {
+/// The runners this site's actions may use besides StackStorm's built-in ones: the
+/// `[[runner]]`s.
+fn declared_runners(config: &SiteConfig) -> KnownRunners {
     let mut runners = KnownRunners::default();
     runners.custom.extend(
         config
@@ -953,12 +981,6 @@ fn known_runners(config: &SiteConfig, st2: Option<&PythonIdentity>) -> KnownRunn
             .iter()
             .map(|runner| runner.requirement.name.to_string()),
     );
-    if let Some(st2) = st2
-        && let Ok(names) = st2.entry_point_names(crate::runners::ENTRY_POINT_GROUP)
-    {
-        runners.custom.extend(names);
-        runners.complete = true;
-    }
     runners
 }
 
