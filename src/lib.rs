@@ -21,7 +21,11 @@
 //! - [`activate`]: the atomic switch of `current/<pack>` and the links StackStorm reads.
 //! - [`engine`]: StackStorm hooks (`test`, `register`, `unregister`) as configured commands.
 //! - [`lock`]: one run at a time per `state_dir`.
-//! - [`execute`]: plans and carries out a plan, pack by pack (stage, gate, switch, register).
+//! - [`unit`]: the one way a pack or a runner set goes live (stage, gate, switch, register,
+//!   settle; back to what was live when registration fails), each kind a [`unit::Unit`].
+//! - [`runners`]: StackStorm runners as immutable runner sets, a [`unit::Unit`] like a pack.
+//! - [`execute`]: plans and carries out a plan, pack by pack, each pack a [`unit::Unit`].
+//! - [`agent`]: the long-running reconciler: watches, schedules, serves `/metrics`.
 //! - [`fsx`]: crash-safe filesystem steps (atomic writes, link switches, read-only trees).
 //! - [`desired`]: reads config, sources and mirror into the desired state.
 //! - [`plan`]: the pure function `desired x installed -> Plan`.
@@ -51,4 +55,5 @@ pub mod runners;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod unit;
 pub mod yaml;

@@ -34,6 +34,7 @@ use crate::model::{Digest, EnvInputs};
 use crate::python::PythonIdentity;
 use crate::source::{Repo, SourceError};
 use crate::store::{self, Completion};
+use crate::unit::{self, Direction, RollOut, Unit};
 
 /// The file each set keeps its inputs in, read back to know what is active.
 const INPUTS_FILE: &str = "runner-set.json";
@@ -103,7 +104,7 @@ pub enum RunnerError {
         /// Whether the previous set was registered again (there was one, and it worked).
         registered_again: bool,
         #[source]
-        register: Box<EngineError>,
+        register: Box<RunnerError>,
     },
     #[error("Cannot run the runner health check with `{}`", python.display())]
     Check {
@@ -312,62 +313,119 @@ pub fn switch(
     builder: &EnvBuilder,
     inputs: &EnvInputs,
 ) -> Result<(), RunnerError> {
-    let layout = RunnersLayout::new(config);
     let st2_python = config
         .stackstorm
         .st2_python
         .as_deref()
         .expect("the config requires st2_python with runners");
-    let probes = config.agent.state_dir.join(crate::python::PROBE_CACHE);
-    let st2 =
-        PythonIdentity::probe_cached(st2_python, &probes).map_err(|err| RunnerError::Check {
-            python: st2_python.to_path_buf(),
-            source: std::io::Error::other(err.to_string()),
-        })?;
-    let set = layout.set(&inputs.digest());
-    build(builder, &set, inputs, st2_python)?;
-    let names: Vec<String> = config
-        .runners
-        .iter()
-        .map(|runner| runner.requirement.name.to_string())
-        .collect();
-    // Before the switch: a set that fails is never live, not even for an instant.
-    check(st2_python, &set.join("site-packages"), &names)
-        .map_err(|problems| RunnerError::Unhealthy { problems })?;
-    hook(&st2, &layout)?;
-
-    let current = layout.current();
-    let previous = fsx::link_target(&current).map_err(io("read", &current))?;
-    fsx::replace_symlink(&set, &current).map_err(io("switch", &current))?;
-    tracing::info!(set = %set.display(), "runner set switched");
-    if let Some(register) = &config.stackstorm.register_runners
-        && let Err(failed) =
-            engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)
-    {
-        tracing::info!(error = %failed, "registering the runners failed; switching back");
-        let restored = match &previous {
-            Some(previous) => fsx::replace_symlink(previous, &current),
-            None => fsx::remove_if_exists(&current),
-        };
-        restored.map_err(io("switch back", &current))?;
-        // StackStorm registered what it could of the failed set: the previous set again.
-        let registered_again = previous.is_none()
-            || engine::run_for_runners(Hook::RegisterRunners, register, &config.stackstorm)
-                .inspect_err(|again| tracing::info!(error = %again, "registering the previous runner set failed too"))
-                .is_ok();
-        return Err(RunnerError::Reverted {
+    let mut unit = RunnerSet {
+        config,
+        builder,
+        inputs,
+        st2_python,
+        layout: RunnersLayout::new(config),
+    };
+    match unit::roll_out(&mut unit) {
+        RollOut::Live { settled } => settled,
+        RollOut::Failed(err) => Err(err),
+        RollOut::Reverted {
+            previous,
+            register,
+            again,
+        } => Err(RunnerError::Reverted {
             previous: previous.as_ref().and_then(|p| p.file_name()).map_or_else(
                 || "no runner set".to_string(),
                 |name| format!("the runner set `{}`", name.to_string_lossy()),
             ),
-            registered_again,
-            register: Box::new(failed),
-        });
+            registered_again: again
+                .inspect_err(|again| tracing::info!(error = %again, "registering the previous runner set failed too"))
+                .is_ok(),
+            register: Box::new(register),
+        }),
+        RollOut::Stuck { undo, .. } => Err(undo),
     }
-    if let Some(restart) = &config.stackstorm.restart {
-        engine::run_for_runners(Hook::Restart, restart, &config.stackstorm)?;
+}
+
+/// A runner set as a [`Unit`]: its release is a sealed folder under `runners/sets/`, its link
+/// `runners/current` (which StackStorm's `.pth` hook goes through), its gate the health check,
+/// its registration `[stackstorm] register_runners`, and what follows registration
+/// `[stackstorm] restart`.
+struct RunnerSet<'a> {
+    config: &'a SiteConfig,
+    builder: &'a EnvBuilder,
+    inputs: &'a EnvInputs,
+    st2_python: &'a Path,
+    layout: RunnersLayout,
+}
+
+impl Unit for RunnerSet<'_> {
+    /// The set's folder.
+    type Release = PathBuf;
+    type Error = RunnerError;
+
+    fn stage(&mut self) -> Result<PathBuf, RunnerError> {
+        let set = self.layout.set(&self.inputs.digest());
+        build(self.builder, &set, self.inputs, self.st2_python)?;
+        Ok(set)
     }
-    Ok(())
+
+    /// A set that fails is never live, not even for an instant.
+    fn gate(&mut self, set: &PathBuf) -> Result<(), RunnerError> {
+        let names: Vec<String> = self
+            .config
+            .runners
+            .iter()
+            .map(|runner| runner.requirement.name.to_string())
+            .collect();
+        check(self.st2_python, &set.join("site-packages"), &names)
+            .map_err(|problems| RunnerError::Unhealthy { problems })
+    }
+
+    fn live(&mut self) -> Result<Option<PathBuf>, RunnerError> {
+        let current = self.layout.current();
+        fsx::link_target(&current).map_err(io("read", &current))
+    }
+
+    fn switch(&mut self, set: &PathBuf) -> Result<(), RunnerError> {
+        let probes = self.config.agent.state_dir.join(crate::python::PROBE_CACHE);
+        let st2 = PythonIdentity::probe_cached(self.st2_python, &probes).map_err(|err| {
+            RunnerError::Check {
+                python: self.st2_python.to_path_buf(),
+                source: std::io::Error::other(err.to_string()),
+            }
+        })?;
+        hook(&st2, &self.layout)?;
+        let current = self.layout.current();
+        fsx::replace_symlink(set, &current).map_err(io("switch", &current))?;
+        tracing::info!(set = %set.display(), "runner set switched");
+        Ok(())
+    }
+
+    fn unlink(&mut self) -> Result<(), RunnerError> {
+        let current = self.layout.current();
+        fsx::remove_if_exists(&current).map_err(io("switch back", &current))
+    }
+
+    fn register(&mut self) -> Result<(), RunnerError> {
+        let Some(register) = &self.config.stackstorm.register_runners else {
+            return Ok(());
+        };
+        engine::run_for_runners(Hook::RegisterRunners, register, &self.config.stackstorm)
+            .inspect_err(|failed| tracing::info!(error = %failed, "registering the runners failed"))
+            .map_err(RunnerError::from)
+    }
+
+    /// A running action runner keeps the old runner module until it restarts; after going
+    /// back, it never loaded the new one.
+    fn settle(&mut self, _: &PathBuf, direction: Direction) -> Result<(), RunnerError> {
+        match (&self.config.stackstorm.restart, direction) {
+            (Some(restart), Direction::Forward) => {
+                engine::run_for_runners(Hook::Restart, restart, &self.config.stackstorm)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Builds the set at `dir` unless it is there complete: verified, sealed read-only and

@@ -998,17 +998,7 @@ pub fn rollback(
         Some(target.id.clone()),
     );
     report.env = Some(EnvReport::ReleaseReused);
-    let result = if store::find(&context.layout, pack, &target.id).is_some() {
-        context.go_live(pack, &target.id, &mut report)
-    } else {
-        Err(StepError::ReleaseGone {
-            pack: pack.clone(),
-            release: target.id.clone(),
-        })
-    };
-    if let Err(err) = result {
-        report.error = Some(Report::new(&err));
-    }
+    context.reactivate(pack, &target.id, &mut report);
     report.duration_ms = elapsed_ms(started);
     context.record(&report, Some(&target.revision), Some(&target.env_inputs));
     Ok(report)

@@ -22,6 +22,7 @@ use crate::pack::content::Resource;
 use crate::source::Repo;
 use crate::state::{ActiveRelease, Failure, HistoryEntry, Operation, Outcome, ReleaseRecord};
 use crate::store::{self, ReleaseManifest, ReleasePaths};
+use crate::unit::{self, Direction, RollOut, Unit};
 
 /// Why a step failed; the wrapped module error names the path or the command.
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +100,161 @@ pub enum EnvReport {
     ReleaseReused,
 }
 
-/// What the pack was before the switch, to go back to it.
-enum Previous {
-    Release(ReleaseId),
-    /// Not live before; `adoptions` are what the switch moved aside.
-    Nothing,
+/// A pack as a [`Unit`]: its release is a sealed tree under `releases/<pack>/` with its
+/// virtualenv and config, its link `current/<pack>` (and the links StackStorm reads), its
+/// registration `[stackstorm] register`, and what follows registration the purge.
+struct PackUnit<'c, 'r> {
+    context: &'c Context<'c>,
+    pack: &'c PackName,
+    id: &'c ReleaseId,
+    /// What to build the release from; `None`: it is kept on disk already (a rollback).
+    build: Option<(&'c PackConfig, &'c DesiredPack)>,
+    /// The release built by this step, gated before it can go live (one found on disk passed
+    /// its gate when it was built).
+    built: Option<ReleasePaths>,
+    report: &'r mut StepReport,
+}
+
+impl PackUnit<'_, '_> {
+    /// Rolls the release out; the report says how it went.
+    fn go_live(&mut self) {
+        let error = match unit::roll_out(self) {
+            RollOut::Live { settled } => {
+                self.report.outcome = Outcome::Applied;
+                settled.err()
+            }
+            RollOut::Failed(err) => Some(err),
+            RollOut::Reverted {
+                previous,
+                register,
+                again,
+            } => {
+                tracing::info!(pack = %self.pack, release = %self.id, error = %register, "registration failed; switched back");
+                self.report.outcome = Outcome::Reverted;
+                Some(match again {
+                    Ok(()) => StepError::Reverted {
+                        previous: previous.map_or_else(
+                            || "nothing (the pack was not live before)".to_string(),
+                            |previous| format!("release `{previous}`"),
+                        ),
+                        register: Box::new(register),
+                    },
+                    Err(undo) => StepError::RollbackFailed {
+                        register: Box::new(register),
+                        previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
+                        undo: Box::new(undo),
+                    },
+                })
+            }
+            RollOut::Stuck {
+                previous,
+                register,
+                undo,
+            } => {
+                self.report.outcome = Outcome::Reverted;
+                Some(StepError::RollbackFailed {
+                    register: Box::new(register),
+                    previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
+                    undo: Box::new(undo),
+                })
+            }
+        };
+        // The step's failure wins over a purge's, which the report keeps as `unpurged`.
+        if let Some(err) = error {
+            self.report.error = Some(Report::new(&err));
+        }
+    }
+}
+
+impl Unit for PackUnit<'_, '_> {
+    type Release = ReleaseId;
+    type Error = StepError;
+
+    fn stage(&mut self) -> Result<ReleaseId, StepError> {
+        let (context, name, id) = (self.context, self.pack, self.id);
+        let Some((pack, desired)) = self.build else {
+            return match store::find(&context.layout, name, id) {
+                Some(_) => Ok(id.clone()),
+                None => Err(StepError::ReleaseGone {
+                    pack: name.clone(),
+                    release: id.clone(),
+                }),
+            };
+        };
+        if store::find(&context.layout, name, id).is_some() {
+            // Its virtualenv is complete, or (broken by a crash) built again in place.
+            self.report.env = Some(match context.ensure_env(name, desired)? {
+                EnvReport::Reused => EnvReport::ReleaseReused,
+                built => built,
+            });
+            return Ok(id.clone());
+        }
+        let staged = store::stage(&context.layout, name, id)?;
+        if let Err(err) = context.build(pack, desired, &staged, self.report) {
+            if let Err(cleanup) = store::discard(&staged) {
+                tracing::warn!(pack = %name, error = %cleanup, "cannot remove the staged release; the next run removes it");
+            }
+            return Err(err);
+        }
+        let manifest = ReleaseManifest {
+            pack: name.clone(),
+            id: id.clone(),
+            revision: desired.revision.clone(),
+            env_inputs: desired.env_inputs.clone(),
+            built_at: crate::model::now(),
+        };
+        // Sealed first, then gated: what the tests see is what goes live, and nothing they
+        // write can end up in the release.
+        self.built = Some(store::seal(&context.layout, staged, &manifest)?);
+        Ok(id.clone())
+    }
+
+    fn gate(&mut self, id: &ReleaseId) -> Result<(), StepError> {
+        let Some(sealed) = self.built.take() else {
+            return Ok(());
+        };
+        let gated = self.context.gate(self.pack, &sealed);
+        if gated.is_err()
+            && let Err(cleanup) = store::remove_release(&self.context.layout, self.pack, id)
+        {
+            tracing::warn!(pack = %self.pack, error = %cleanup, "cannot remove the release that failed its gate");
+        }
+        gated
+    }
+
+    fn live(&mut self) -> Result<Option<ReleaseId>, StepError> {
+        Ok(activate::active(&self.context.layout, self.pack)?)
+    }
+
+    fn switch(&mut self, id: &ReleaseId) -> Result<(), StepError> {
+        let layout = &self.context.layout;
+        let has_config = layout.release(self.pack, id).config.exists();
+        activate::switch(layout, self.pack, id)?;
+        // What `st2 pack install` had at the links: moved aside the first time only.
+        let adopted = activate::link(layout, self.pack, has_config)?;
+        self.report.adopted.extend(adopted);
+        Ok(())
+    }
+
+    fn unlink(&mut self) -> Result<(), StepError> {
+        // What `st2 pack install` had there goes back; then the pack's links go.
+        activate::restore(&self.report.adopted)?;
+        activate::unlink(&self.context.layout, self.pack)?;
+        Ok(())
+    }
+
+    fn register(&mut self) -> Result<(), StepError> {
+        self.context.register(self.pack)
+    }
+
+    /// Registered first, purged after: nothing that stays is ever missing. A purge that
+    /// fails leaves the release live, and the next run registers and purges again; after going
+    /// back, what the failed registration left in StackStorm (the resources sorted before the
+    /// one that failed) is purged.
+    fn settle(&mut self, live: &ReleaseId, _: Direction) -> Result<(), StepError> {
+        self.context.purge_into(self.pack, live, self.report);
+        Ok(())
+    }
 }
 
 impl Context<'_> {
@@ -124,57 +275,32 @@ impl Context<'_> {
             Some(desired.revision.clone()),
             Some(id.clone()),
         );
-        let result = self
-            .release(pack, desired, &id, &mut report)
-            .and_then(|_| self.go_live(&pack.name, &id, &mut report));
-        if let Err(err) = result {
-            report.error = Some(Report::new(&err));
-        }
+        let mut unit = PackUnit {
+            context: self,
+            pack: &pack.name,
+            id: &id,
+            build: Some((pack, desired)),
+            built: None,
+            report: &mut report,
+        };
+        unit.go_live();
         report.duration_ms = elapsed_ms(started);
         self.record(&report, Some(&desired.revision), Some(&desired.env_inputs));
         report
     }
 
-    /// The sealed release `id`: found on disk, or built, gated and sealed now.
-    fn release(
-        &self,
-        pack: &PackConfig,
-        desired: &DesiredPack,
-        id: &ReleaseId,
-        report: &mut StepReport,
-    ) -> Result<ReleasePaths, StepError> {
-        if let Some(existing) = store::find(&self.layout, &pack.name, id) {
-            // Its virtualenv is complete, or (broken by a crash) built again in place.
-            report.env = Some(match self.ensure_env(&pack.name, desired)? {
-                EnvReport::Reused => EnvReport::ReleaseReused,
-                built => built,
-            });
-            return Ok(existing);
+    /// Makes the kept release `id` of `pack` live again (a rollback), through the same
+    /// switch and registration as a deploy.
+    pub(super) fn reactivate(&self, pack: &PackName, id: &ReleaseId, report: &mut StepReport) {
+        PackUnit {
+            context: self,
+            pack,
+            id,
+            build: None,
+            built: None,
+            report,
         }
-        let staged = store::stage(&self.layout, &pack.name, id)?;
-        if let Err(err) = self.build(pack, desired, &staged, report) {
-            if let Err(cleanup) = store::discard(&staged) {
-                tracing::warn!(pack = %pack.name, error = %cleanup, "cannot remove the staged release; the next run removes it");
-            }
-            return Err(err);
-        }
-        let manifest = ReleaseManifest {
-            pack: pack.name.clone(),
-            id: id.clone(),
-            revision: desired.revision.clone(),
-            env_inputs: desired.env_inputs.clone(),
-            built_at: crate::model::now(),
-        };
-        // Sealed first, then gated: what the tests see is what goes live, and nothing they
-        // write can end up in the release.
-        let sealed = store::seal(&self.layout, staged, &manifest)?;
-        if let Err(err) = self.gate(&pack.name, &sealed) {
-            if let Err(cleanup) = store::remove_release(&self.layout, &pack.name, id) {
-                tracing::warn!(pack = %pack.name, error = %cleanup, "cannot remove the release that failed its gate");
-            }
-            return Err(err);
-        }
-        Ok(sealed)
+        .go_live();
     }
 
     /// Exports the pack tree, makes sure its virtualenv exists, writes the config.
@@ -253,76 +379,6 @@ impl Context<'_> {
                 pack: pack.clone(),
                 paths,
             })
-        }
-    }
-
-    /// Switches `pack` to the sealed release `id` and registers it; when registration fails,
-    /// goes back to what was live before and registers that again.
-    pub(super) fn go_live(
-        &self,
-        pack: &PackName,
-        id: &ReleaseId,
-        report: &mut StepReport,
-    ) -> Result<(), StepError> {
-        let previous = match activate::active(&self.layout, pack)? {
-            Some(previous) => Previous::Release(previous),
-            None => Previous::Nothing,
-        };
-        let has_config = self.layout.release(pack, id).config.exists();
-        activate::switch(&self.layout, pack, id)?;
-        report.adopted = activate::link(&self.layout, pack, has_config)?;
-        let Err(register) = self.register(pack) else {
-            report.outcome = Outcome::Applied;
-            // Registered first, purged after: nothing that stays is ever missing. A purge that
-            // fails leaves the release live, and the next run registers and purges again.
-            self.purge_into(pack, id, report);
-            return Ok(());
-        };
-        tracing::info!(%pack, release = %id, error = %register, "registration failed; switching back");
-        let undo = self.switch_back(pack, &previous, report);
-        report.outcome = Outcome::Reverted;
-        match undo {
-            Ok(()) => Err(StepError::Reverted {
-                previous: match &previous {
-                    Previous::Release(previous) => format!("release `{previous}`"),
-                    Previous::Nothing => "nothing (the pack was not live before)".to_string(),
-                },
-                register: Box::new(register),
-            }),
-            Err(undo) => Err(StepError::RollbackFailed {
-                register: Box::new(register),
-                previous: match &previous {
-                    Previous::Release(previous) => previous.to_string(),
-                    Previous::Nothing => "nothing".to_string(),
-                },
-                undo: Box::new(undo),
-            }),
-        }
-    }
-
-    /// Makes `previous` live again and registered; what the failed registration left in
-    /// StackStorm (the resources sorted before the one that failed) is purged.
-    fn switch_back(
-        &self,
-        pack: &PackName,
-        previous: &Previous,
-        report: &mut StepReport,
-    ) -> Result<(), StepError> {
-        match previous {
-            Previous::Release(previous) => {
-                let has_config = self.layout.release(pack, previous).config.exists();
-                activate::switch(&self.layout, pack, previous)?;
-                activate::link(&self.layout, pack, has_config)?;
-                self.register(pack)?;
-                self.purge_into(pack, previous, report);
-                Ok(())
-            }
-            Previous::Nothing => {
-                // What `st2 pack install` had there goes back; then the pack's links go.
-                activate::restore(&report.adopted)?;
-                activate::unlink(&self.layout, pack)?;
-                Ok(())
-            }
         }
     }
 
