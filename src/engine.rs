@@ -184,6 +184,23 @@ pub fn run_for_runners(
     run_argv(hook, "the runners", None, &template.0, stackstorm).map(drop)
 }
 
+/// `[stackstorm] restart` on a fleet host after a release of `pack` went live, so that no node
+/// keeps the old sensor code.
+pub fn restart_for(
+    pack: &PackName,
+    template: &CommandTemplate,
+    stackstorm: &StackStormConfig,
+) -> Result<(), EngineError> {
+    run_argv(
+        Hook::Restart,
+        &pack_subject(pack),
+        Some(pack),
+        &template.0,
+        stackstorm,
+    )
+    .map(drop)
+}
+
 /// What StackStorm holds for the pack in `values`: `[stackstorm] registered`'s JSON list.
 pub fn registered(
     template: &CommandTemplate,

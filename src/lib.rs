@@ -25,6 +25,8 @@
 //!   settle; back to what was live when registration fails), each kind a [`unit::Unit`].
 //! - [`runners`]: StackStorm runners as immutable runner sets, a [`unit::Unit`] like a pack.
 //! - [`execute`]: plans and carries out a plan, pack by pack, each pack a [`unit::Unit`].
+//! - [`fleet`]: the hosts of one StackStorm site deploying as one, through a rollout document
+//!   and its lease in the MongoDB they share.
 //! - [`agent`]: the long-running reconciler: watches, schedules, serves `/metrics`.
 //! - [`fsx`]: crash-safe filesystem steps (atomic writes, link switches, read-only trees).
 //! - [`desired`]: reads config, sources and mirror into the desired state.
@@ -44,6 +46,7 @@ pub mod diagnostics;
 pub mod engine;
 pub mod env;
 pub mod execute;
+pub mod fleet;
 pub mod fsx;
 pub mod lock;
 pub mod mirror;

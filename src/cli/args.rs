@@ -89,6 +89,10 @@ pub struct StatusArgs {
     /// Also show what the other hosts sharing the MongoDB state store have recorded
     #[arg(long)]
     pub all_hosts: bool,
+    /// Show the fleet of `[fleet]`: per pack, the live release on each host, and the latest
+    /// rollouts with their phase
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 #[derive(Debug, Subcommand)]

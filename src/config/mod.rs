@@ -39,6 +39,26 @@ pub struct SiteConfig {
     pub schedule: ScheduleConfig,
     /// `None`: the agent publishes no events.
     pub messaging: Option<MessagingConfig>,
+    /// `None`: this host deploys alone.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: hosts of one StackStorm site that deploy as one, coordinated through the MongoDB
+/// state store they share.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub name: String,
+    /// Every member, by its `[agent] host` name; the same list on every host.
+    pub hosts: Vec<String>,
+    /// How many hosts must have a release built and gated for it to go live once
+    /// `prepare_timeout` has passed; every host goes as soon as all have. Default: all of them
+    /// (a host that is down holds the change).
+    pub quorum: usize,
+    /// How long the hosts wait for each other to build and gate a release.
+    pub prepare_timeout: Duration,
+    /// How long the lease of the host that registers lasts without being renewed: after it, a
+    /// host that died holding it is replaced.
+    pub lease_ttl: Duration,
 }
 
 /// `[messaging]`: a RabbitMQ topic exchange for the agent's events.

@@ -17,6 +17,7 @@ pub(super) struct RawSiteConfig {
     pub(super) mirror: Option<RawMirror>,
     pub(super) state: Option<Spanned<RawState>>,
     pub(super) messaging: Option<Spanned<RawMessaging>>,
+    pub(super) fleet: Option<Spanned<RawFleet>>,
     #[serde(default)]
     pub(super) watch: RawWatch,
     #[serde(default)]
@@ -125,6 +126,16 @@ pub(super) struct RawSchedule {
 }
 
 /// `[messaging]`: where the agent publishes its events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) name: Spanned<String>,
+    pub(super) hosts: Spanned<Vec<Spanned<String>>>,
+    pub(super) quorum: Option<Spanned<i64>>,
+    pub(super) prepare_timeout: Option<Spanned<String>>,
+    pub(super) lease_ttl: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMessaging {

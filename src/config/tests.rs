@@ -490,3 +490,41 @@ fn the_watch_mode_is_auto_unless_chosen() {
         "{errors:#?}"
     );
 }
+
+#[test]
+fn a_fleet_lists_its_hosts_once_on_the_mongodb_store_with_a_quorum_it_can_reach() {
+    let fleet = |section: &str| {
+        format!("{MINIMAL}\n[state]\nurl = \"mongodb://db1/st2\"\n\n[fleet]\n{section}\n")
+    };
+    let config = parse(
+        Path::new("/etc/packsync/site.toml"),
+        &fleet("name = \"prod\"\nhosts = [\"st2-1.example.org\", \"st2-2\"]"),
+    )
+    .unwrap();
+    let parsed = config.fleet.unwrap();
+    assert_eq!(parsed.hosts, ["st2-1.example.org", "st2-2"]);
+    assert_eq!(parsed.quorum, 2, "every host, unless said");
+    assert_eq!(parsed.prepare_timeout, Duration::from_mins(10));
+    assert_eq!(parsed.lease_ttl, Duration::from_secs(30));
+
+    let found = errors(&fleet(
+        "name = \"prod\"\nhosts = [\"a\", \"a\", \"b c\"]\nquorum = 3\nprepare_timeout = \"never\"",
+    ));
+    assert_eq!(
+        found,
+        [
+            "/etc/packsync/site.toml:32:15: Host `a` is listed twice",
+            "/etc/packsync/site.toml:32:20: `hosts` `b c` is not a host name",
+            "/etc/packsync/site.toml:33:10: `quorum` 3 is more than the 2 hosts of the fleet",
+            "/etc/packsync/site.toml:34:19: `prepare_timeout` `never` is not a positive duration",
+        ]
+    );
+    let found = errors(&format!(
+        "{MINIMAL}\n[fleet]\nname = \"prod\"\nhosts = [\"a\"]\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("`[fleet]` needs the MongoDB state store"),
+        "{found:?}"
+    );
+}

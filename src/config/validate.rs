@@ -10,9 +10,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{
-    AgentConfig, CommandTemplate, ConfigError, ConfigErrors, Cron, Installer, MessagingConfig,
-    MirrorConfig, MongoConfig, PackConfig, RunnerConfig, RunnerSource, ScheduleConfig, SecretUrl,
-    SiteConfig, StackStormConfig, StateConfig, VirtualenvConfig, WatchConfig, WatchMode, raw,
+    AgentConfig, CommandTemplate, ConfigError, ConfigErrors, Cron, FleetConfig, Installer,
+    MessagingConfig, MirrorConfig, MongoConfig, PackConfig, RunnerConfig, RunnerSource,
+    ScheduleConfig, SecretUrl, SiteConfig, StackStormConfig, StateConfig, VirtualenvConfig,
+    WatchConfig, WatchMode, raw,
 };
 use crate::diagnostics::{Diagnose as _, Location};
 use crate::model::{PackName, Prune};
@@ -37,6 +38,8 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
 const DEFAULT_BUILD_RETRY: Duration = Duration::from_mins(5);
 const DEFAULT_BUILD_RETRY_MAX: Duration = Duration::from_hours(6);
+const DEFAULT_PREPARE_TIMEOUT: Duration = Duration::from_mins(10);
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 const DEFAULT_EXCHANGE: &str = "packsync";
 const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// Every 15 minutes, at second 0.
@@ -277,6 +280,7 @@ impl Validator<'_> {
                 .unwrap_or(DEFAULT_RETRY),
         };
         let messaging = raw.messaging.map(|raw| self.messaging(raw));
+        let fleet = raw.fleet.map(|raw| self.fleet(raw, &state));
         SiteConfig {
             path: self.path.to_path_buf(),
             agent,
@@ -288,6 +292,93 @@ impl Validator<'_> {
             watch,
             schedule,
             messaging,
+            fleet,
+        }
+    }
+
+    fn fleet(&mut self, raw: Spanned<raw::RawFleet>, state: &StateConfig) -> FleetConfig {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        if matches!(state, StateConfig::File) {
+            self.error(
+                span.clone(),
+                "`[fleet]` needs the MongoDB state store",
+                Some(
+                    "the hosts of a fleet coordinate through the database they share: add \
+                     `[state]` with the `url` of StackStorm's MongoDB on every host"
+                        .to_string(),
+                ),
+            );
+        }
+        self.name(&raw.name, "name", "st2-prod");
+        let hosts_span = raw.hosts.span();
+        let mut hosts: Vec<String> = Vec::new();
+        for host in raw.hosts.into_inner() {
+            if hosts.contains(host.get_ref()) {
+                self.error(
+                    host.span(),
+                    format!("Host `{}` is listed twice", host.get_ref()),
+                    Some("list each host of the fleet once".to_string()),
+                );
+                continue;
+            }
+            let valid = !host.get_ref().is_empty()
+                && host
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                self.error(
+                    host.span(),
+                    format!("`hosts` `{}` is not a host name", host.get_ref()),
+                    Some(
+                        "name each host as its `[agent] host` (default: its hostname) names \
+                         it: letters, digits, `.`, `_` and `-`"
+                            .to_string(),
+                    ),
+                );
+            }
+            hosts.push(host.into_inner());
+        }
+        if hosts.is_empty() {
+            self.error(
+                hosts_span,
+                "`hosts` lists no host",
+                Some(
+                    "list every StackStorm node by its `[agent] host` name, e.g. \
+                     `hosts = [\"st2-1\", \"st2-2\"]`"
+                        .to_string(),
+                ),
+            );
+        }
+        let quorum = match self.positive(raw.quorum.as_ref(), "quorum") {
+            Some(quorum) if quorum > hosts.len() => {
+                let raw = raw.quorum.as_ref().expect("a quorum was given");
+                self.error(
+                    raw.span(),
+                    format!(
+                        "`quorum` {quorum} is more than the {} hosts of the fleet",
+                        hosts.len()
+                    ),
+                    Some("the quorum counts hosts of `hosts`: at most all of them".to_string()),
+                );
+                hosts.len()
+            }
+            Some(quorum) => quorum,
+            None => hosts.len(),
+        };
+        FleetConfig {
+            name: raw.name.into_inner(),
+            hosts,
+            quorum,
+            prepare_timeout: raw
+                .prepare_timeout
+                .and_then(|raw| self.duration(&raw, "prepare_timeout"))
+                .unwrap_or(DEFAULT_PREPARE_TIMEOUT),
+            lease_ttl: raw
+                .lease_ttl
+                .and_then(|raw| self.duration(&raw, "lease_ttl"))
+                .unwrap_or(DEFAULT_LEASE_TTL),
         }
     }
 

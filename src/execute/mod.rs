@@ -28,6 +28,7 @@ use crate::config::SiteConfig;
 use crate::desired::{self, Resolution, WorkTrees};
 use crate::diagnostics::{Diagnose, Report};
 use crate::env::{EnvBuilder, FailedBuilds};
+use crate::fleet::{Fleet, FleetError};
 use crate::fsx;
 use crate::model::{
     Action, Digest, EngineRepair, EnvInputs, Installed, PackName, Plan, ReleaseId, Revision,
@@ -83,6 +84,8 @@ pub enum ExecuteError {
     },
     #[error(transparent)]
     Runners(#[from] runners::RunnerError),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
 }
 
 impl Diagnose for ExecuteError {
@@ -114,6 +117,7 @@ impl Diagnose for ExecuteError {
             ExecuteError::Store(err) => Some(err),
             ExecuteError::State(err) => Some(err),
             ExecuteError::Runners(err) => Some(err),
+            ExecuteError::Fleet(err) => Some(err),
             _ => None,
         }
     }
@@ -519,6 +523,8 @@ struct Context<'a> {
     records: Mutex<BTreeMap<PackName, PackRecord>>,
     progress: Progress<'a>,
     stop: Option<Arc<AtomicBool>>,
+    /// The fleet this host deploys with, if any: each release goes live on every host together.
+    fleet: Option<Fleet>,
 }
 
 /// Switches the runner set to `to` and records the switch.
@@ -591,6 +597,7 @@ impl<'a> Context<'a> {
             records: Mutex::new(records),
             progress,
             stop: None,
+            fleet: None,
         }
     }
 }
@@ -619,6 +626,8 @@ pub fn apply(
             since: host.at,
         });
     }
+    // Before anything changes: a host that is not a member of its fleet stops here.
+    let fleet = Fleet::open(config, &run.host)?;
     let recovered = match options.mode {
         DryRun::Apply => store::prepare(&layout)?,
         DryRun::Noop => Recovered::default(),
@@ -666,6 +675,7 @@ pub fn apply(
         progress,
     );
     context.stop.clone_from(&options.stop);
+    context.fleet = fleet;
     applied.steps = context.repair(&applied.planned);
     // Runners first: the packs' actions may use them, and registering an action whose runner
     // StackStorm does not know fails.
@@ -741,7 +751,21 @@ impl Context<'_> {
                 .changes
                 .iter()
                 .any(|c| c.pack == drift.pack && !c.action.changes_host());
-            if let Some(live) = drift.live.as_ref().filter(|_| unchanged) {
+            // On a fleet, the release a host switched to before it died was registered for
+            // the whole site by the rollout's lease holder.
+            let registered_by_fleet = |live: &ReleaseId| {
+                self.fleet.as_ref().is_some_and(|fleet| {
+                    fleet
+                        .is_live(&drift.pack, live)
+                        .inspect_err(|err| tracing::warn!(pack = %drift.pack, error = %err, "cannot read the fleet's rollout; registering"))
+                        .unwrap_or(false)
+                })
+            };
+            if let Some(live) = drift
+                .live
+                .as_ref()
+                .filter(|live| unchanged && !registered_by_fleet(live))
+            {
                 match self.register(&drift.pack) {
                     Ok(()) => self.purge_into(&drift.pack, live, &mut step),
                     Err(err) => {

@@ -16,6 +16,7 @@ use crate::config::PackConfig;
 use crate::diagnostics::{Diagnose, Report};
 use crate::engine::{self, Hook, Placeholders};
 use crate::env::EnvOutcome;
+use crate::fleet::{Registration, Rollout};
 use crate::fsx;
 use crate::model::{DesiredPack, PackName, ReleaseId, Revision};
 use crate::pack::content::Resource;
@@ -39,6 +40,8 @@ pub enum StepError {
     Activate(#[from] activate::ActivateError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
     #[error("Release `{release}` of pack `{pack}` is not on disk any more")]
     ReleaseGone { pack: PackName, release: ReleaseId },
     /// The test gate wrote into the release it tested (as root, read-only modes stop nothing).
@@ -78,6 +81,7 @@ impl StepError {
             StepError::Engine(err) => Some(err),
             StepError::Activate(err) => Some(err),
             StepError::State(err) => Some(err),
+            StepError::Fleet(err) => Some(err),
             StepError::Reverted { register, .. } | StepError::RollbackFailed { register, .. } => {
                 Some(register.as_ref())
             }
@@ -115,54 +119,127 @@ struct PackUnit<'c, 'r> {
     report: &'r mut StepReport,
 }
 
-impl PackUnit<'_, '_> {
-    /// Rolls the release out; the report says how it went.
-    fn go_live(&mut self) {
-        let error = match unit::roll_out(self) {
-            RollOut::Live { settled } => {
-                self.report.outcome = Outcome::Applied;
-                settled.err()
-            }
-            RollOut::Failed(err) => Some(err),
-            RollOut::Reverted {
-                previous,
-                register,
-                again,
-            } => {
-                tracing::info!(pack = %self.pack, release = %self.id, error = %register, "registration failed; switched back");
-                self.report.outcome = Outcome::Reverted;
-                Some(match again {
-                    Ok(()) => StepError::Reverted {
-                        previous: previous.map_or_else(
-                            || "nothing (the pack was not live before)".to_string(),
-                            |previous| format!("release `{previous}`"),
-                        ),
-                        register: Box::new(register),
-                    },
-                    Err(undo) => StepError::RollbackFailed {
-                        register: Box::new(register),
-                        previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
-                        undo: Box::new(undo),
-                    },
-                })
-            }
-            RollOut::Stuck {
-                previous,
-                register,
-                undo,
-            } => {
-                self.report.outcome = Outcome::Reverted;
-                Some(StepError::RollbackFailed {
+/// Rolls a release out: how it went, and the step's error.
+fn roll_out_release<U>(mut unit: U) -> (Outcome, Option<StepError>)
+where
+    U: Unit<Release = ReleaseId, Error = StepError>,
+{
+    match unit::roll_out(&mut unit) {
+        RollOut::Live { settled } => (Outcome::Applied, settled.err()),
+        RollOut::Failed(err) => (Outcome::Failed, Some(err)),
+        RollOut::Reverted {
+            previous,
+            register,
+            again,
+        } => {
+            tracing::info!(error = %register, "registration failed; switched back");
+            let error = match again {
+                Ok(()) => StepError::Reverted {
+                    previous: previous.map_or_else(
+                        || "nothing (the pack was not live before)".to_string(),
+                        |previous| format!("release `{previous}`"),
+                    ),
+                    register: Box::new(register),
+                },
+                Err(undo) => StepError::RollbackFailed {
                     register: Box::new(register),
                     previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
                     undo: Box::new(undo),
-                })
-            }
-        };
-        // The step's failure wins over a purge's, which the report keeps as `unpurged`.
-        if let Some(err) = error {
-            self.report.error = Some(Report::new(&err));
+                },
+            };
+            (Outcome::Reverted, Some(error))
         }
+        RollOut::Stuck {
+            previous,
+            register,
+            undo,
+        } => (
+            Outcome::Reverted,
+            Some(StepError::RollbackFailed {
+                register: Box::new(register),
+                previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
+                undo: Box::new(undo),
+            }),
+        ),
+    }
+}
+
+/// A pack on a fleet host: a [`PackUnit`] whose gate waits for the fleet's go, whose
+/// registration (and purge) runs on one host for the whole fleet, and which restarts
+/// StackStorm's services on every host once the release is live.
+struct FleetUnit<'c, 'r, 'f> {
+    pack: PackUnit<'c, 'r>,
+    rollout: Rollout<'f>,
+    /// Registrations asked for so far: the second is going back.
+    registrations: usize,
+}
+
+impl Unit for FleetUnit<'_, '_, '_> {
+    type Release = ReleaseId;
+    type Error = StepError;
+
+    fn stage(&mut self) -> Result<ReleaseId, StepError> {
+        self.pack
+            .stage()
+            .inspect_err(|err| self.rollout.fail(&Report::new(err).one_line()))
+    }
+
+    fn gate(&mut self, release: &ReleaseId) -> Result<(), StepError> {
+        self.pack
+            .gate(release)
+            .inspect_err(|err| self.rollout.fail(&Report::new(err).one_line()))?;
+        (self.pack.context.progress)(self.pack.pack, "waiting for the fleet");
+        self.rollout.prepared_await_go()?;
+        Ok(())
+    }
+
+    fn live(&mut self) -> Result<Option<ReleaseId>, StepError> {
+        self.pack.live()
+    }
+
+    fn switch(&mut self, release: &ReleaseId) -> Result<(), StepError> {
+        self.pack.switch(release)?;
+        self.rollout.switched(release == self.pack.id);
+        Ok(())
+    }
+
+    fn unlink(&mut self) -> Result<(), StepError> {
+        self.pack.unlink()?;
+        self.rollout.switched(false);
+        Ok(())
+    }
+
+    fn register(&mut self) -> Result<(), StepError> {
+        self.registrations += 1;
+        if self.registrations > 1 {
+            // Going back: the host that registered the release registers what was live before.
+            return if self.rollout.registered_here() {
+                self.pack.register()
+            } else {
+                Ok(())
+            };
+        }
+        let pack = &mut self.pack;
+        match self.rollout.registration(|| pack.register())? {
+            Registration::Registered => Ok(()),
+            Registration::FailedHere(err) => Err(err),
+        }
+    }
+
+    /// The purge on the host that registered; `[stackstorm] restart` on every host once the
+    /// release is live.
+    fn settle(&mut self, live: &ReleaseId, direction: Direction) -> Result<(), StepError> {
+        if self.rollout.registered_here() {
+            self.pack.settle(live, direction)?;
+        }
+        let context = self.pack.context;
+        if let (Direction::Forward, Some(restart)) = (direction, &context.config.stackstorm.restart)
+        {
+            (context.progress)(self.pack.pack, "restarting StackStorm's services");
+            engine::restart_for(self.pack.pack, restart, &context.config.stackstorm)?;
+            self.rollout.restarted();
+        }
+        Ok(())
     }
 }
 
@@ -275,7 +352,7 @@ impl Context<'_> {
             Some(desired.revision.clone()),
             Some(id.clone()),
         );
-        let mut unit = PackUnit {
+        let unit = PackUnit {
             context: self,
             pack: &pack.name,
             id: &id,
@@ -283,7 +360,22 @@ impl Context<'_> {
             built: None,
             report: &mut report,
         };
-        unit.go_live();
+        let (outcome, error) = match &self.fleet {
+            None => roll_out_release(unit),
+            Some(fleet) => match fleet.begin(&pack.name, &id) {
+                Ok(rollout) => roll_out_release(FleetUnit {
+                    pack: unit,
+                    rollout,
+                    registrations: 0,
+                }),
+                Err(err) => (Outcome::Failed, Some(StepError::Fleet(err))),
+            },
+        };
+        report.outcome = outcome;
+        // The step's failure wins over a purge's, which the report keeps as `unpurged`.
+        if let Some(err) = error {
+            report.error = Some(Report::new(&err));
+        }
         report.duration_ms = elapsed_ms(started);
         self.record(&report, Some(&desired.revision), Some(&desired.env_inputs));
         report
@@ -292,15 +384,18 @@ impl Context<'_> {
     /// Makes the kept release `id` of `pack` live again (a rollback), through the same
     /// switch and registration as a deploy.
     pub(super) fn reactivate(&self, pack: &PackName, id: &ReleaseId, report: &mut StepReport) {
-        PackUnit {
+        let (outcome, error) = roll_out_release(PackUnit {
             context: self,
             pack,
             id,
             build: None,
             built: None,
             report,
+        });
+        report.outcome = outcome;
+        if let Some(err) = error {
+            report.error = Some(Report::new(&err));
         }
-        .go_live();
     }
 
     /// Exports the pack tree, makes sure its virtualenv exists, writes the config.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use disk::{Drift, Observed, read_installed};
 pub use file::FileStore;
-pub use mongo::{Imported, MongoStore};
+pub use mongo::{Imported, MongoStore, driver_error, open_database};
 pub use record::{
     ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, RegisteredPack,
     ReleaseRecord, RunRecord, RunnerSwitch, installed,

@@ -312,8 +312,10 @@ const OWNED_KEYS: [&str; 8] = [
 
 /// Site config keys the chart refuses in `config` for good: `[[runner]]` installs into
 /// StackStorm's own site-packages and restarts st2actionrunner, which the agent's pod cannot do
-/// to StackStorm's pods (runners belong in the st2 images).
-const REFUSED_KEYS: [&str; 1] = ["runner"];
+/// to StackStorm's pods (runners belong in the st2 images); `[fleet]` coordinates hosts that
+/// each keep their own copy of the packs, while on Kubernetes one agent switches the volumes
+/// every st2 replica mounts.
+const REFUSED_KEYS: [&str; 2] = ["runner", "fleet"];
 
 /// `struct name -> [key]` of the serde structs of `src/config/raw.rs`, `rename`s applied.
 fn raw_config_keys() -> BTreeMap<String, Vec<String>> {

@@ -7,6 +7,7 @@ mod check;
 mod engine;
 mod envs;
 mod events;
+mod fleet;
 mod mirror;
 mod mongodb;
 mod plan;
@@ -117,6 +118,8 @@ fn status_help() {
                                      recorded
           --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
                                      /etc/packsync/packsync.toml]
+          --fleet                    Show the fleet of `[fleet]`: per pack, the live release on each
+                                     host, and the latest rollouts with their phase
           --json                     Print one JSON document on stdout instead of text
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr

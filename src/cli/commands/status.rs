@@ -2,8 +2,10 @@
 //! with `--all-hosts`, what the other hosts sharing the store have recorded.
 //!
 //! `--json` prints `{"host": ..., "packs": [...]}`, plus `"other_hosts": [{"host": ...,
-//! "packs": [...]}]` with `--all-hosts`.
+//! "packs": [...]}]` with `--all-hosts`, and `"fleet": {"name", "hosts", "packs": [{"pack",
+//! "hosts": {host: release}}], "rollouts": [...]}` with `--fleet`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -13,6 +15,7 @@ use crate::cli::{ExitStatus, GlobalArgs, Printer, StatusArgs};
 use crate::execute::{
     self, ActiveStatus, PackState, PackStatus, RecordedStatus, RunnerSetStatus, Status,
 };
+use crate::fleet::{Fleet, RolloutStatus};
 
 #[derive(Serialize)]
 struct StatusReport<'a> {
@@ -24,7 +27,29 @@ struct StatusReport<'a> {
     runners: Option<&'a RunnerSetStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     other_hosts: Option<Vec<HostReport<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetReport>,
 }
+
+/// What `status --fleet` shows.
+#[derive(Serialize)]
+struct FleetReport {
+    name: String,
+    hosts: Vec<String>,
+    packs: Vec<FleetPack>,
+    /// The latest rollouts, newest first.
+    rollouts: Vec<RolloutStatus>,
+}
+
+/// One pack across the fleet: its live release on each host (`None`: not live there).
+#[derive(Serialize)]
+struct FleetPack {
+    pack: String,
+    hosts: BTreeMap<String, Option<String>>,
+}
+
+/// How many rollouts `status --fleet` shows.
+const ROLLOUTS_SHOWN: i64 = 20;
 
 #[derive(Serialize)]
 struct HostReport<'a> {
@@ -50,10 +75,15 @@ pub(crate) fn status(
         packs,
         runners,
     } = execute::status(&config, store.as_ref())?;
-    let others = if args.all_hosts {
+    let others = if args.all_hosts || args.fleet {
         execute::other_hosts(store.as_ref())?
     } else {
         Vec::new()
+    };
+    let fleet = if args.fleet {
+        Some(fleet_report(&config, &packs, &others)?)
+    } else {
+        None
     };
     if global.json {
         printer.json(&StatusReport {
@@ -67,6 +97,7 @@ pub(crate) fn status(
                     .map(|(host, packs)| HostReport { host, packs })
                     .collect()
             }),
+            fleet,
         });
         return Ok(ExitStatus::Success);
     }
@@ -100,8 +131,121 @@ pub(crate) fn status(
             let _ = write!(out, "\n\nHost {host}\n{}", render_recorded(packs));
         }
     }
+    if let Some(fleet) = &fleet {
+        out.push_str(&render_fleet(fleet));
+    }
     printer.data(out);
     Ok(ExitStatus::Success)
+}
+
+/// The fleet of `[fleet]` as this host and the store see it.
+fn fleet_report(
+    config: &crate::config::SiteConfig,
+    packs: &[PackStatus],
+    others: &[(String, Vec<RecordedStatus>)],
+) -> anyhow::Result<FleetReport> {
+    let host = config.host();
+    let Some(fleet) = Fleet::open(config, &host)? else {
+        anyhow::bail!(crate::fleet::FleetError::NotConfigured {
+            config: config.path.clone()
+        });
+    };
+    let fleet_config = config.fleet.as_ref().expect("a fleet was opened");
+    let mut by_pack: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    let names: BTreeSet<String> = packs
+        .iter()
+        .map(|p| p.pack.to_string())
+        .chain(
+            others
+                .iter()
+                .flat_map(|(_, packs)| packs.iter().map(|p| p.pack.to_string())),
+        )
+        .collect();
+    for name in names {
+        let hosts = fleet_config
+            .hosts
+            .iter()
+            .map(|member| {
+                let live = if *member == host {
+                    packs
+                        .iter()
+                        .find(|p| p.pack.as_str() == name)
+                        .and_then(|p| p.active.as_ref())
+                        .map(|a| a.release.to_string())
+                } else {
+                    others
+                        .iter()
+                        .find(|(other, _)| other == member)
+                        .and_then(|(_, packs)| packs.iter().find(|p| p.pack.as_str() == name))
+                        .and_then(|p| p.active.as_ref())
+                        .map(|a| a.release.to_string())
+                };
+                (member.clone(), live)
+            })
+            .collect();
+        by_pack.insert(name, hosts);
+    }
+    Ok(FleetReport {
+        name: fleet_config.name.clone(),
+        hosts: fleet_config.hosts.clone(),
+        packs: by_pack
+            .into_iter()
+            .map(|(pack, hosts)| FleetPack { pack, hosts })
+            .collect(),
+        rollouts: fleet.rollouts(ROLLOUTS_SHOWN)?,
+    })
+}
+
+/// `Fleet st2-prod`: a table of each pack's live release per host, then the rollouts.
+fn render_fleet(fleet: &FleetReport) -> String {
+    let mut out = format!("\n\nFleet {} ({} hosts)", fleet.name, fleet.hosts.len());
+    let mut rows = vec![
+        std::iter::once("PACK".to_string())
+            .chain(fleet.hosts.iter().cloned())
+            .collect::<Vec<_>>(),
+    ];
+    for pack in &fleet.packs {
+        rows.push(
+            std::iter::once(pack.pack.clone())
+                .chain(fleet.hosts.iter().map(|host| {
+                    pack.hosts
+                        .get(host)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| "-".to_string())
+                }))
+                .collect(),
+        );
+    }
+    out.push('\n');
+    out.push_str(&grid(&rows));
+    if !fleet.rollouts.is_empty() {
+        out.push_str("\nRollouts (newest first)");
+    }
+    for rollout in &fleet.rollouts {
+        let _ = write!(
+            out,
+            "\n  {} {}: {} (attempt {}), prepared {}/{}, switched {}/{}",
+            rollout.pack,
+            rollout.release,
+            json_word(rollout.phase),
+            rollout.attempt,
+            rollout.prepared.len(),
+            fleet.hosts.len(),
+            rollout.switched.len(),
+            rollout.participants.len(),
+        );
+        if let Some(by) = &rollout.registered_by {
+            let _ = write!(out, ", registered by {by}");
+        }
+        if let Some(window) = rollout.window_ms {
+            let _ = write!(out, ", mixed versions {window} ms");
+        }
+        if let Some(reason) = &rollout.reason {
+            let _ = write!(out, "\n    {reason}");
+        }
+    }
+    out
 }
 
 /// `Runners: ok, set 3f2a9c1d4e5f (clush-runner 1.2.0)`, and what is pending or failed.
@@ -138,24 +282,32 @@ fn active_cell(active: Option<&ActiveStatus>) -> String {
 
 /// The rows under a header, each column as wide as its widest cell.
 fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
-    let header = header.map(String::from);
-    let widths: Vec<usize> = (0..N)
+    let lines: Vec<Vec<String>> = std::iter::once(header.map(String::from).to_vec())
+        .chain(rows.iter().map(|row| row.to_vec()))
+        .collect();
+    grid(&lines)
+}
+
+/// Lines of cells, each column as wide as its widest cell.
+fn grid(lines: &[Vec<String>]) -> String {
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
         .map(|i| {
-            std::iter::once(&header)
-                .chain(rows)
-                .map(|r| r[i].len())
+            lines
+                .iter()
+                .filter_map(|line| line.get(i).map(String::len))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let line: Vec<String> = row
+    for line in lines {
+        let cells: Vec<String> = line
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
 }

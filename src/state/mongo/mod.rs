@@ -84,21 +84,33 @@ pub struct Imported {
     pub runner_switches: usize,
 }
 
+/// A client of the server of `config` and its database. Nothing is sent yet: the first
+/// operation connects, and fails after `config.timeout` when no server answers.
+pub fn open_database(config: &MongoConfig) -> Result<(Client, Database), StateError> {
+    let url = &config.url;
+    let mut options = ClientOptions::parse(url.expose())
+        .run()
+        .map_err(|err| classify(url, "read its URL", &err))?;
+    options.app_name = Some(format!("packsync {}", env!("CARGO_PKG_VERSION")));
+    options.server_selection_timeout = Some(config.timeout);
+    options.connect_timeout = Some(config.timeout);
+    let client = Client::with_options(options).map_err(|err| classify(url, "connect", &err))?;
+    let database = client.database(&config.database);
+    Ok((client, database))
+}
+
+/// Turns a driver error of the server at `url` into a [`StateError`], as the store does.
+pub fn driver_error(url: &SecretUrl, operation: &'static str, err: &DriverError) -> StateError {
+    classify(url, operation, err)
+}
+
 impl MongoStore {
     /// A client for `config`, for `host`, whose releases are laid out as `layout` says.
     /// Nothing is sent yet: the first operation connects, and fails after `config.timeout`
     /// when no server answers.
     pub fn connect(config: &MongoConfig, host: &str, layout: Layout) -> Result<Self, StateError> {
         let url = config.url.clone();
-        let mut options = ClientOptions::parse(url.expose())
-            .run()
-            .map_err(|err| classify(&url, "read its URL", &err))?;
-        options.app_name = Some(format!("packsync {}", env!("CARGO_PKG_VERSION")));
-        options.server_selection_timeout = Some(config.timeout);
-        options.connect_timeout = Some(config.timeout);
-        let client =
-            Client::with_options(options).map_err(|err| classify(&url, "connect", &err))?;
-        let database = client.database(&config.database);
+        let (client, database) = open_database(config)?;
         let collection = |name: &str| {
             database.collection::<Document>(&format!("{}{name}", config.collection_prefix))
         };
