@@ -29,6 +29,7 @@ pub enum Hook {
     Purge,
     RegisterRunners,
     Restart,
+    Health,
 }
 
 impl fmt::Display for Hook {
@@ -41,6 +42,7 @@ impl fmt::Display for Hook {
             Hook::Purge => "purge",
             Hook::RegisterRunners => "register_runners",
             Hook::Restart => "restart",
+            Hook::Health => "health",
         })
     }
 }
@@ -440,6 +442,7 @@ mod tests {
             st2_python: None,
             register_runners: None,
             restart: None,
+            health: None,
             command_timeout: timeout,
             registered: None,
             purge: None,

@@ -27,7 +27,7 @@
 //! (NTP), as leases anywhere assume.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mongodb::bson::{self, DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
@@ -137,6 +137,9 @@ pub enum Phase {
     Live,
     Aborted,
     Reverted,
+    /// Live on the waves that switched, stopped before the next: a host of the last wave
+    /// found it unhealthy (or not healthy in time).
+    Halted,
 }
 
 impl Phase {
@@ -148,6 +151,7 @@ impl Phase {
             Phase::Live => "live",
             Phase::Aborted => "aborted",
             Phase::Reverted => "reverted",
+            Phase::Halted => "halted",
         }
     }
 
@@ -159,6 +163,7 @@ impl Phase {
             "live" => Phase::Live,
             "aborted" => Phase::Aborted,
             "reverted" => Phase::Reverted,
+            "halted" => Phase::Halted,
             _ => return None,
         })
     }
@@ -179,6 +184,10 @@ pub struct RolloutStatus {
     pub participants: Vec<String>,
     pub switched: BTreeMap<String, jiff::Timestamp>,
     pub restarted: BTreeMap<String, jiff::Timestamp>,
+    /// Host -> when it found the live release healthy (`[stackstorm] health`).
+    pub healthy: BTreeMap<String, jiff::Timestamp>,
+    /// The wave switching now (0 first).
+    pub wave: i64,
     pub registered_by: Option<String>,
     pub reason: Option<String>,
     /// From the first host's switch to the last's: how long two releases of the pack served
@@ -306,7 +315,7 @@ impl Fleet {
         let id = format!("{}/{pack}/{release}", self.config.name);
         Ok(self
             .read(&id)?
-            .is_some_and(|document| phase_of(&document) == Phase::Live))
+            .is_some_and(|document| matches!(phase_of(&document), Phase::Live | Phase::Halted)))
     }
 
     fn read(&self, id: &str) -> Result<Option<Document>, FleetError> {
@@ -334,6 +343,9 @@ fn fresh(fleet: &str, id: &str, pack: &PackName, release: &ReleaseId, attempt: i
         "participants": [],
         "switched": {},
         "restarted": {},
+        "healthy": {},
+        "unhealthy": {},
+        "wave": 0_i64,
         "lease": {},
         "registered_by": bson::Bson::Null,
         "reason": bson::Bson::Null,
@@ -428,6 +440,8 @@ fn status_of(document: &Document) -> RolloutStatus {
         participants: strings(document, "participants"),
         switched: stamped("switched"),
         restarted: stamped("restarted"),
+        healthy: stamped("healthy"),
+        wave: document.get_i64("wave").unwrap_or(0),
         registered_by: text("registered_by"),
         reason: text("reason"),
         window_ms: document.get_i64("window_ms").ok(),
@@ -547,24 +561,36 @@ impl Rollout<'_> {
             "record this host as prepared",
         )?;
         let config = &self.fleet.config;
+        let deadline =
+            Instant::now() + config.prepare_timeout + self.fleet.command_timeout + config.lease_ttl;
         loop {
-            let document = self.read()?;
+            let Some(document) = self.ride_out(self.read(), deadline)? else {
+                std::thread::sleep(POLL);
+                continue;
+            };
             let phase = phase_of(&document);
             match phase {
-                Phase::Aborted | Phase::Reverted => {
+                Phase::Aborted | Phase::Reverted | Phase::Halted => {
                     let reason = document.get_str("reason").unwrap_or("no reason recorded");
                     return Err(self.aborted(reason.to_string()));
                 }
-                Phase::Live => {
-                    self.catching_up = true;
-                    return Ok(());
-                }
-                Phase::Go | Phase::Registering => {
-                    if strings(&document, "participants").contains(&self.fleet.host) {
+                Phase::Go | Phase::Registering | Phase::Live => {
+                    let current = wave_index(&document);
+                    let participant = strings(&document, "participants").contains(&self.fleet.host);
+                    // A host left out at the timeout (or back after the go) switches once the
+                    // release is live on every wave.
+                    self.catching_up |= !participant;
+                    let my_turn = if participant {
+                        config.wave_of(&self.fleet.host).unwrap_or(0) <= current
+                    } else {
+                        phase == Phase::Live && current + 1 >= config.waves.len()
+                    };
+                    if my_turn {
                         return Ok(());
                     }
-                    // Left out at the timeout: switches once it is live.
-                    self.catching_up = true;
+                    if phase == Phase::Live {
+                        self.ride_out(self.advance_wave(&document, current), deadline)?;
+                    }
                 }
                 Phase::Prepare => {
                     let prepared: Vec<String> = times(&document, "prepared")
@@ -579,8 +605,10 @@ impl Rollout<'_> {
                     if prepared.len() == config.hosts.len()
                         || timed_out && prepared.len() >= config.quorum
                     {
-                        self.give_go(&prepared)?;
-                        continue;
+                        let given = self.give_go(&prepared);
+                        if self.ride_out(given, deadline)?.is_some() {
+                            continue;
+                        }
                     }
                     if timed_out {
                         let missing: Vec<&str> = config
@@ -600,12 +628,14 @@ impl Rollout<'_> {
                         );
                         let mut filter = self.this_attempt();
                         filter.insert("phase", Phase::Prepare.as_str());
-                        self.set(
+                        let held = self.set(
                             filter,
                             doc! { "phase": Phase::Aborted.as_str(), "reason": reason },
                             "hold a rollout",
-                        )?;
-                        continue;
+                        );
+                        if self.ride_out(held, deadline)?.is_some() {
+                            continue;
+                        }
                     }
                 }
             }
@@ -613,12 +643,11 @@ impl Rollout<'_> {
         }
     }
 
-    /// Takes the lease and gives the go to the hosts `prepared`, unless another host did first.
+    /// Gives the go to the hosts `prepared`, unless another host did first.
     fn give_go(&mut self, prepared: &[String]) -> Result<(), FleetError> {
         let mut filter = self.this_attempt();
         filter.insert("phase", Phase::Prepare.as_str());
         let at = now();
-        let expires = DateTime::from_millis(at.timestamp_millis() + ttl_millis(&self.fleet.config));
         let updated = self
             .fleet
             .rollouts
@@ -630,21 +659,16 @@ impl Rollout<'_> {
                         "participants": prepared,
                         "go_at": at,
                         "go_by": &self.fleet.host,
-                        "lease.holder": &self.fleet.host,
-                        "lease.expires_at": expires,
+                        "wave": 0_i64,
+                        "wave_at": at,
                         "updated_at": at,
                     },
-                    "$inc": { "lease.token": 1_i64 },
                 },
             )
             .return_document(ReturnDocument::After)
             .run()
             .map_err(self.fleet.error("give the go"))?;
-        if let Some(document) = updated {
-            self.token = document
-                .get_document("lease")
-                .ok()
-                .and_then(|lease| lease.get_i64("token").ok());
+        if updated.is_some() {
             tracing::info!(pack = %self.pack, release = %self.release, hosts = %prepared.join(","), "gave the go");
         }
         Ok(())
@@ -672,19 +696,21 @@ impl Rollout<'_> {
         // A registration that runs renews its lease, and one whose host died is taken over
         // after `lease_ttl`: beyond this, something else is wrong, and waiting longer helps
         // nobody.
-        let deadline = std::time::Instant::now()
-            + self.fleet.command_timeout
-            + 3 * self.fleet.config.lease_ttl;
+        let deadline =
+            Instant::now() + self.fleet.command_timeout + 3 * self.fleet.config.lease_ttl;
         loop {
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(self.aborted(
                     "no host registered the release within `[stackstorm] command_timeout` and \
                      `[fleet] lease_ttl`",
                 ));
             }
-            let document = self.read()?;
+            let Some(document) = self.ride_out(self.read(), deadline)? else {
+                std::thread::sleep(POLL);
+                continue;
+            };
             match phase_of(&document) {
-                Phase::Live => return Ok(Registration::Registered),
+                Phase::Live | Phase::Halted => return Ok(Registration::Registered),
                 Phase::Reverted => {
                     return Err(FleetError::RegistrationFailed {
                         pack: self.pack.clone(),
@@ -700,11 +726,26 @@ impl Rollout<'_> {
                 Phase::Prepare => {}
                 Phase::Go | Phase::Registering if self.catching_up => {}
                 Phase::Go | Phase::Registering => {
-                    if self.hold_lease(&document)? {
-                        let participants = strings(&document, "participants");
+                    // The lease goes to a host of the first wave that switches: registration
+                    // reads its packs.
+                    let participants = strings(&document, "participants");
+                    let first_wave = participants
+                        .iter()
+                        .filter_map(|host| self.fleet.config.wave_of(host))
+                        .min();
+                    let eligible = self.fleet.config.wave_of(&self.fleet.host) == first_wave;
+                    let holds = eligible && {
+                        let held = self.hold_lease(&document);
+                        self.ride_out(held, deadline)? == Some(true)
+                    };
+                    if holds {
                         let switched = times(&document, "switched");
                         let go_at = document.get_datetime("go_at").ok().copied();
-                        let all_switched = participants.iter().all(|h| switched.contains_key(h));
+                        // The first wave's hosts: the later ones switch after the registration.
+                        let all_switched = participants
+                            .iter()
+                            .filter(|host| self.fleet.config.wave_of(host) == first_wave)
+                            .all(|host| switched.contains_key(host));
                         let waited_long =
                             go_at.is_none_or(|go| elapsed(go) >= self.fleet.config.lease_ttl);
                         if all_switched || waited_long {
@@ -715,6 +756,25 @@ impl Rollout<'_> {
                 }
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// `result`, with a database that cannot be reached before `deadline` (restarting, failing
+    /// over) taken as no answer yet: the caller looks again.
+    fn ride_out<T>(
+        &self,
+        result: Result<T, FleetError>,
+        deadline: Instant,
+    ) -> Result<Option<T>, FleetError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(FleetError::State(StateError::Unreachable { message, .. }))
+                if Instant::now() < deadline =>
+            {
+                tracing::warn!(pack = %self.pack, %message, "the state store is unreachable; the rollout waits for it");
+                Ok(None)
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -830,6 +890,76 @@ impl Rollout<'_> {
         }
     }
 
+    /// Starts the next wave once every participant of wave `current` found the release healthy;
+    /// halts the rollout when one found it unhealthy, or none said in time.
+    fn advance_wave(&self, document: &Document, current: usize) -> Result<(), FleetError> {
+        let config = &self.fleet.config;
+        let participants = strings(document, "participants");
+        let members: Vec<&String> = config
+            .waves
+            .get(current)
+            .into_iter()
+            .flatten()
+            .filter(|host| participants.contains(host))
+            .collect();
+        let healthy = times(document, "healthy");
+        let unhealthy = document.get_document("unhealthy").ok().and_then(|map| {
+            map.iter()
+                .find_map(|(field, why)| Some((host_of(field), why.as_str()?.to_string())))
+        });
+        let since = document.get_datetime("wave_at").ok().copied();
+        let late = since.is_some_and(|since| {
+            elapsed(since) > config.prepare_timeout + self.fleet.command_timeout
+        });
+        let mut filter = self.this_attempt();
+        filter.insert("wave", i64::try_from(current).unwrap_or(i64::MAX));
+        filter.insert("phase", Phase::Live.as_str());
+        let halt = |reason: String| {
+            tracing::info!(pack = %self.pack, %reason, "the rollout halts");
+            self.set(
+                filter.clone(),
+                doc! { "phase": Phase::Halted.as_str(), "reason": reason },
+                "halt a rollout",
+            )
+        };
+        if let Some((host, why)) = unhealthy {
+            halt(format!(
+                "halted after wave {}: `{host}` found the release unhealthy: {why}",
+                current + 1
+            ))?;
+        } else if members.iter().all(|host| healthy.contains_key(*host)) {
+            self.set(
+                filter,
+                doc! { "wave": i64::try_from(current + 1).unwrap_or(i64::MAX), "wave_at": now() },
+                "start the next wave",
+            )?;
+        } else if late {
+            let missing: Vec<&str> = members
+                .iter()
+                .filter(|host| !healthy.contains_key(**host))
+                .map(|host| host.as_str())
+                .collect();
+            halt(format!(
+                "halted after wave {}: no health report from {}",
+                current + 1,
+                missing.join(", ")
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// What this host's `[stackstorm] health` found of the live release (`Ok` without one):
+    /// the next wave waits for it.
+    pub fn health(&self, found: Result<(), String>) {
+        let fields = match found {
+            Ok(()) => doc! { self.host_key("healthy"): now() },
+            Err(why) => doc! { self.host_key("unhealthy"): why },
+        };
+        if let Err(err) = self.set(self.this_attempt(), fields, "record a health check") {
+            tracing::warn!(pack = %self.pack, error = %err, "cannot tell the fleet what the health check found");
+        }
+    }
+
     /// This host ran its `restart` after the release went live.
     pub fn restarted(&self) {
         if let Err(err) = self.set(
@@ -840,6 +970,15 @@ impl Rollout<'_> {
             tracing::warn!(pack = %self.pack, error = %err, "cannot tell the fleet this host restarted");
         }
     }
+}
+
+/// The wave of a rollout switching now.
+fn wave_index(document: &Document) -> usize {
+    document
+        .get_i64("wave")
+        .ok()
+        .and_then(|wave| usize::try_from(wave).ok())
+        .unwrap_or(0)
 }
 
 fn ttl_millis(config: &FleetConfig) -> i64 {

@@ -50,6 +50,9 @@ pub struct FleetConfig {
     pub name: String,
     /// Every member, by its `[agent] host` name; the same list on every host.
     pub hosts: Vec<String>,
+    /// The hosts in the order their waves switch (a canary first, say); hosts no wave names
+    /// are the last wave. Default: one wave of every host.
+    pub waves: Vec<Vec<String>>,
     /// How many hosts must have a release built and gated for it to go live once
     /// `prepare_timeout` has passed; every host goes as soon as all have. Default: all of them
     /// (a host that is down holds the change).
@@ -104,6 +107,15 @@ pub struct ScheduleConfig {
     pub splay: Duration,
     /// The first wait before failed packs are tried again; it doubles up to the cron period.
     pub retry: Duration,
+}
+
+impl FleetConfig {
+    /// The wave `host` switches in (0 first), if it is a member.
+    pub fn wave_of(&self, host: &str) -> Option<usize> {
+        self.waves
+            .iter()
+            .position(|wave| wave.iter().any(|member| member == host))
+    }
 }
 
 impl SiteConfig {
@@ -172,8 +184,12 @@ pub struct StackStormConfig {
     /// Registers runners after the runner set changed (`st2-register-content
     /// --register-runners`).
     pub register_runners: Option<CommandTemplate>,
-    /// Restarts what loads runners (`st2ctl restart-component st2actionrunner`).
+    /// Restarts what loads runners (`st2ctl restart-component st2actionrunner`); on a fleet
+    /// host, also what loads pack code once a release is live (`st2sensorcontainer`).
     pub restart: Option<CommandTemplate>,
+    /// On a fleet host, checks that a release that went live works here (after `restart`); the
+    /// next wave of the fleet waits for it.
+    pub health: Option<CommandTemplate>,
     /// How long any of these commands may run before it is killed and its step fails: a hung
     /// registration must not stop every later deployment.
     pub command_timeout: Duration,

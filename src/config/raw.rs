@@ -57,6 +57,7 @@ pub(super) struct RawStackStorm {
     pub(super) st2_python: Option<Spanned<String>>,
     pub(super) register_runners: Option<Spanned<Vec<String>>>,
     pub(super) restart: Option<Spanned<Vec<String>>>,
+    pub(super) health: Option<Spanned<Vec<String>>>,
     pub(super) command_timeout: Option<Spanned<String>>,
     pub(super) registered: Option<Spanned<Vec<String>>>,
     pub(super) purge: Option<Spanned<Vec<String>>>,
@@ -134,6 +135,7 @@ pub(super) struct RawFleet {
     pub(super) quorum: Option<Spanned<i64>>,
     pub(super) prepare_timeout: Option<Spanned<String>>,
     pub(super) lease_ttl: Option<Spanned<String>>,
+    pub(super) waves: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
 }
 
 #[derive(Debug, Deserialize)]

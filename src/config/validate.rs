@@ -183,6 +183,7 @@ impl Validator<'_> {
                 NO_PLACEHOLDERS,
             ),
             restart: self.command(raw.stackstorm.restart, "restart", NO_PLACEHOLDERS),
+            health: self.command(raw.stackstorm.health, "health", PLACEHOLDERS),
             command_timeout: raw
                 .stackstorm
                 .command_timeout
@@ -311,9 +312,46 @@ impl Validator<'_> {
             );
         }
         self.name(&raw.name, "name", "st2-prod");
-        let hosts_span = raw.hosts.span();
+        let hosts = self.fleet_hosts(raw.hosts);
+        let quorum = match self.positive(raw.quorum.as_ref(), "quorum") {
+            Some(quorum) if quorum > hosts.len() => {
+                let raw = raw.quorum.as_ref().expect("a quorum was given");
+                self.error(
+                    raw.span(),
+                    format!(
+                        "`quorum` {quorum} is more than the {} hosts of the fleet",
+                        hosts.len()
+                    ),
+                    Some("the quorum counts hosts of `hosts`: at most all of them".to_string()),
+                );
+                hosts.len()
+            }
+            Some(quorum) => quorum,
+            None => hosts.len(),
+        };
+        let waves = self.fleet_waves(raw.waves, &hosts);
+        FleetConfig {
+            name: raw.name.into_inner(),
+            hosts,
+            waves,
+            quorum,
+            prepare_timeout: raw
+                .prepare_timeout
+                .and_then(|raw| self.duration(&raw, "prepare_timeout"))
+                .unwrap_or(DEFAULT_PREPARE_TIMEOUT),
+            lease_ttl: raw
+                .lease_ttl
+                .and_then(|raw| self.duration(&raw, "lease_ttl"))
+                .unwrap_or(DEFAULT_LEASE_TTL),
+        }
+    }
+
+    /// `[fleet] hosts`: each once, each a host name.
+    fn fleet_hosts(&mut self, raw: Spanned<Vec<Spanned<String>>>) -> Vec<String> {
+        let raw_hosts = raw;
+        let hosts_span = raw_hosts.span();
         let mut hosts: Vec<String> = Vec::new();
-        for host in raw.hosts.into_inner() {
+        for host in raw_hosts.into_inner() {
             if hosts.contains(host.get_ref()) {
                 self.error(
                     host.span(),
@@ -351,35 +389,58 @@ impl Validator<'_> {
                 ),
             );
         }
-        let quorum = match self.positive(raw.quorum.as_ref(), "quorum") {
-            Some(quorum) if quorum > hosts.len() => {
-                let raw = raw.quorum.as_ref().expect("a quorum was given");
-                self.error(
-                    raw.span(),
-                    format!(
-                        "`quorum` {quorum} is more than the {} hosts of the fleet",
-                        hosts.len()
-                    ),
-                    Some("the quorum counts hosts of `hosts`: at most all of them".to_string()),
-                );
-                hosts.len()
+        hosts
+    }
+
+    /// `[fleet] waves`: hosts of `hosts`, each in one wave; the hosts no wave names are the last.
+    fn fleet_waves(
+        &mut self,
+        raw: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
+        hosts: &[String],
+    ) -> Vec<Vec<String>> {
+        let mut waves: Vec<Vec<String>> = Vec::new();
+        if let Some(raw_waves) = raw {
+            for wave in raw_waves.into_inner() {
+                let mut members = Vec::new();
+                for host in wave {
+                    if !hosts.contains(host.get_ref()) {
+                        self.error(
+                            host.span(),
+                            format!(
+                                "`waves` names `{}`, which `hosts` does not list",
+                                host.get_ref()
+                            ),
+                            Some("a wave lists hosts of `hosts`".to_string()),
+                        );
+                    } else if waves
+                        .iter()
+                        .flatten()
+                        .chain(&members)
+                        .any(|h| h == host.get_ref())
+                    {
+                        self.error(
+                            host.span(),
+                            format!("`waves` names `{}` twice", host.get_ref()),
+                            Some("each host switches in one wave".to_string()),
+                        );
+                    } else {
+                        members.push(host.into_inner());
+                    }
+                }
+                if !members.is_empty() {
+                    waves.push(members);
+                }
             }
-            Some(quorum) => quorum,
-            None => hosts.len(),
-        };
-        FleetConfig {
-            name: raw.name.into_inner(),
-            hosts,
-            quorum,
-            prepare_timeout: raw
-                .prepare_timeout
-                .and_then(|raw| self.duration(&raw, "prepare_timeout"))
-                .unwrap_or(DEFAULT_PREPARE_TIMEOUT),
-            lease_ttl: raw
-                .lease_ttl
-                .and_then(|raw| self.duration(&raw, "lease_ttl"))
-                .unwrap_or(DEFAULT_LEASE_TTL),
         }
+        let rest: Vec<String> = hosts
+            .iter()
+            .filter(|host| !waves.iter().flatten().any(|h| h == *host))
+            .cloned()
+            .collect();
+        if !rest.is_empty() {
+            waves.push(rest);
+        }
+        waves
     }
 
     fn messaging(&mut self, raw: Spanned<raw::RawMessaging>) -> MessagingConfig {

@@ -418,7 +418,7 @@ impl Applied {
     pub fn failures(&self) -> usize {
         self.steps
             .iter()
-            .filter(|step| step.outcome != Outcome::Applied || step.unpurged)
+            .filter(|step| step.outcome != Outcome::Applied || step.error.is_some())
             .count()
             + self
                 .runners

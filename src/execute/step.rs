@@ -226,8 +226,8 @@ impl Unit for FleetUnit<'_, '_, '_> {
         }
     }
 
-    /// The purge on the host that registered; `[stackstorm] restart` on every host once the
-    /// release is live.
+    /// The purge on the host that registered; `[stackstorm] restart`, then `health`, on every
+    /// host once the release is live.
     fn settle(&mut self, live: &ReleaseId, direction: Direction) -> Result<(), StepError> {
         if self.rollout.registered_here() {
             self.pack.settle(live, direction)?;
@@ -239,7 +239,29 @@ impl Unit for FleetUnit<'_, '_, '_> {
             engine::restart_for(self.pack.pack, restart, &context.config.stackstorm)?;
             self.rollout.restarted();
         }
-        Ok(())
+        if direction == Direction::Back {
+            return Ok(());
+        }
+        // The next wave waits for this host's word on the release.
+        let health = match &context.config.stackstorm.health {
+            Some(health) => {
+                (context.progress)(self.pack.pack, "checking its health");
+                engine::run(
+                    Hook::Health,
+                    health,
+                    &context.live_placeholders(self.pack.pack),
+                    &context.config.stackstorm,
+                )
+            }
+            None => Ok(()),
+        };
+        self.rollout.health(
+            health
+                .as_ref()
+                .map_err(|err| Report::new(err).one_line())
+                .copied(),
+        );
+        Ok(health?)
     }
 }
 
@@ -600,19 +622,15 @@ impl Context<'_> {
         record.unpurged = report.unpurged;
         match report.outcome {
             Outcome::Applied => {
-                // Live and registered; when the purge is what failed, that is the failure, and
-                // the next run retries it.
-                record.last_failure =
-                    report
-                        .error
-                        .as_ref()
-                        .filter(|_| report.unpurged)
-                        .map(|error| Failure {
-                            at: now,
-                            operation: report.operation,
-                            revision: target.cloned(),
-                            error: error.one_line(),
-                        });
+                // Live and registered; when what follows (the purge, on a fleet the restart or
+                // the health check) failed, that is the failure, and the next run retries a
+                // purge.
+                record.last_failure = report.error.as_ref().map(|error| Failure {
+                    at: now,
+                    operation: report.operation,
+                    revision: target.cloned(),
+                    error: error.one_line(),
+                });
                 match (&report.release, target, env_inputs) {
                     (Some(id), Some(revision), Some(env_inputs)) => {
                         if record.release(id).is_none() {

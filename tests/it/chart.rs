@@ -314,8 +314,8 @@ const OWNED_KEYS: [&str; 8] = [
 /// StackStorm's own site-packages and restarts st2actionrunner, which the agent's pod cannot do
 /// to StackStorm's pods (runners belong in the st2 images); `[fleet]` coordinates hosts that
 /// each keep their own copy of the packs, while on Kubernetes one agent switches the volumes
-/// every st2 replica mounts.
-const REFUSED_KEYS: [&str; 2] = ["runner", "fleet"];
+/// every st2 replica mounts (and `health` is what a fleet's waves wait for).
+const REFUSED_KEYS: [&str; 3] = ["runner", "fleet", "stackstorm.health"];
 
 /// `struct name -> [key]` of the serde structs of `src/config/raw.rs`, `rename`s applied.
 fn raw_config_keys() -> BTreeMap<String, Vec<String>> {

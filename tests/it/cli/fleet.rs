@@ -351,3 +351,133 @@ fn issue_18_the_lease_holder_killed_after_the_go_is_replaced_and_registration_ha
         .count();
     assert_eq!(registered, 1, "{:?}", fleet.log());
 }
+
+#[test]
+fn issue_18_a_failed_registration_switches_every_host_back() {
+    let mut fleet = Fleet::new("prepare_timeout = \"1m\"");
+    assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
+    let log = fleet.shared.path().join("stackstorm.log");
+    for (site, host) in fleet.hosts.iter_mut().zip(HOSTS) {
+        let register = site.engine_script(
+            "register",
+            &format!(
+                "version=$(grep '^version' \"$2/pack.yaml\")\n\
+                 echo \"register {host} $version\" >> '{log}'\n\
+                 [ \"$version\" != 'version: 1.1.0' ]\n",
+                log = log.display(),
+            ),
+        );
+        site.stackstorm_line(&format!(
+            "register = ['{}', '{{pack}}', '{{pack_dir}}']",
+            register.display()
+        ));
+    }
+    fleet.release("1.1.0");
+    let results = fleet.apply(&[0, 1, 2]);
+    for (exit, output) in &results {
+        assert_eq!(*exit, Some(4), "{output}");
+        assert!(output.contains("is live again"), "{output}");
+    }
+    for i in 0..3 {
+        assert_eq!(fleet.live(i).as_deref(), Some("1.0.0"), "host {i}");
+    }
+    let registered: Vec<String> = fleet
+        .log()
+        .into_iter()
+        .filter(|line| line.starts_with("register "))
+        .collect();
+    // The install, the failed registration, and the release gone back to registered again by
+    // the same host.
+    assert_eq!(registered.len(), 3, "{registered:?}");
+    assert!(registered[1].ends_with("1.1.0"), "{registered:?}");
+    assert!(registered[2].ends_with("1.0.0"), "{registered:?}");
+    assert_eq!(
+        registered[1].split(' ').nth(1),
+        registered[2].split(' ').nth(1),
+        "{registered:?}"
+    );
+    let status = run_json(fleet.hosts[0].cmd(["--json", "status", "--fleet"]));
+    assert_eq!(
+        status["fleet"]["rollouts"][0]["phase"], "reverted",
+        "{status}"
+    );
+}
+
+#[test]
+fn issue_18_waves_switch_a_canary_first_and_an_unhealthy_canary_halts_the_rest() {
+    let mut fleet = Fleet::new("prepare_timeout = \"1m\"\nwaves = [[\"st2-1\"]]");
+    let log = fleet.shared.path().join("stackstorm.log");
+    for (site, host) in fleet.hosts.iter_mut().zip(HOSTS) {
+        let health = site.engine_script(
+            "health",
+            &format!(
+                "version=$(grep '^version' \"$1/pack.yaml\")\n\
+                 echo \"health {host} $version\" >> '{log}'\n\
+                 [ \"$version\" != 'version: 1.1.0' ]\n",
+                log = log.display(),
+            ),
+        );
+        site.stackstorm_line(&format!(
+            "health = ['{}', '{{pack_dir}}']",
+            health.display()
+        ));
+    }
+    assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
+    let lines = fleet.log();
+    let position = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap();
+    let canary_healthy = position("health st2-1");
+    assert!(canary_healthy < position("restart st2-2"), "{lines:?}");
+    assert!(canary_healthy < position("restart st2-3"), "{lines:?}");
+    assert!(position("register ") < canary_healthy, "{lines:?}");
+
+    // 1.1.0 is unhealthy on the canary: the others never switch to it.
+    fleet.release("1.1.0");
+    let results = fleet.apply(&[0, 1, 2]);
+    assert_eq!(results[0].0, Some(6), "{}", results[0].1);
+    for (exit, output) in &results[1..] {
+        assert_eq!(*exit, Some(4), "{output}");
+        assert!(
+            output.contains("halted after wave 1: `st2-1` found the release unhealthy"),
+            "{output}"
+        );
+    }
+    assert_eq!(fleet.live(0).as_deref(), Some("1.1.0"));
+    assert_eq!(fleet.live(1).as_deref(), Some("1.0.0"));
+    assert_eq!(fleet.live(2).as_deref(), Some("1.0.0"));
+    assert_eq!(fleet.count("health st2-2 version: 1.1.0"), 0);
+}
+
+#[test]
+fn issue_18_a_database_restarted_mid_rollout_is_waited_for() {
+    let mut server = mongo::Server::start(&[]);
+    let mut fleet = Fleet::new("prepare_timeout = \"1m\"");
+    for site in &mut fleet.hosts {
+        site.mongodb(&server.url(), "st2");
+    }
+    assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
+    // st2-3 gates slowly: the others are waiting for it when the database goes away.
+    let marker = fleet.shared.path().join("go-on");
+    let gate = fleet.hosts[2].engine_script(
+        "gate",
+        &format!(
+            "echo \"gate st2-3\" >> '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
+            fleet.shared.path().join("stackstorm.log").display(),
+            marker.display()
+        ),
+    );
+    fleet.hosts[2].stackstorm_line(&format!("test = ['{}']", gate.display()));
+    fleet.release("1.1.0");
+    let children = fleet.start(&[0, 1, 2]);
+    wait_for("st2-3's gate", || fleet.count("gate st2-3") == 1);
+    server.kill();
+    // Down for longer than `[state] timeout` (3 s): each host's reads fail meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
+    server.restart();
+    fs_err::write(&marker, "").unwrap();
+    let results: Vec<_> = children.into_iter().map(finish).collect();
+    assert_all_exit(&results, 2);
+    for i in 0..3 {
+        assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"), "host {i}");
+    }
+    assert_eq!(fleet.count("register "), 2, "{:?}", fleet.log());
+}
