@@ -236,11 +236,19 @@ impl Fleet {
         move |err| FleetError::State(state::driver_error(&url, operation, &err))
     }
 
-    /// The rollouts of this fleet, newest first, at most `limit`.
-    pub fn rollouts(&self, limit: i64) -> Result<Vec<RolloutStatus>, FleetError> {
+    /// The rollouts of this fleet (of `pack`, or all), newest first, at most `limit`.
+    pub fn rollouts(
+        &self,
+        pack: Option<&PackName>,
+        limit: i64,
+    ) -> Result<Vec<RolloutStatus>, FleetError> {
+        let mut filter = doc! { "fleet": &self.config.name };
+        if let Some(pack) = pack {
+            filter.insert("pack", pack.as_str());
+        }
         let cursor = self
             .rollouts
-            .find(doc! { "fleet": &self.config.name })
+            .find(filter)
             .sort(doc! { "updated_at": -1 })
             .limit(limit)
             .run()

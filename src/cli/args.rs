@@ -168,6 +168,10 @@ pub struct HistoryArgs {
     /// The switches of the runner set instead of the packs' history
     #[arg(long, conflicts_with = "pack")]
     pub runners: bool,
+    /// The rollouts of the fleet of `[fleet]`, each with every host's steps, instead of this
+    /// host's history
+    #[arg(long, conflicts_with = "runners")]
+    pub fleet: bool,
     /// At most this many entries
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub limit: usize,

@@ -44,6 +44,7 @@ fn as_diagnose<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn
         crate::config::ConfigError,
         crate::store::StoreError,
         crate::runners::RunnerError,
+        crate::fleet::FleetError,
         crate::env::EnvError,
         crate::engine::EngineError,
         crate::source::SourceError,

@@ -149,6 +149,8 @@ fn history_help() {
           --pack <NAME>              Only this pack
           --json                     Print one JSON document on stdout instead of text
           --runners                  The switches of the runner set instead of the packs' history
+          --fleet                    The rollouts of the fleet of `[fleet]`, each with every host's
+                                     steps, instead of this host's history
           --limit <N>                At most this many entries [default: 20]
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr

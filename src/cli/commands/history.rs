@@ -1,6 +1,7 @@
 //! `packsync history`: what packsync changed on this host, newest first.
 //!
-//! `--json` prints `{"entries": [...]}`.
+//! `--json` prints `{"entries": [...]}`; with `--fleet`, `{"rollouts": [...]}`, one per rollout
+//! of the fleet with every host's steps.
 
 use std::fmt::Write as _;
 
@@ -9,6 +10,8 @@ use serde::Serialize;
 use super::plan::revision_change;
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
+use crate::config::SiteConfig;
+use crate::fleet::{Fleet, FleetError, RolloutStatus};
 use crate::state::{HistoryEntry, RunnerSwitch, StateStore};
 
 #[derive(Serialize)]
@@ -16,17 +19,104 @@ struct HistoryReport<'a> {
     entries: &'a [HistoryEntry],
 }
 
+#[derive(Serialize)]
+struct FleetHistoryReport<'a> {
+    rollouts: &'a [RolloutStatus],
+}
+
+/// `history --fleet`: one entry per rollout, with what each host did and when.
+fn fleet_history(
+    config: &SiteConfig,
+    args: &HistoryArgs,
+    global: &GlobalArgs,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let Some(fleet) = Fleet::open(config, &config.host())? else {
+        return Err(FleetError::NotConfigured {
+            config: config.path.clone(),
+        }
+        .into());
+    };
+    let limit = i64::try_from(args.limit).unwrap_or(i64::MAX);
+    let rollouts = fleet.rollouts(args.pack.as_ref(), limit)?;
+    if global.json {
+        printer.json(&FleetHistoryReport {
+            rollouts: &rollouts,
+        });
+        return Ok(ExitStatus::Success);
+    }
+    let time = |at: &jiff::Timestamp| at.strftime("%H:%M:%S%.3fZ").to_string();
+    let mut out = String::new();
+    for rollout in &rollouts {
+        let started = rollout.started_at.map_or_else(String::new, |at| {
+            at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        });
+        let _ = write!(
+            out,
+            "{started}  {}  {}  {} (attempt {})",
+            rollout.pack,
+            rollout.release,
+            serde_json::to_value(rollout.phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            rollout.attempt
+        );
+        if let Some(by) = &rollout.registered_by {
+            let _ = write!(out, ", registered by {by}");
+        }
+        if let Some(window) = rollout.window_ms {
+            let _ = write!(out, ", mixed versions {window} ms");
+        }
+        out.push('\n');
+        if let Some(reason) = &rollout.reason {
+            let _ = writeln!(out, "    {reason}");
+        }
+        let hosts: std::collections::BTreeSet<&String> = rollout
+            .prepared
+            .keys()
+            .chain(rollout.failed.keys())
+            .chain(&rollout.participants)
+            .collect();
+        for host in hosts {
+            let mut steps = Vec::new();
+            for (step, at) in [
+                ("prepared", rollout.prepared.get(host)),
+                ("switched", rollout.switched.get(host)),
+                ("restarted", rollout.restarted.get(host)),
+                ("healthy", rollout.healthy.get(host)),
+            ] {
+                if let Some(at) = at {
+                    steps.push(format!("{step} {}", time(at)));
+                }
+            }
+            if let Some(why) = rollout.failed.get(host) {
+                steps.push(format!("failed: {why}"));
+            }
+            let _ = writeln!(out, "    {host}: {}", steps.join(", "));
+        }
+    }
+    if rollouts.is_empty() {
+        out.push_str("No rollout yet");
+    }
+    printer.data(out.trim_end());
+    Ok(ExitStatus::Success)
+}
+
 pub(crate) fn history(
     global: &GlobalArgs,
     args: &HistoryArgs,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let Site { store, .. } = match open_site(global, None, printer)? {
+    let Site { store, config, .. } = match open_site(global, None, printer)? {
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
     if args.runners {
         return runner_history(store.as_ref(), args, global, printer);
+    }
+    if args.fleet {
+        return fleet_history(&config, args, global, printer);
     }
     let entries = store.history(args.pack.as_ref(), Some(args.limit))?;
     if global.json {

@@ -192,7 +192,7 @@ fn fleet_report(
             .into_iter()
             .map(|(pack, hosts)| FleetPack { pack, hosts })
             .collect(),
-        rollouts: fleet.rollouts(ROLLOUTS_SHOWN)?,
+        rollouts: fleet.rollouts(None, ROLLOUTS_SHOWN)?,
     })
 }
 

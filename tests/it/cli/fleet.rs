@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use super::agent::Agent;
 use crate::common::git::GitRepo;
 use crate::common::mongo;
 use crate::common::site::{PackEntry, TestSite, assert_exit, pack_yaml, run_json};
@@ -193,6 +194,29 @@ fn issue_18_a_commit_goes_live_on_every_host_registered_once_and_restarted_on_ea
     assert_eq!(latest["switched"].as_object().unwrap().len(), 3);
     assert_eq!(latest["restarted"].as_object().unwrap().len(), 3);
     assert!(latest["window_ms"].as_i64().is_some(), "{latest}");
+
+    let history = run_json(fleet.hosts[2].cmd(["--json", "history", "--fleet"]));
+    assert_eq!(history["rollouts"], report["rollouts"]);
+    let text = assert_exit(
+        fleet.hosts[2].cmd(["history", "--fleet", "--limit", "1"]),
+        0,
+    );
+    for host in HOSTS {
+        assert!(
+            text.contains(&format!("    {host}: prepared ")) && text.contains("restarted "),
+            "{text}"
+        );
+    }
+    let text = assert_exit(fleet.hosts[0].cmd(["status", "--fleet"]), 0);
+    let short = &release[..release.len().min(24)];
+    assert!(
+        text.contains(&format!("clush  {short}  {short}  {short}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(": live (attempt 1), prepared 3/3, switched 3/3"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -480,4 +504,33 @@ fn issue_18_a_database_restarted_mid_rollout_is_waited_for() {
         assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"), "host {i}");
     }
     assert_eq!(fleet.count("register "), 2, "{:?}", fleet.log());
+}
+
+/// Three agents (`packsync run`), as a site runs them: a commit is seen by each, and the three
+/// converge on it together.
+#[test]
+fn issue_18_three_agents_deploy_each_commit_together() {
+    let fleet = Fleet::new("prepare_timeout = \"1m\"");
+    let agents: Vec<Agent> = fleet.hosts.iter().map(Agent::start).collect();
+    for (i, agent) in agents.iter().enumerate() {
+        agent.wait_for("the first rollout", || {
+            fleet.live(i).as_deref() == Some("1.0.0")
+        });
+    }
+    fleet.release("1.1.0");
+    for (i, agent) in agents.iter().enumerate() {
+        agent.wait_for("clush 1.1.0 live", || {
+            fleet.live(i).as_deref() == Some("1.1.0")
+        });
+    }
+    agents[0].wait_for("the registration of 1.1.0 and every restart", || {
+        fleet.count("restart ") == 6
+    });
+    let registered: Vec<String> = fleet
+        .log()
+        .into_iter()
+        .filter(|line| line.starts_with("register "))
+        .collect();
+    assert_eq!(registered.len(), 2, "{registered:?}");
+    assert!(registered[1].ends_with("1.1.0"), "{registered:?}");
 }
