@@ -151,8 +151,8 @@ fn history_help() {
           --runners                  The switches of the runner set instead of the packs' history
           --fleet                    The rollouts of the fleet of `[fleet]`, each with every host's
                                      steps, instead of this host's history
-          --limit <N>                At most this many entries [default: 20]
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+          --limit <N>                At most this many entries [default: 20]
       -q, --quiet                    Print only errors on stderr
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
