@@ -53,6 +53,9 @@
 #   `[watch]`: `debounce`, `poll`.
 # @param run_schedule
 #   `[schedule]` (`schedule` is a Puppet metaparameter): `cron`, `splay`, `retry`.
+# @param fleet
+#   `[fleet]`, the nodes of a StackStorm HA site deploying as one: `name`, `hosts`, `quorum`,
+#   `prepare_timeout`, `waves`, `lease_ttl`. Needs `state_url`.
 # @param apply_timeout
 #   Seconds a `packsync apply` may take in `exec` mode: the first one builds every virtualenv.
 # @param wait_for_lock
@@ -78,6 +81,7 @@ class packsync (
   Optional[Variant[String[1], Sensitive[String[1]]]] $messaging_url = undef,
   Hash[String[1], Data] $watch = {},
   Hash[String[1], Data] $run_schedule = {},
+  Hash[String[1], Data] $fleet = {},
   Integer[1] $apply_timeout = 3600,
   Integer[0] $wait_for_lock = 900,
   String[1] $service_name = 'packsync',
@@ -109,7 +113,11 @@ class packsync (
     undef   => {},
     default => { 'messaging' => $messaging + { 'url_file' => $messaging_url_path } },
   }
-  $optional_sections = { 'watch' => $watch, 'schedule' => $run_schedule }.filter |$name, $section| {
+  $optional_sections = {
+    'watch'    => $watch,
+    'schedule' => $run_schedule,
+    'fleet'    => $fleet,
+  }.filter |$name, $section| {
     !$section.empty
   }
   $entries = { 'pack' => $packs, 'runner' => $runners }.filter |$name, $list| { !$list.empty }

@@ -215,7 +215,11 @@ fn the_service_mode_points_the_agent_unit_at_the_class_paths() {
     let manifest = manifest(
         &site,
         &root,
-        &format!("mode => 'service',\nunit_dir => '{}',\n", units.display()),
+        &format!(
+            "mode => 'service',\nunit_dir => '{}',\nstate_url => 'mongodb://st2-db1/st2',\n\
+             fleet => {{ 'name' => 'st2-prod', 'hosts' => ['st2-1', 'st2-2'] }},\n",
+            units.display()
+        ),
         &["clush"],
     );
 
@@ -244,6 +248,11 @@ fn the_service_mode_points_the_agent_unit_at_the_class_paths() {
         root = root.display()
     );
     assert!(drop_in.lines().any(|l| l == exec_start), "{drop_in}");
+    let config = fs_err::read_to_string(root.join("etc/packsync.toml")).expect("the config");
+    assert!(
+        config.contains("[fleet]\nname = \"st2-prod\"\nhosts = [\"st2-1\", \"st2-2\"]"),
+        "{config}"
+    );
     assert!(
         drop_in.contains(&format!("ReadWritePaths={}", site.state_dir().display())),
         "{drop_in}"
