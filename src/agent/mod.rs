@@ -71,10 +71,58 @@ impl Scope {
 /// What a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
+    /// A file of the mirror changed: it may still be being copied in, so the burst is let settle
+    /// for `[watch] debounce`.
     Reconcile(Scope),
+    /// A Git ref moved: Git writes a ref to a lock file and renames it, so the commit is whole
+    /// the moment it is seen and is reconciled after [`REF_SETTLE`] only.
+    Commit(Scope),
     /// The site config file changed.
     Reload,
 }
+
+/// The triggers of one burst, merged.
+struct Burst {
+    scope: Option<Scope>,
+    reload: bool,
+    /// Every trigger so far is a commit.
+    commits_only: bool,
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self {
+            scope: None,
+            reload: false,
+            commits_only: true,
+        }
+    }
+}
+
+impl Burst {
+    fn add(&mut self, trigger: Trigger) {
+        let more = match trigger {
+            Trigger::Commit(more) => more,
+            Trigger::Reconcile(more) => {
+                self.commits_only = false;
+                more
+            }
+            Trigger::Reload => {
+                self.commits_only = false;
+                self.reload = true;
+                return;
+            }
+        };
+        self.scope = Some(match self.scope.take() {
+            Some(scope) => Scope::merge(scope, more),
+            None => more,
+        });
+    }
+}
+
+/// The quiet time after a ref moved: enough to take in the other refs one `git push` or `git
+/// fetch` moves, short enough that a commit goes live at once.
+const REF_SETTLE: Duration = Duration::from_millis(50);
 
 /// Runs the agent on the site config at `path` (already loaded as `config`) until SIGTERM or
 /// SIGINT.
@@ -202,30 +250,30 @@ impl Agent {
         Ok(())
     }
 
-    /// Collects the triggers of a burst until `[watch] debounce` passes without one: the scope
-    /// to reconcile (if any) and whether the config changed.
+    /// Collects the triggers of a burst until `[watch] debounce` passes without one ([`REF_SETTLE`]
+    /// while all are commits): the scope to reconcile (if any) and whether the config changed.
+    /// The triggers that came during a run are all taken in here, so a burst of commits during
+    /// a run makes one more run, not one each.
     async fn debounce(
         &self,
         first: Trigger,
         triggers: &mut mpsc::UnboundedReceiver<Trigger>,
     ) -> (Option<Scope>, bool) {
-        let mut scope = None;
-        let mut reload = false;
-        let mut add = |trigger| match trigger {
-            Trigger::Reconcile(more) => {
-                scope = Some(match scope.take() {
-                    Some(scope) => Scope::merge(scope, more),
-                    None => more,
-                });
-            }
-            Trigger::Reload => reload = true,
-        };
-        add(first);
+        let mut burst = Burst::default();
+        burst.add(first);
         let debounce = self.config.watch.debounce;
-        while let Ok(Some(trigger)) = tokio::time::timeout(debounce, triggers.recv()).await {
-            add(trigger);
+        loop {
+            let quiet = if burst.commits_only {
+                REF_SETTLE.min(debounce)
+            } else {
+                debounce
+            };
+            match tokio::time::timeout(quiet, triggers.recv()).await {
+                Ok(Some(trigger)) => burst.add(trigger),
+                _ => break,
+            }
         }
-        (scope, reload)
+        (burst.scope, burst.reload)
     }
 
     /// Re-reads the site config; an invalid one is logged and the current one kept. Whether it

@@ -80,11 +80,13 @@ impl Targets {
         }
         self.repos.iter().find_map(|(git_dir, packs)| {
             let rest = path.strip_prefix(git_dir).ok()?;
-            // The refs and HEAD, not the index or objects: only commits count.
-            let counts = rest.starts_with("refs")
+            // The refs and HEAD, not the index or objects: only commits count; and not a ref's
+            // lock file, which becomes the ref by a rename once it is written.
+            let counts = (rest.starts_with("refs")
                 || rest == Path::new("HEAD")
-                || rest == Path::new("packed-refs");
-            counts.then(|| Trigger::Reconcile(Scope::Packs(packs.clone())))
+                || rest == Path::new("packed-refs"))
+                && rest.extension().is_none_or(|extension| extension != "lock");
+            counts.then(|| Trigger::Commit(Scope::Packs(packs.clone())))
         })
     }
 }
@@ -249,6 +251,43 @@ mod tests {
         assert_eq!(network_file_system(dir.path()), None);
         assert_eq!(network_file_system(Path::new("/proc")), None);
         assert_eq!(network_file_system(&dir.path().join("missing")), None);
+    }
+
+    #[test]
+    fn a_moved_ref_is_a_commit_its_lock_file_and_the_objects_are_not() {
+        let pack = PackName::new("clush".to_string()).unwrap();
+        let targets = Targets {
+            repos: BTreeMap::from([(
+                PathBuf::from("/git/clush/.git"),
+                BTreeSet::from([pack.clone()]),
+            )]),
+            mirror: PathBuf::from("/srv/wheels"),
+            config: PathBuf::from("/etc/packsync/packsync.toml"),
+        };
+        let commit = Some(Trigger::Commit(Scope::Packs(BTreeSet::from([pack]))));
+        for path in ["refs/heads/main", "HEAD", "packed-refs", "refs/tags/v1.0.0"] {
+            assert_eq!(
+                targets.trigger(&Path::new("/git/clush/.git").join(path)),
+                commit,
+                "{path}"
+            );
+        }
+        for path in [
+            "refs/heads/main.lock",
+            "HEAD.lock",
+            "index",
+            "objects/ab/cdef",
+        ] {
+            assert_eq!(
+                targets.trigger(&Path::new("/git/clush/.git").join(path)),
+                None,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            targets.trigger(Path::new("/srv/wheels/six-1.17.0-py2.py3-none-any.whl")),
+            Some(Trigger::Reconcile(Scope::Everything))
+        );
     }
 
     #[test]

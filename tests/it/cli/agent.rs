@@ -410,3 +410,66 @@ fn a_push_to_a_bare_repo_is_seen() {
         live_version(&site, "clush").as_deref() == Some("1.1.0")
     });
 }
+
+/// Issue 19: a commit is whole once its ref is renamed into place, so it goes live without
+/// waiting for `[watch] debounce` (an hour here: waiting for it would time the test out);
+/// commits that land while a run is in progress make one more run, not one each.
+#[test]
+fn issue_19_commits_during_a_run_make_one_more_run_and_the_debounce_is_not_waited_for() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    let marker = site.path().join("go-on");
+    // The gate of 1.1.0 holds its run until the test lets it go.
+    let gate = site.engine_script(
+        "gate",
+        &format!(
+            "version=$(grep '^version' \"$1/pack.yaml\")\necho \"gate $version\" >> \"$LOG\"\n\
+             if [ \"$version\" = 'version: 1.1.0' ]; then\n\
+               while [ ! -e '{}' ]; do sleep 0.02; done\nfi\n",
+            marker.display()
+        ),
+    );
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .stackstorm_line(&format!("test = ['{}', '{{release_dir}}']", gate.display()))
+        .section("[watch]\ndebounce = \"1h\"\n");
+    let agent = Agent::start(&site);
+    agent.wait_for("the first reconcile", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+    });
+    agent.wait_for("the watches", || {
+        agent.log().contains("watching for changes")
+    });
+
+    clush.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
+    clush.commit("clush 1.1.0");
+    agent.wait_for("the gate of 1.1.0", || {
+        site.engine_log().contains("gate version: 1.1.0")
+    });
+    for version in ["1.2.0", "1.3.0", "1.4.0"] {
+        clush.write("pack.yaml", pack_yaml("clush", version, ""));
+        clush.commit(&format!("clush {version}"));
+    }
+    fs_err::write(&marker, "").unwrap();
+    agent.wait_for("clush 1.4.0 live", || {
+        live_version(&site, "clush").as_deref() == Some("1.4.0")
+    });
+    // One more commit, to know that any run the burst made has finished.
+    clush.write("pack.yaml", pack_yaml("clush", "1.5.0", ""));
+    clush.commit("clush 1.5.0");
+    agent.wait_for("clush 1.5.0 live", || {
+        live_version(&site, "clush").as_deref() == Some("1.5.0")
+    });
+    agent.wait_for("the run of 1.5.0 to finish", || {
+        agent.log().matches("run finished").count() >= 4
+    });
+    let log = agent.log();
+    assert_eq!(
+        log.matches("run finished").count(),
+        4,
+        "the start, 1.1.0, one for the burst, 1.5.0:\n{log}"
+    );
+    assert_eq!(
+        site.engine_log(),
+        "gate version: 1.0.0\ngate version: 1.1.0\ngate version: 1.4.0\ngate version: 1.5.0\n"
+    );
+}
