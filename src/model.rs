@@ -249,7 +249,7 @@ pub struct Pin {
 }
 
 /// A pack as the site config and its sources say it should be.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredPack {
     pub name: PackName,
     pub revision: Revision,

@@ -256,6 +256,22 @@ struct CachedProbe {
 }
 
 impl PythonIdentity {
+    /// Everything the identity says, in a stable order: what a cache of what was read against
+    /// this interpreter is keyed on.
+    pub fn fingerprint(&self) -> String {
+        let mut tags: Vec<(&String, &usize)> = self.tags.iter().collect();
+        tags.sort();
+        format!(
+            "{}|{:?}|{}|{:?}|{:?}|{tags:?}|{:?}",
+            self.path.display(),
+            self.cache_tag,
+            self.abiflags,
+            self.markers,
+            self.venv_site_packages,
+            self.pip
+        )
+    }
+
     /// [`probe`](Self::probe), answered from the cache file at `cache` while the interpreter's
     /// binary, the kernel and `PROBE_CACHE_MAX_AGE` (ten minutes) say nothing changed:
     /// starting an interpreter costs tens of milliseconds on every `plan` and `apply`. The cache

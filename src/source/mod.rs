@@ -22,6 +22,7 @@
 
 mod location;
 mod repo;
+mod stamps;
 mod tree;
 
 use std::fmt;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub use location::local_path;
 pub use repo::{RefSelector, Repo, Resolved};
+pub use stamps::{GitDirs, RefStamps};
 pub use tree::PackTree;
 
 use crate::diagnostics::Diagnose;

@@ -85,6 +85,14 @@ impl Repo {
         &self.path
     }
 
+    /// Its Git folders, for [`RefStamps`](super::RefStamps).
+    pub fn git_dirs(&self) -> super::GitDirs {
+        super::GitDirs {
+            git_dir: self.git.path().to_path_buf(),
+            common_dir: self.git.commondir().to_path_buf(),
+        }
+    }
+
     /// The commit `selector` selects.
     ///
     /// A [`RefSelector::Ref`] is looked up, first match wins, as the local branch, the tag

@@ -4,7 +4,8 @@ use git2::Repository;
 
 use crate::common::git::GitRepo;
 use crate::common::site::{
-    Backend, PackEntry, TestSite, pack_yaml, packsync_snapshot, three_packs, write_pack,
+    Backend, PackEntry, TestSite, assert_exit, pack_yaml, packsync_snapshot, three_packs,
+    write_pack,
 };
 
 /// Moves (or creates) the lightweight tag `name` to `commit`, as `git tag -f`.
@@ -510,4 +511,78 @@ fn an_invalid_site_config_plans_nothing() {
 
     hint: remove `ref` to follow the repo's HEAD
     "#);
+}
+
+/// Issue 19: once a pack was read, a run reads it again only when a file its ref lookup reads
+/// changed (or the site config, the interpreter, the mirror): with the repo's objects gone, an
+/// unchanged pack still plans from what was read; a commit, a moved tag, a new version tag or
+/// a switched `HEAD` is seen.
+#[test]
+fn issue_19_an_unchanged_repo_is_not_read_again_and_every_ref_move_is_seen() {
+    let mut site = TestSite::new();
+    let head = site.pack_repo("head", "1.0.0");
+    let branch = site.pack_repo("branch", "1.0.0");
+    let ranged = site.pack_repo("ranged", "1.0.0");
+    let tagged = site.pack_repo("tagged", "1.0.0");
+    ranged.tag("v1.0.0");
+    tagged.tag("stable");
+    site.add_pack(PackEntry::new("head", head.path()))
+        .add_pack(PackEntry::new("branch", branch.path()).key("ref", r#""main""#))
+        .add_pack(PackEntry::new("ranged", ranged.path()).key("version", r#"">=1, <2""#))
+        .add_pack(PackEntry::new("tagged", tagged.path()).key("ref", r#""stable""#));
+    assert_exit(site.cmd(["apply"]), 0);
+
+    // Without their objects the repos cannot be read: the plan comes from what was read.
+    let repos = [&head, &branch, &ranged, &tagged];
+    let hide = |hidden: bool| {
+        for repo in repos {
+            let (from, to) = (
+                repo.path().join(".git/objects"),
+                repo.path().join(".git/hidden"),
+            );
+            if hidden {
+                fs_err::rename(from, to).unwrap();
+            } else {
+                fs_err::rename(to, from).unwrap();
+            }
+        }
+    };
+    hide(true);
+    assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 0);
+    hide(false);
+
+    head.write("pack.yaml", pack_yaml("head", "1.1.0", ""));
+    head.commit("head 1.1.0");
+    branch.write("pack.yaml", pack_yaml("branch", "1.1.0", ""));
+    branch.commit("branch 1.1.0");
+    ranged.write("pack.yaml", pack_yaml("ranged", "1.1.0", ""));
+    ranged.commit("ranged 1.1.0");
+    ranged.tag("v1.1.0");
+    tagged.write("pack.yaml", pack_yaml("tagged", "1.1.0", ""));
+    let moved = tagged.commit("tagged 1.1.0");
+    force_tag(&tagged, "stable", &moved);
+    let output = assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 2);
+    for pack in ["head", "branch", "ranged", "tagged"] {
+        assert!(
+            output
+                .lines()
+                .any(|l| l.contains(pack) && l.contains("1.1.0")),
+            "{pack}: {output}"
+        );
+    }
+    assert_exit(site.cmd(["apply"]), 0);
+
+    // `HEAD` switched to another branch.
+    head.branch("old");
+    head.write("pack.yaml", pack_yaml("head", "2.0.0", ""));
+    head.commit("head 2.0.0");
+    assert_exit(site.cmd(["apply"]), 0);
+    head.switch("old");
+    let output = assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 2);
+    assert!(
+        output
+            .lines()
+            .any(|l| l.contains("downgrade") && l.contains("head") && l.contains("1.1.0")),
+        "{output}"
+    );
 }

@@ -5,6 +5,8 @@
 //! with its file and position, and a pack with an error is set aside as `unresolved` so that the
 //! plan leaves it alone.
 
+mod cache;
+
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -21,7 +23,8 @@ use crate::model::{Desired, DesiredPack, Digest, EnvInputs, PackName, Pin, Revis
 use crate::pack::content::{CONTENT_DIRS, ContentFile, KnownRunners, check_resources};
 use crate::pack::{self, PackMetadata, RequirementLine, Requirements};
 use crate::python::PythonIdentity;
-use crate::source::{PackTree, RefSelector, Repo};
+use crate::source::{PackTree, RefSelector, RefStamps, Repo};
+use cache::{DesiredCache, ReadFrom};
 
 const PACK_YAML: &str = "pack.yaml";
 const CONFIG_SCHEMA: &str = "config.schema.yaml";
@@ -126,6 +129,39 @@ pub fn resolve(
         site_packs,
         work_trees,
     };
+    // `check` reads work trees too, and warns about what is uncommitted: never from the cache.
+    let mut cache = match (&mirror, work_trees) {
+        (Some(mirror), WorkTrees::Ignore) => Some(DesiredCache::open(
+            &config.agent.state_dir,
+            &cache_key(config, python.as_ref(), st2.as_ref(), mirror),
+        )),
+        _ => None,
+    };
+    read_packs(&reader, only, cache.as_mut(), &mut resolution);
+    if !config.runners.is_empty()
+        && only.is_none()
+        && let (Some(st2), Some(_)) = (&st2, &mirror)
+    {
+        resolution.desired.runners = reader.runners(st2, &mut resolution.problems);
+    }
+    if let Some(mirror) = &mirror {
+        metadata.save(mirror.files().iter().map(|file| file.sha256.as_str()));
+    }
+    if let Some(cache) = cache {
+        cache.save(config.packs.iter().map(|pack| &pack.name));
+    }
+    resolution
+}
+
+/// Reads every pack of the site config (of `only`) into `resolution`, from `cache` where
+/// nothing it was read from changed.
+fn read_packs(
+    reader: &PackReader<'_>,
+    only: Option<&BTreeSet<PackName>>,
+    mut cache: Option<&mut DesiredCache>,
+    resolution: &mut Resolution,
+) {
+    let config = reader.config;
     for pack in &config.packs {
         if only.is_some_and(|only| !only.contains(&pack.name)) {
             continue;
@@ -134,8 +170,21 @@ pub fn resolve(
             resolution.desired.disabled.push(pack.name.clone());
             continue;
         }
+        if let Some(desired) = cache.as_deref().and_then(|cache| cache.get(&pack.name)) {
+            resolution.desired.packs.push(desired);
+            continue;
+        }
         let mut problems = Vec::new();
-        let desired = reader.read(pack, &mut problems);
+        let mut read_from = None;
+        let desired = reader.read(pack, &mut problems, &mut read_from);
+        if let (Some(cache), Some(desired), Some(read_from), true) = (
+            cache.as_deref_mut(),
+            &desired,
+            read_from,
+            problems.is_empty(),
+        ) {
+            cache.put(desired, read_from);
+        }
         let failed = problems
             .iter()
             .any(|p: &Problem| p.severity == Severity::Error);
@@ -150,16 +199,29 @@ pub fn resolve(
             _ => resolution.desired.unresolved.push(pack.name.clone()),
         }
     }
-    if !config.runners.is_empty()
-        && only.is_none()
-        && let (Some(st2), Some(_)) = (&st2, &mirror)
-    {
-        resolution.desired.runners = reader.runners(st2, &mut resolution.problems);
-    }
-    if let Some(mirror) = &mirror {
-        metadata.save(mirror.files().iter().map(|file| file.sha256.as_str()));
-    }
-    resolution
+}
+
+/// What a pack's desired state is read against besides its own sources: packsync itself, the
+/// site config, the interpreters and the mirror's files.
+fn cache_key(
+    config: &SiteConfig,
+    python: Option<&PythonIdentity>,
+    st2: Option<&PythonIdentity>,
+    mirror: &MirrorIndex,
+) -> Vec<String> {
+    let mut key = vec![
+        env!("CARGO_PKG_VERSION").to_string(),
+        format!("{config:?}"),
+        python.map(PythonIdentity::fingerprint).unwrap_or_default(),
+        st2.map(PythonIdentity::fingerprint).unwrap_or_default(),
+    ];
+    key.extend(
+        mirror
+            .files()
+            .iter()
+            .map(|file| format!("{} {}", file.file_name, file.sha256)),
+    );
+    key
 }
 
 /// The distributions of the target environment a resolution relies on.
@@ -321,8 +383,14 @@ impl PackReader<'_> {
         })
     }
 
-    /// Reads one pack, pushing every problem; `None` when it cannot be planned.
-    fn read(&self, pack: &PackConfig, problems: &mut Vec<Problem>) -> Option<DesiredPack> {
+    /// Reads one pack, pushing every problem; `None` when it cannot be planned. `read_from`
+    /// gets what its ref lookup read, stamped before the lookup.
+    fn read(
+        &self,
+        pack: &PackConfig,
+        problems: &mut Vec<Problem>,
+        read_from: &mut Option<ReadFrom>,
+    ) -> Option<DesiredPack> {
         // A source that cannot be read is this `[[pack]]`'s problem: its place in the site
         // config is where to fix it.
         let mut report = |err: &(dyn crate::diagnostics::Diagnose + 'static)| {
@@ -331,6 +399,9 @@ impl PackReader<'_> {
             problems.push(error(report));
         };
         let repo = Repo::open(&pack.repo).map_err(|err| report(&err)).ok()?;
+        let dirs = repo.git_dirs();
+        let stamps = RefStamps::read(&dirs, &pack.selector);
+        *read_from = Some((dirs, stamps));
         let resolved = repo
             .resolve(&pack.selector)
             .map_err(|err| report(&err))
