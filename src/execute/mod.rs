@@ -686,7 +686,11 @@ pub fn apply(
         .as_ref()
         .map(|change| context.switch_runners(change));
     applied.steps.extend(context.carry_out(&applied.planned));
-    applied.collected = context.collect_garbage()?;
+    // Only a run that built, switched or repaired something leaves releases to collect: a
+    // no-op run does not walk every release (`packsync gc` collects at any time).
+    if !applied.steps.is_empty() || applied.runners.is_some() {
+        applied.collected = context.collect_garbage()?;
+    }
     Ok(applied)
 }
 
