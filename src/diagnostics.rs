@@ -82,14 +82,40 @@ pub struct Location {
     pub snippet: String,
 }
 
+/// Where each line of a text starts: many locations in one text (a site config of a thousand
+/// packs) each find their line by a binary search, not by counting from the start.
+#[derive(Debug, Clone)]
+pub struct LineStarts(Vec<usize>);
+
+impl LineStarts {
+    pub fn of(text: &str) -> Self {
+        Self(
+            std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        )
+    }
+}
+
 impl Location {
     /// The location of byte `span` in `text`.
     pub fn at(file: impl fmt::Display, text: &str, span: Range<usize>) -> Self {
+        Self::at_line(file, text, &LineStarts::of(text), span)
+    }
+
+    /// [`at`](Self::at), with the line starts of `text` found once.
+    pub fn at_line(
+        file: impl fmt::Display,
+        text: &str,
+        lines: &LineStarts,
+        span: Range<usize>,
+    ) -> Self {
         let start = span.start.min(text.len());
-        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        // The number of line starts at or before `start`: the 1-based line.
+        let line = lines.0.partition_point(|&line_start| line_start <= start);
+        let line_start = lines.0[line - 1];
         let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
         let line_text = text[line_start..line_end].trim_end_matches('\r');
-        let line = text[..start].matches('\n').count() + 1;
         let column = text[line_start..start].chars().count() + 1;
         let width = text[start..span.end.clamp(start, line_end)]
             .chars()

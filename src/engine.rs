@@ -305,12 +305,22 @@ fn run_argv(
     if let Some(pack) = pack {
         child.env(PACK_ENV, pack.as_str());
     }
-    let child = child
+    child
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|source| spawn_error(program, source))?;
+        .process_group(0);
+    // A script just written (by a package upgrade, a test) can be open for writing in a
+    // process forked meanwhile, until that process execs: `ETXTBSY` for a moment only.
+    let mut attempts = 0;
+    let child = loop {
+        match child.spawn() {
+            Err(err) if err.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            spawned => break spawned.map_err(|source| spawn_error(program, source))?,
+        }
+    };
     let (output, timed_out) = crate::children::wait_with_timeout(child, timeout);
     let output = output.map_err(|source| spawn_error(program, source))?;
     tracing::debug!(

@@ -15,7 +15,7 @@ use super::{
     ScheduleConfig, SecretUrl, SiteConfig, StackStormConfig, StateConfig, VirtualenvConfig,
     WatchConfig, WatchMode, raw,
 };
-use crate::diagnostics::{Diagnose as _, Location};
+use crate::diagnostics::{Diagnose as _, LineStarts, Location};
 use crate::model::{PackName, Prune};
 use crate::source::{self, RefSelector};
 
@@ -66,6 +66,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigErrors> {
     let mut validator = Validator {
         path,
         text,
+        lines: LineStarts::of(text),
         base_dir: path.parent().unwrap_or(Path::new(".")),
         errors: Vec::new(),
     };
@@ -80,13 +81,14 @@ pub fn parse(path: &Path, text: &str) -> Result<SiteConfig, ConfigErrors> {
 struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
+    lines: LineStarts,
     base_dir: &'a Path,
     errors: Vec<ConfigError>,
 }
 
 impl Validator<'_> {
     fn location(&self, span: Range<usize>) -> Location {
-        Location::at(self.path.display(), self.text, span)
+        Location::at_line(self.path.display(), self.text, &self.lines, span)
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {

@@ -84,7 +84,7 @@ impl DesiredCache {
 
     /// Writes the cache, keeping only the packs of `site` (the others left the site config).
     pub(super) fn save<'a>(mut self, site: impl IntoIterator<Item = &'a PackName>) {
-        let site: Vec<&PackName> = site.into_iter().collect();
+        let site: std::collections::BTreeSet<&PackName> = site.into_iter().collect();
         let before = self.stored.packs.len();
         self.stored.packs.retain(|pack, _| site.contains(&pack));
         if !self.changed && self.stored.packs.len() == before {

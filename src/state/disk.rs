@@ -40,6 +40,7 @@ pub fn read_installed<'a>(
     packs.extend(current_packs(layout)?);
     packs.sort();
     packs.dedup();
+    let mut complete_envs = BTreeMap::new();
     for pack in packs {
         let live = activate::active(layout, &pack).map_err(|err| StateError::Disk {
             pack: pack.clone(),
@@ -57,23 +58,40 @@ pub fn read_installed<'a>(
             });
         }
         let Some(live) = live else { continue };
-        let manifest = store::read_manifest(&layout.release(&pack, &live).dir).map_err(|err| {
-            StateError::Disk {
-                pack: pack.clone(),
-                source: Cause::new(err),
-            }
-        })?;
+        // A release is sealed and named by what it was built from: the record of the same
+        // release says what its `release.json` says, without opening it.
+        let recorded = records
+            .get(&pack)
+            .and_then(|record| record.release(&live))
+            .map(|release| (release.revision.clone(), release.env_inputs.clone()));
+        let (revision, env_inputs) = if let Some(recorded) = recorded {
+            recorded
+        } else {
+            let manifest =
+                store::read_manifest(&layout.release(&pack, &live).dir).map_err(|err| {
+                    StateError::Disk {
+                        pack: pack.clone(),
+                        source: Cause::new(err),
+                    }
+                })?;
+            (manifest.revision, manifest.env_inputs)
+        };
         let broken_links = broken_links(layout, &pack, &live)?;
-        // The completion record is read, never the env hashed again: a no-op run stays cheap.
-        let env = layout.env(&manifest.revision.env);
-        let broken_env = (!store::is_complete(&env, &manifest.env_inputs.digest())).then_some(env);
+        // The completion record is read, never the env hashed again, and once per env shared
+        // by several packs: a no-op run stays cheap.
+        let env = layout.env(&revision.env);
+        let digest = env_inputs.digest();
+        let complete = *complete_envs
+            .entry((revision.env.clone(), digest.clone()))
+            .or_insert_with(|| store::is_complete(&env, &digest));
+        let broken_env = (!complete).then_some(env);
         let unpurged = records.get(&pack).is_some_and(|record| record.unpurged);
         observed.installed.packs.insert(
             pack.clone(),
             InstalledPack {
                 name: pack,
-                revision: manifest.revision,
-                env_inputs: Some(manifest.env_inputs),
+                revision,
+                env_inputs: Some(env_inputs),
                 broken_links,
                 broken_env,
                 engine_repair: unpurged.then_some(EngineRepair::Unpurged),

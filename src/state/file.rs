@@ -54,6 +54,31 @@ struct StateDocument {
     suspensions: Vec<Suspension>,
 }
 
+/// The suspensions of `state.json` alone: the records are skipped, not built.
+#[derive(Debug, Deserialize)]
+struct SuspensionsPart {
+    version: u32,
+    #[serde(default)]
+    suspensions: Vec<Suspension>,
+}
+
+/// A document, or a part of one, that knows its format version.
+trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for StateDocument {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl Versioned for SuspensionsPart {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 impl FileStore {
     pub fn new(state_dir: &Path) -> Self {
         Self {
@@ -73,14 +98,18 @@ impl FileStore {
     }
 
     fn read(&self) -> Result<StateDocument, StateError> {
+        Ok(self.read_as::<StateDocument>()?.unwrap_or(StateDocument {
+            version: FORMAT_VERSION,
+            ..StateDocument::default()
+        }))
+    }
+
+    /// `state.json` as `T` (the whole document, or a part of it), checked for its version;
+    /// `None` when there is none yet.
+    fn read_as<T: DeserializeOwned + Versioned>(&self) -> Result<Option<T>, StateError> {
         let bytes = match fs_err::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Ok(StateDocument {
-                    version: FORMAT_VERSION,
-                    ..StateDocument::default()
-                });
-            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
                 return Err(StateError::Read {
                     path: self.path.clone(),
@@ -88,18 +117,17 @@ impl FileStore {
                 });
             }
         };
-        let document: StateDocument =
-            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?;
-        if document.version != FORMAT_VERSION {
+        let document: T = serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: self.path.clone(),
+            source,
+        })?;
+        if document.version() != FORMAT_VERSION {
             return Err(StateError::Version {
                 path: self.path.clone(),
-                found: document.version,
+                found: document.version(),
             });
         }
-        Ok(document)
+        Ok(Some(document))
     }
 
     fn write(&self, document: &StateDocument) -> Result<(), StateError> {
@@ -303,7 +331,10 @@ impl StateStore for FileStore {
 
     fn suspensions(&self) -> Result<Vec<Suspension>, StateError> {
         let _guard = self.lock();
-        Ok(self.read()?.suspensions)
+        Ok(self
+            .read_as::<SuspensionsPart>()?
+            .map(|part| part.suspensions)
+            .unwrap_or_default())
     }
 
     fn suspend(&self, suspension: &Suspension) -> Result<(), StateError> {
