@@ -1,17 +1,17 @@
-//! `cargo bench --bench reconcile`: 200 packs in 200 Git repos.
+//! `cargo bench --bench reconcile`: 200 packs in 200 Git repos, and 1000.
 //!
 //! Prints the median and spread of:
-//! - plan (target: median under 100 ms): the pure `plan` function; config + Git + mirror + plan
-//!   in-process (what `packsync plan` does after start-up); the release binary end to end
-//!   (process start and the interpreter probe included);
-//! - apply (target: no-op median under 150 ms), the release binary on a site whose packs have no
-//!   requirements (one shared virtualenv): the first apply into an empty state dir, and a
-//!   no-op apply once everything is live;
-//! - the no-op apply with the state in MongoDB (target: median under 200 ms), on the server of
-//!   `PACKSYNC_TEST_MONGODB_URL`: run it as `scripts/with-mongodb cargo bench --bench
-//!   reconcile`, which starts SecantusDB.
+//! - plan: the pure `plan` function; config + Git + mirror + plan in-process (what `packsync
+//!   plan` does after start-up); the release binary end to end (process start and the
+//!   interpreter probe included), on a fresh site (200 installs) and on a converged one
+//!   (target: under 20 ms);
+//! - apply, the release binary on a site whose packs have no requirements (one shared
+//!   virtualenv): the first apply into an empty state dir, and a no-op apply once everything
+//!   is live (targets: 200 packs under 20 ms, 1000 packs under 60 ms);
+//! - the no-op apply with the state in MongoDB, on the server of `PACKSYNC_TEST_MONGODB_URL`:
+//!   run it as `scripts/with-mongodb cargo bench --bench reconcile`, which starts SecantusDB.
 //!
-//! With `PACKSYNC_BENCH_BASELINE=<an earlier packsync binary>`, the no-op apply runs both
+//! With `PACKSYNC_BENCH_BASELINE=<an earlier packsync binary>`, each no-op apply runs both
 //! binaries in turn on the same site, so that a change is measured against the machine's drift.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
@@ -24,6 +24,8 @@ use packsync::desired::{self, WorkTrees};
 use packsync::state::FileStore;
 
 const PACKS: usize = 200;
+/// The larger site whose no-op apply is timed too.
+const SCALE: usize = 1000;
 const RUNS: usize = 30;
 /// Another `packsync` binary (an earlier commit's) to time the no-op apply against, runs
 /// interleaved with this one's.
@@ -35,7 +37,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site.toml");
     let started = Instant::now();
-    build_site(dir.path(), &site, Requirements::OnePerPack);
+    build_site(dir.path(), &site, PACKS, Requirements::OnePerPack);
     println!(
         "fixture: {PACKS} packs in {PACKS} repos under {} (built in {:.1?})",
         dir.path().display(),
@@ -82,7 +84,7 @@ fn main() {
 fn bench_apply(root: &Path) {
     let root = root.join("apply");
     let site = root.join("site.toml");
-    build_site(&root, &site, Requirements::None);
+    build_site(&root, &site, PACKS, Requirements::None);
     let apply_with = |binary: &Path, args: &[&str]| {
         let out = Command::new(binary)
             .arg("--config")
@@ -124,35 +126,21 @@ fn bench_apply(root: &Path) {
         first[0],
         first[FIRST_APPLY_RUNS - 1]
     );
-    match std::env::var_os(BASELINE) {
-        None => report("`packsync apply`, no-op (release binary)", || {
-            let out = apply(&[]);
-            assert!(out.contains("nothing to change"), "{out}");
-        }),
-        // Both binaries on the same site, runs interleaved: the machine's drift hits both.
-        Some(baseline) => {
-            let baseline = Path::new(&baseline);
-            let mut times = [Vec::new(), Vec::new()];
-            for _ in 0..=RUNS {
-                for (index, binary) in [binary, baseline].into_iter().enumerate() {
-                    let start = Instant::now();
-                    let out = apply_with(binary, &[]);
-                    times[index].push(start.elapsed());
-                    assert!(out.contains("nothing to change"), "{out}");
-                }
-            }
-            for (what, mut times) in [
-                "`packsync apply`, no-op (release binary)",
-                "`packsync apply`, no-op (baseline binary)",
-            ]
-            .into_iter()
-            .zip(times)
-            {
-                times.remove(0); // warm-up
-                print_times(what, &mut times);
-            }
-        }
-    }
+    no_op("`packsync apply`, no-op", &site);
+    report("`packsync plan`, converged", || {
+        let out = Command::new(binary)
+            .arg("--config")
+            .arg(&site)
+            .args(["plan", "--detailed-exitcodes"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    bench_no_op_at_scale(&root.join("scale"), SCALE);
 
     // The same site with its state in MongoDB: one more first apply fills the database.
     let url = std::env::var("PACKSYNC_TEST_MONGODB_URL").expect(
@@ -173,6 +161,67 @@ fn bench_apply(root: &Path) {
         let out = apply(&[]);
         assert!(out.contains("nothing to change"), "{out}");
     });
+}
+
+/// The no-op `apply` of the site `site` (every pack live): with `PACKSYNC_BENCH_BASELINE`, this
+/// binary and the baseline, runs interleaved, so that the machine's drift hits both.
+fn no_op(what: &str, site: &Path) {
+    let apply_with = |binary: &Path| {
+        let out = Command::new(binary)
+            .arg("--config")
+            .arg(site)
+            .arg("apply")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(out.contains("nothing to change"), "{out}");
+    };
+    let binary = Path::new(env!("CARGO_BIN_EXE_packsync"));
+    let Some(baseline) = std::env::var_os(BASELINE) else {
+        report(&format!("{what} (release binary)"), || apply_with(binary));
+        return;
+    };
+    let baseline = Path::new(&baseline);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..=RUNS {
+        for (index, binary) in [binary, baseline].into_iter().enumerate() {
+            let start = Instant::now();
+            apply_with(binary);
+            times[index].push(start.elapsed());
+        }
+    }
+    for (which, mut times) in ["release binary", "baseline binary"].into_iter().zip(times) {
+        times.remove(0); // warm-up
+        print_times(&format!("{what} ({which})"), &mut times);
+    }
+}
+
+/// A site of `packs` packs, applied once, then its no-op `apply`.
+fn bench_no_op_at_scale(root: &Path, packs: usize) {
+    let site = root.join("site.toml");
+    let started = Instant::now();
+    build_site(root, &site, packs, Requirements::None);
+    let out = Command::new(env!("CARGO_BIN_EXE_packsync"))
+        .arg("--config")
+        .arg(&site)
+        .arg("apply")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "fixture: {packs} packs, built and applied in {:.1?}",
+        started.elapsed()
+    );
+    no_op(&format!("`packsync apply`, no-op, {packs} packs"), &site);
 }
 
 fn report(what: &str, mut run: impl FnMut()) {
@@ -222,7 +271,7 @@ enum Requirements {
 }
 
 /// 200 repos with a pack each (pack.yaml, schema, maybe one requirement) and a one-wheel mirror.
-fn build_site(root: &Path, site: &Path, requirements: Requirements) {
+fn build_site(root: &Path, site: &Path, packs: usize, requirements: Requirements) {
     let mirror = root.join("mirror");
     fs_err::create_dir_all(&mirror).unwrap();
     // A real wheel: the resolver reads its metadata.
@@ -248,8 +297,8 @@ fn build_site(root: &Path, site: &Path, requirements: Requirements) {
         config.push_str("base_requirements = []\nsystem_site_packages = false\n");
     }
     config.push_str("[mirror]\npath = \"mirror\"\n");
-    for i in 0..PACKS {
-        let name = format!("pack{i:03}");
+    for i in 0..packs {
+        let name = format!("pack{i:04}");
         let repo = root.join("repos").join(&name);
         fs_err::create_dir_all(repo.join("actions")).unwrap();
         fs_err::write(
