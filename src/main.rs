@@ -8,7 +8,18 @@ use packsync::diagnostics::{Problem, Severity};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // `--help` and `--version` print on stdout and succeed; any other is a usage error.
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitStatus::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     // The agent says what it does; a one-shot command only what went wrong.
     let quiet_default = if matches!(cli.command, Command::Run) {
         "packsync=info"

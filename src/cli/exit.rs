@@ -16,6 +16,10 @@ pub enum ExitStatus {
     ChangesAndFailures,
     /// Skipped: another run holds the lock.
     Locked,
+    /// The command line itself is wrong (an unknown flag, a missing argument): `EX_USAGE`,
+    /// never 2, which `--detailed-exitcodes` callers (Puppet's `exec`, the systemd unit's
+    /// `SuccessExitStatus=2`) read as "changes applied".
+    Usage,
 }
 
 impl ExitStatus {
@@ -27,6 +31,7 @@ impl ExitStatus {
             ExitStatus::Failures => 4,
             ExitStatus::ChangesAndFailures => 6,
             ExitStatus::Locked => 75,
+            ExitStatus::Usage => 64,
         }
     }
 }

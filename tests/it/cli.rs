@@ -309,3 +309,26 @@ fn plan_to_a_closed_stdout_does_not_panic() {
     let status = child.wait().unwrap();
     assert_eq!((status.code(), stderr.as_str()), (Some(0), ""));
 }
+
+/// Issue 20: a wrong command line exits 64 (`EX_USAGE`), never 2, which `--detailed-exitcodes`
+/// callers read as "changes applied"; `--help` and `--version` succeed.
+#[test]
+fn issue_20_usage_errors_exit_64_everywhere() {
+    let site = TestSite::new();
+    for args in [
+        &["apply", "--detailed-exitcodes", "--bogus"][..],
+        &["plan", "--detailed-exitcodes", "--pack"],
+        &["rollback"],
+        &["no-such-command"],
+        &["--log-format", "yaml", "status"],
+        &["history", "--limit", "many"],
+        &[],
+    ] {
+        let output = crate::common::site::run(site.cmd(args));
+        assert!(output.starts_with("exit_code: 64\n"), "{args:?}: {output}");
+    }
+    for args in [&["--help"][..], &["--version"], &["apply", "--help"]] {
+        let output = crate::common::site::run(packsync(args));
+        assert!(output.starts_with("exit_code: 0\n"), "{args:?}: {output}");
+    }
+}
