@@ -33,7 +33,7 @@ use crate::fsx;
 use crate::model::{Digest, EnvInputs};
 use crate::python::PythonIdentity;
 use crate::source::{Repo, SourceError};
-use crate::store::{self, Completion};
+use crate::store::{self, Completion, Sweep};
 use crate::unit::{self, Direction, RollOut, Unit};
 
 /// The file each set keeps its inputs in, read back to know what is active.
@@ -197,8 +197,13 @@ fn read_inputs(set: &Path) -> Option<EnvInputs> {
 }
 
 /// Removes the runner sets beyond the `keep` newest (the live one always kept, and counted),
-/// and any a crash left unfinished; returns what it removed.
-pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, RunnerError> {
+/// and any a crash left unfinished; returns what it removed (with [`Sweep::ListOnly`], what it
+/// would remove).
+pub fn collect(
+    layout: &RunnersLayout,
+    keep: usize,
+    sweep: Sweep,
+) -> Result<Vec<PathBuf>, RunnerError> {
     let sets_dir = layout.sets();
     let live = fsx::link_target(&layout.current()).map_err(io("read", &layout.current()))?;
     let mut sets = Vec::new();
@@ -226,7 +231,9 @@ pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, Runn
     let mut kept: Vec<PathBuf> = live.into_iter().collect();
     for (index, (unfinished, _, path)) in sets.into_iter().enumerate() {
         if unfinished || index >= others {
-            fsx::remove_tree(&path).map_err(io("remove", &path))?;
+            if sweep == Sweep::Remove {
+                fsx::remove_tree(&path).map_err(io("remove", &path))?;
+            }
             removed.push(path);
         } else {
             kept.push(path);
@@ -248,7 +255,9 @@ pub fn collect(layout: &RunnersLayout, keep: usize) -> Result<Vec<PathBuf>, Runn
         for entry in entries {
             let path = entry.map_err(io("read", &wheels_dir))?.path();
             if !used.contains(&path) {
-                fsx::remove_tree(&path).map_err(io("remove", &path))?;
+                if sweep == Sweep::Remove {
+                    fsx::remove_tree(&path).map_err(io("remove", &path))?;
+                }
                 removed.push(path);
             }
         }

@@ -199,6 +199,9 @@ pub struct GcArgs {
     /// keep_releases`)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub keep: Option<u64>,
+    /// List what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }

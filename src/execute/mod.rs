@@ -42,7 +42,7 @@ use crate::state::{
     self, Observed, Operation, Outcome, PackRecord, RegisteredPack, RunRecord, RunnerSwitch,
     StateError, StateStore,
 };
-use crate::store::{self, Collected, Layout, Recovered, StoreError};
+use crate::store::{self, Collected, Layout, Recovered, StoreError, Sweep};
 
 /// The desired state, what is live, and the plan between them.
 #[derive(Debug)]
@@ -848,10 +848,12 @@ impl Context<'_> {
             .records
             .lock()
             .expect("no step panics while holding the records");
-        let mut collected = store::collect_garbage(&self.layout, &kept_releases(&records, None))?;
+        let mut collected =
+            store::collect_garbage(&self.layout, &kept_releases(&records, None), Sweep::Remove)?;
         collected.runner_sets = runners::collect(
             &RunnersLayout::new(self.config),
             self.config.agent.keep_releases,
+            Sweep::Remove,
         )?;
         Ok(collected)
     }
@@ -1032,15 +1034,25 @@ pub fn rollback(
     Ok(report)
 }
 
-/// `packsync gc`: keeps the `keep` newest releases of each live pack (the active one always),
-/// removes the rest, the releases of packs that are not live, and unused virtualenvs.
+/// `packsync gc`: keeps the `keep` newest releases of each live pack, the active one and the
+/// one the site config asks for always; removes the rest, the releases of packs that are not
+/// live, and unused virtualenvs (with [`Sweep::ListOnly`], lists them).
 pub fn collect_garbage(
     config: &SiteConfig,
     store: &dyn StateStore,
     keep: usize,
+    sweep: Sweep,
 ) -> Result<Collected, ExecuteError> {
-    let kept = kept_releases(&store.load()?, Some(keep));
-    let mut collected = store::collect_garbage(&Layout::new(config), &kept)?;
-    collected.runner_sets = runners::collect(&RunnersLayout::new(config), keep)?;
+    let mut kept = kept_releases(&store.load()?, Some(keep));
+    // The release the site config asks for stays too: after a rollback it is no longer the
+    // newest, and `apply` (or `resume`) goes back to it.
+    let desired = desired::resolve(config, None, WorkTrees::Ignore).desired;
+    for pack in &desired.packs {
+        kept.entry(pack.name.clone())
+            .or_default()
+            .insert(ReleaseId::of(&pack.revision));
+    }
+    let mut collected = store::collect_garbage(&Layout::new(config), &kept, sweep)?;
+    collected.runner_sets = runners::collect(&RunnersLayout::new(config), keep, sweep)?;
     Ok(collected)
 }

@@ -145,7 +145,14 @@ pub struct Recovered {
     pub envs: Vec<PathBuf>,
 }
 
-/// What [`collect_garbage`] removed.
+/// Whether garbage is removed or only listed (`gc --dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    Remove,
+    ListOnly,
+}
+
+/// What [`collect_garbage`] removed (or, with [`Sweep::ListOnly`], would remove).
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Collected {
     pub releases: Vec<PathBuf>,
@@ -357,6 +364,7 @@ pub fn read_manifest(release_dir: &Path) -> Result<ReleaseManifest, StoreError> 
 pub fn collect_garbage(
     layout: &Layout,
     keep: &BTreeMap<PackName, BTreeSet<ReleaseId>>,
+    sweep: Sweep,
 ) -> Result<Collected, StoreError> {
     let staging = layout.staging();
     fs_err::create_dir_all(&staging).map_err(io_error("create", &staging))?;
@@ -378,11 +386,13 @@ pub fn collect_garbage(
                 left += 1;
                 continue;
             }
-            tracing::info!(release = %release.display(), "removing a release");
-            remove_aside(layout, &release, &format!(".release-{pack}-{id}"))?;
+            if sweep == Sweep::Remove {
+                tracing::info!(release = %release.display(), "removing a release");
+                remove_aside(layout, &release, &format!(".release-{pack}-{id}"))?;
+            }
             collected.releases.push(release);
         }
-        if left == 0 {
+        if left == 0 && sweep == Sweep::Remove {
             fs_err::remove_dir(&pack_dir).map_err(io_error("remove", &pack_dir))?;
         }
     }
@@ -396,8 +406,10 @@ pub fn collect_garbage(
         if linked || read_completion(&env).is_none() {
             continue;
         }
-        tracing::info!(env = %env.display(), "removing a virtualenv no release uses");
-        remove_aside(layout, &env, &format!(".env-{}", lossy_name(&env)))?;
+        if sweep == Sweep::Remove {
+            tracing::info!(env = %env.display(), "removing a virtualenv no release uses");
+            remove_aside(layout, &env, &format!(".env-{}", lossy_name(&env)))?;
+        }
         collected.envs.push(env);
     }
     Ok(collected)

@@ -213,10 +213,11 @@ fn gc_help() {
                                      /etc/packsync/packsync.toml]
           --keep <N>                 Releases to keep per live pack, the live one included (default:
                                      `[agent] keep_releases`)
+          --dry-run                  List what would be removed, remove nothing
           --json                     Print one JSON document on stdout instead of text
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
           --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
                                      exiting 75 at once
-      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible

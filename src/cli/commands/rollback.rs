@@ -12,7 +12,7 @@ use crate::diagnostics::{Problem, Severity};
 use crate::execute::{self, RunInfo};
 use crate::model::{PackName, ReleaseId};
 use crate::state::{Outcome, StateStore};
-use crate::store::Collected;
+use crate::store::{Collected, Sweep};
 
 pub(crate) fn rollback(
     global: &GlobalArgs,
@@ -133,6 +133,7 @@ fn rollback_runners(
 #[derive(Serialize)]
 struct GcReport<'a> {
     keep: usize,
+    dry_run: bool,
     #[serde(flatten)]
     collected: &'a Collected,
 }
@@ -153,18 +154,35 @@ pub(crate) fn gc(
     let keep = args.keep.map_or(config.agent.keep_releases, |n| {
         usize::try_from(n).unwrap_or(usize::MAX)
     });
-    let collected = execute::collect_garbage(&config, store.as_ref(), keep)?;
+    let sweep = if args.dry_run {
+        Sweep::ListOnly
+    } else {
+        Sweep::Remove
+    };
+    let collected = execute::collect_garbage(&config, store.as_ref(), keep, sweep)?;
     if global.json {
         printer.json(&GcReport {
             keep,
+            dry_run: args.dry_run,
             collected: &collected,
         });
     } else {
-        for path in collected.releases.iter().chain(&collected.envs) {
-            printer.data(format_args!("removed  {}", path.display()));
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
+        for path in collected
+            .releases
+            .iter()
+            .chain(&collected.envs)
+            .chain(&collected.runner_sets)
+        {
+            printer.data(format_args!("{verb}  {}", path.display()));
         }
         printer.data(format_args!(
-            "gc: removed {} releases and {} virtualenvs (kept {keep} per pack)",
+            "gc: {verb} {} releases and {} virtualenvs (kept {keep} per pack, and the release \
+             the site config asks for)",
             collected.releases.len(),
             collected.envs.len()
         ));

@@ -604,15 +604,15 @@ fn old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest(backend: Backend
         repo.commit(version);
         assert_exit(site.cmd(["apply"]), 0);
     }
-    let releases = || {
+    let releases = |site: &TestSite| {
         fs_err::read_dir(site.state_dir().join("releases/clush"))
             .unwrap()
             .count()
     };
-    assert_eq!(releases(), 2, "apply keeps `keep_releases`");
+    assert_eq!(releases(&site), 2, "apply keeps `keep_releases`");
     let gc = run_json(site.cmd(["gc", "--keep", "1", "--json"]));
     assert_eq!(gc["releases"].as_array().unwrap().len(), 1);
-    assert_eq!(releases(), 1);
+    assert_eq!(releases(&site), 1);
     assert!(
         fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
             .unwrap()
@@ -621,4 +621,37 @@ fn old_releases_beyond_keep_releases_go_and_gc_keeps_the_newest(backend: Backend
     );
     // Every release shares the one empty virtualenv, which stays in use.
     assert_eq!(gc["envs"].as_array().unwrap().len(), 0);
+
+    // Issue 20: after a rollback the live release is the older one, and the one the site
+    // config asks for is kept too, whatever `--keep` says; `--dry-run` removes nothing.
+    repo.write("pack.yaml", pack_yaml("clush", "1.3.0", ""));
+    repo.commit("1.3.0");
+    assert_exit(site.cmd(["apply"]), 0);
+    assert_exit(site.cmd(["rollback", "clush"]), 0);
+    assert_eq!(releases(&site), 2);
+    let listed = run_json(site.cmd(["gc", "--keep", "1", "--dry-run", "--json"]));
+    assert_eq!(listed["dry_run"], true);
+    assert_eq!(listed["releases"].as_array().unwrap().len(), 0, "{listed}");
+    let gc = run_json(site.cmd(["gc", "--keep", "1", "--json"]));
+    assert_eq!(gc["releases"].as_array().unwrap().len(), 0, "{gc}");
+    assert_eq!(releases(&site), 2, "the live and the desired release stay");
+    // Once the config asks for the live one, the other can go: `--dry-run` lists it and leaves
+    // it.
+    site.add_pack(PackEntry::new("clush", repo.path()).key(
+        "ref",
+        &format!(
+            "\"{live}\"",
+            live = {
+                let git = git2::Repository::open(repo.path()).unwrap();
+                let head = git.head().unwrap().peel_to_commit().unwrap();
+                head.parent_id(0).unwrap().to_string()
+            }
+        ),
+    ));
+    let listed = run_json(site.cmd(["gc", "--keep", "1", "--dry-run", "--json"]));
+    assert_eq!(listed["releases"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(releases(&site), 2, "a dry run removes nothing");
+    let gc = run_json(site.cmd(["gc", "--keep", "1", "--json"]));
+    assert_eq!(gc["releases"], listed["releases"]);
+    assert_eq!(releases(&site), 1);
 }
