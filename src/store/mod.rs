@@ -786,7 +786,7 @@ mod tests {
         link_env(&staged, &e6).unwrap();
         let keep = BTreeMap::from([(pack("clush"), BTreeSet::from([id("3")]))]);
 
-        let collected = collect_garbage(&layout, &keep).unwrap();
+        let collected = collect_garbage(&layout, &keep, Sweep::Remove).unwrap();
         assert_eq!(
             collected,
             Collected {
@@ -803,7 +803,7 @@ mod tests {
 
         // Nothing more to collect.
         assert_eq!(
-            collect_garbage(&layout, &keep).unwrap(),
+            collect_garbage(&layout, &keep, Sweep::Remove).unwrap(),
             Collected::default()
         );
     }
