@@ -189,6 +189,10 @@ pub struct RollbackArgs {
     /// the live one)
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
+    /// Let the next `apply` go back to what the site config asks for, instead of holding the
+    /// pack here until `packsync resume`
+    #[arg(long, conflicts_with = "runners")]
+    pub no_hold: bool,
     #[command(flatten)]
     pub lock: LockArgs,
 }

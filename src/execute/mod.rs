@@ -988,13 +988,24 @@ pub fn rollback_runners(
     ))
 }
 
+/// Whether a rollback holds the pack where it went, as `suspend` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Until `resume`: the suspension says who rolled back, and to what.
+    UntilResume { by: String },
+    /// The next `apply` goes back to what the site config asks for (`--no-hold`).
+    No,
+}
+
 /// Makes an earlier kept release of `pack` live again (default: the one before the active
-/// one), through the same switch and registration as `apply`.
+/// one), through the same switch and registration as `apply`; with [`Hold::UntilResume`],
+/// `apply` and the agent leave it there until `resume`.
 pub fn rollback(
     config: &SiteConfig,
     store: &dyn StateStore,
     pack: &PackName,
     to: Option<&ReleaseId>,
+    hold: &Hold,
     run: RunInfo,
     progress: Progress<'_>,
 ) -> Result<StepReport, ExecuteError> {
@@ -1031,6 +1042,13 @@ pub fn rollback(
     context.reactivate(pack, &target.id, &mut report);
     report.duration_ms = elapsed_ms(started);
     context.record(&report, Some(&target.revision), Some(&target.env_inputs));
+    if let (Hold::UntilResume { by }, Outcome::Applied) = (hold, report.outcome) {
+        store.suspend(&Suspension {
+            pack: Some(pack.clone()),
+            reason: format!("rolled back to {} by {by}", target.id),
+            at: crate::model::now(),
+        })?;
+    }
     Ok(report)
 }
 

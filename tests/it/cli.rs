@@ -184,10 +184,12 @@ fn rollback_help() {
           --json                     Print one JSON document on stdout instead of text
           --to <RELEASE>             The kept release (or, with `--runners`, runner set) to go to
                                      (default: the one before the live one)
+          --no-hold                  Let the next `apply` go back to what the site config asks for,
+                                     instead of holding the pack here until `packsync resume`
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
           --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
                                      exiting 75 at once
-      -q, --quiet                    Print only errors on stderr
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]

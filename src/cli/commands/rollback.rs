@@ -9,7 +9,7 @@ use super::{Site, open_site};
 use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
 use crate::config::SiteConfig;
 use crate::diagnostics::{Problem, Severity};
-use crate::execute::{self, RunInfo};
+use crate::execute::{self, Hold, RunInfo};
 use crate::model::{PackName, ReleaseId};
 use crate::state::{Outcome, StateStore};
 use crate::store::{Collected, Sweep};
@@ -37,11 +37,17 @@ pub(crate) fn rollback(
         None => None,
     };
     let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
+    let hold = if args.no_hold {
+        Hold::No
+    } else {
+        Hold::UntilResume { by: user() }
+    };
     let step = execute::rollback(
         &config,
         store.as_ref(),
         pack,
         to.as_ref(),
+        &hold,
         RunInfo::new(config.host()),
         &progress,
     )?;
@@ -64,10 +70,15 @@ pub(crate) fn rollback(
                     let _ = write!(out, "\n    purged {resource}");
                 }
                 printer.data(out);
-                printer.note(
-                    "note: the site config still asks for what was live before; the next \
-                     `apply` goes back to it unless the config changes",
-                );
+                printer.note(match hold {
+                    Hold::UntilResume { .. } => format!(
+                        "note: `{pack}` is held here (`packsync status` shows it): `apply` and \
+                         the agent leave it until `packsync resume {pack}`"
+                    ),
+                    Hold::No => "note: the site config still asks for what was live before; \
+                                 the next `apply` goes back to it unless the config changes"
+                        .to_string(),
+                });
             }
             Outcome::Failed | Outcome::Reverted => {
                 printer.data(format_args!("failed       {}  {target}", step.pack));
@@ -79,6 +90,15 @@ pub(crate) fn rollback(
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Who runs the command, for the hold's reason: the user behind `sudo`, else the login name,
+/// else the uid.
+fn user() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|user| !user.is_empty()))
+        .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()))
 }
 
 /// `rollback --runners`.

@@ -348,24 +348,41 @@ fn rollback_goes_back_to_a_kept_release(backend: Backend) {
     repo.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
     repo.commit("clush 1.1.0");
     assert_exit(site.cmd(["apply"]), 0);
-    packsync_snapshot!(site, site.cmd(["rollback", "clush"]), @"
+    let mut rollback = site.cmd(["rollback", "clush"]);
+    rollback.env("SUDO_USER", "alice");
+    packsync_snapshot!(site, rollback, @"
     exit_code: 0
     ----- stdout -----
     rolled back  clush  1.0.0 (HEAD @ [SHORT])
 
     ----- stderr -----
-    note: the site config still asks for what was live before; the next `apply` goes back to it unless the config changes
+    note: `clush` is held here (`packsync status` shows it): `apply` and the agent leave it until `packsync resume clush`
     ");
-    assert!(
-        fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml"))
-            .unwrap()
-            .contains("1.0.0")
+    let live = || fs_err::read_to_string(site.packs_dir().join("clush/pack.yaml")).unwrap();
+    assert!(live().contains("1.0.0"));
+    // Issue 20: held there, as `suspend` holds, until `resume`.
+    let status = run_json(site.cmd(["status", "--json"]));
+    let clush = &status["packs"][0];
+    let older = clush["active"]["release"].as_str().unwrap().to_string();
+    assert_eq!(clush["state"], "suspended", "{status}");
+    assert_eq!(
+        clush["suspended"],
+        format!("rolled back to {older} by alice"),
+        "{status}"
     );
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    assert!(live().contains("1.0.0"), "the hold keeps it");
+    assert_exit(site.cmd(["resume", "clush"]), 0);
+    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
+    assert!(live().contains("1.1.0"));
+
+    // `--no-hold`: the next apply goes forward again.
+    assert_exit(site.cmd(["rollback", "clush", "--no-hold"]), 0);
     let status = run_json(site.cmd(["status", "--json"]));
     let clush = &status["packs"][0];
     assert_eq!(clush["state"], "pending");
     let newest = clush["releases"][1].as_str().unwrap().to_string();
-    assert_exit(site.cmd(["rollback", "clush", "--to", &newest]), 0);
+    assert_exit(site.cmd(["rollback", "clush", "--to", &newest, "--no-hold"]), 0);
     assert_exit(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"]), 1);
 }
 
