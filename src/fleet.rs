@@ -824,7 +824,7 @@ impl Rollout<'_> {
             .and_then(|document| document.get_document("lease").ok())
             .and_then(|lease| lease.get_i64("token").ok());
         if updated.is_some() && !mine {
-            tracing::info!(pack = %self.pack, release = %self.release, previous = ?holder, "took over the rollout's lease");
+            tracing::info!(pack = %self.pack, release = %self.release, previous = holder.unwrap_or("none"), "took over the rollout's lease");
         }
         Ok(updated.is_some())
     }

@@ -1,5 +1,6 @@
 //! The `packsync` binary: parse the arguments, set up logging, run one command.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -40,6 +41,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// The crates whose `info` logs stay off unless `RUST_LOG` names them.
+const NOISY_CRATES: [&str; 6] = ["pubgrub", "mongodb", "lapin", "notify", "git2", "tokio"];
+
 /// Logs go to stderr: `quiet_default` by default, `-v` debug, `-vv` trace; `RUST_LOG`
 /// overrides.
 fn init_logging(verbose: u8, quiet_default: &str, format: LogFormat) {
@@ -48,9 +52,23 @@ fn init_logging(verbose: u8, quiet_default: &str, format: LogFormat) {
         1 => "packsync=debug",
         _ => "packsync=trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let asked = std::env::var("RUST_LOG").ok();
+    let mut filter = EnvFilter::new(asked.as_deref().unwrap_or(default));
+    // The crates packsync uses log at `info` what only their authors need (pubgrub's solver
+    // steps flood `RUST_LOG=info`): `warn`, unless `RUST_LOG` names them.
+    for noisy in NOISY_CRATES {
+        if !asked.as_deref().is_some_and(|asked| asked.contains(noisy)) {
+            filter = filter.add_directive(
+                format!("{noisy}=warn")
+                    .parse()
+                    .expect("a valid log directive"),
+            );
+        }
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours on a terminal only: never escape codes in a log file or journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => logs.init(),

@@ -68,6 +68,15 @@ impl Scope {
     }
 }
 
+/// Pack names as a log field's value: `alpha,clush`.
+fn names(packs: &BTreeSet<PackName>) -> String {
+    packs
+        .iter()
+        .map(PackName::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What a watch saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -218,7 +227,7 @@ impl Agent {
             tokio::select! {
                 () = sleep_until(retry_at) => {
                     let packs = self.retry.as_ref().map(|retry| retry.packs.clone()).unwrap_or_default();
-                    tracing::info!(?packs, "retrying what failed");
+                    tracing::info!(packs = %names(&packs), "retrying what failed");
                     pending = Some(Scope::Packs(packs));
                 }
                 _ = signals.terminate.recv() => break,
@@ -371,7 +380,7 @@ impl Agent {
             .retry
             .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
             .min(period.max(schedule.retry));
-        tracing::info!(?packs, attempts, ?delay, "failed packs will be tried again");
+        tracing::info!(packs = %names(&packs), attempts, ?delay, "failed packs will be tried again");
         self.retry = Some(Retry {
             packs,
             attempts,
@@ -428,7 +437,7 @@ fn reconcile(
         Scope::Everything => None,
         Scope::Packs(packs) => Some(packs.clone()),
     };
-    tracing::info!(packs = ?only, "reconciling");
+    tracing::info!(packs = %only.as_ref().map_or_else(|| "all".to_string(), names), "reconciling");
     let _lock = match crate::lock::acquire(&config.agent.state_dir, Some(LOCK_WAIT)) {
         Ok(lock) => lock,
         Err(err) => {

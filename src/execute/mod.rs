@@ -731,7 +731,7 @@ impl Context<'_> {
     fn repair(&self, planned: &Planned) -> Vec<StepReport> {
         let mut steps = Vec::new();
         for drift in &planned.observed.drift {
-            tracing::info!(pack = %drift.pack, recorded = ?drift.recorded.as_ref().map(ReleaseId::as_str), live = ?drift.live.as_ref().map(ReleaseId::as_str), "the record disagrees with disk; disk wins");
+            tracing::info!(pack = %drift.pack, recorded = drift.recorded.as_ref().map_or("nothing", ReleaseId::as_str), live = drift.live.as_ref().map_or("nothing", ReleaseId::as_str), "the record disagrees with disk; disk wins");
             let from = planned
                 .records
                 .get(&drift.pack)

@@ -689,7 +689,7 @@ impl Context<'_> {
             duration_ms: report.duration_ms,
         };
         if let Err(err) = self.store.save(&report.pack, &record, Some(&entry)) {
-            tracing::error!(pack = %report.pack, error = %err, cause = ?err.source().map(ToString::to_string), "cannot record the step; the next run repairs the record from disk");
+            tracing::error!(pack = %report.pack, error = %err, cause = err.source().map(ToString::to_string).unwrap_or_default(), "cannot record the step; the next run repairs the record from disk");
         }
         self.records
             .lock()

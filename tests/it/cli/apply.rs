@@ -382,7 +382,10 @@ fn rollback_goes_back_to_a_kept_release(backend: Backend) {
     let clush = &status["packs"][0];
     assert_eq!(clush["state"], "pending");
     let newest = clush["releases"][1].as_str().unwrap().to_string();
-    assert_exit(site.cmd(["rollback", "clush", "--to", &newest, "--no-hold"]), 0);
+    assert_exit(
+        site.cmd(["rollback", "clush", "--to", &newest, "--no-hold"]),
+        0,
+    );
     assert_exit(site.cmd(["rollback", "clush", "--to", "9.9.9-nope"]), 1);
 }
 

@@ -586,3 +586,29 @@ fn issue_19_an_unchanged_repo_is_not_read_again_and_every_ref_move_is_seen() {
         "{output}"
     );
 }
+
+/// Issue 20: `RUST_LOG=info` shows packsync's own steps, not the dependency solver's: the crates
+/// packsync uses stay at `warn` unless `RUST_LOG` names them.
+#[test]
+fn issue_20_rust_log_info_is_not_flooded_by_the_solver() {
+    let mut site = TestSite::new();
+    site.wheel("fxdep", "1.0", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "fxdep\n");
+    clush.commit("requirements");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    let stderr = |filter: &str| {
+        // Resolved again each time, not taken from the desired-state cache.
+        let _ = fs_err::remove_dir_all(site.state_dir().join("cache"));
+        let output = site
+            .cmd(["plan", "--log-format", "json"])
+            .env("RUST_LOG", filter)
+            .output()
+            .unwrap();
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let logs = stderr("info");
+    assert!(!logs.contains("\"target\":\"pubgrub"), "{logs}");
+    let logs = stderr("info,pubgrub=info");
+    assert!(logs.contains("\"target\":\"pubgrub"), "asked for: {logs}");
+}
