@@ -67,6 +67,27 @@ impl Fleet {
         }
     }
 
+    /// Makes `[stackstorm] <hook>` on every host log `<hook> <host> version: <version>` and
+    /// fail for the version `failing`.
+    fn hook_failing_on(&mut self, hook: &str, failing: &str) {
+        let log = self.shared.path().join("stackstorm.log");
+        for (site, host) in self.hosts.iter_mut().zip(HOSTS) {
+            let script = site.engine_script(
+                hook,
+                &format!(
+                    "version=$(grep '^version' \"$1/pack.yaml\")\n\
+                     echo \"{hook} {host} $version\" >> '{log}'\n\
+                     [ \"$version\" != 'version: {failing}' ]\n",
+                    log = log.display(),
+                ),
+            );
+            site.stackstorm_line(&format!(
+                "{hook} = ['{}', '{{pack_dir}}']",
+                script.display()
+            ));
+        }
+    }
+
     /// What the fake StackStorm logged, one line per command run.
     fn log(&self) -> Vec<String> {
         fs_err::read_to_string(self.shared.path().join("stackstorm.log"))
@@ -380,22 +401,7 @@ fn issue_18_the_lease_holder_killed_after_the_go_is_replaced_and_registration_ha
 fn issue_18_a_failed_registration_switches_every_host_back() {
     let mut fleet = Fleet::new("prepare_timeout = \"1m\"");
     assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
-    let log = fleet.shared.path().join("stackstorm.log");
-    for (site, host) in fleet.hosts.iter_mut().zip(HOSTS) {
-        let register = site.engine_script(
-            "register",
-            &format!(
-                "version=$(grep '^version' \"$2/pack.yaml\")\n\
-                 echo \"register {host} $version\" >> '{log}'\n\
-                 [ \"$version\" != 'version: 1.1.0' ]\n",
-                log = log.display(),
-            ),
-        );
-        site.stackstorm_line(&format!(
-            "register = ['{}', '{{pack}}', '{{pack_dir}}']",
-            register.display()
-        ));
-    }
+    fleet.hook_failing_on("register", "1.1.0");
     fleet.release("1.1.0");
     let results = fleet.apply(&[0, 1, 2]);
     for (exit, output) in &results {
@@ -430,22 +436,7 @@ fn issue_18_a_failed_registration_switches_every_host_back() {
 #[test]
 fn issue_18_waves_switch_a_canary_first_and_an_unhealthy_canary_halts_the_rest() {
     let mut fleet = Fleet::new("prepare_timeout = \"1m\"\nwaves = [[\"st2-1\"]]");
-    let log = fleet.shared.path().join("stackstorm.log");
-    for (site, host) in fleet.hosts.iter_mut().zip(HOSTS) {
-        let health = site.engine_script(
-            "health",
-            &format!(
-                "version=$(grep '^version' \"$1/pack.yaml\")\n\
-                 echo \"health {host} $version\" >> '{log}'\n\
-                 [ \"$version\" != 'version: 1.1.0' ]\n",
-                log = log.display(),
-            ),
-        );
-        site.stackstorm_line(&format!(
-            "health = ['{}', '{{pack_dir}}']",
-            health.display()
-        ));
-    }
+    fleet.hook_failing_on("health", "1.1.0");
     assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
     let lines = fleet.log();
     let position = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap();
