@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod mirror;
 mod module_graph;
+mod quickstart;
 mod resolve;
 mod source;
