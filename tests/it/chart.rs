@@ -14,15 +14,12 @@ use std::time::Duration;
 use packsync::config::{SiteConfig, StateConfig};
 use serde_json::{Value, json};
 
+use crate::common::repo_path;
 use crate::common::site::{PackEntry, TestSite, assert_exit, packsync};
 
 /// Where the chart mounts the URL Secrets; the tests put the files under a temp dir instead.
 const SECRETS_DIR: &str = "/etc/packsync/secrets/";
 const HOOK: &str = "charts/packsync/files/st2_register.py";
-
-fn repo_path(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 /// `render_chart.py` on `values`: lint, schema, render, Kubernetes validation.
 fn run_chart(values: &Value) -> Output {

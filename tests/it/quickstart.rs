@@ -8,9 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn repo_path(path: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use crate::common::{copy_tree, repo_path};
 
 /// The lines of the first `sh` block after the heading `### The quickstart, step by step`.
 fn story() -> Vec<String> {
@@ -21,20 +19,6 @@ fn story() -> Vec<String> {
     let block = &section[section.find("```sh\n").unwrap() + "```sh\n".len()..];
     let block = &block[..block.find("```").unwrap()];
     block.lines().map(str::to_string).collect()
-}
-
-/// Copies `from` into `to`, recursively.
-fn copy_tree(from: &Path, to: &Path) {
-    fs_err::create_dir_all(to).unwrap();
-    for entry in fs_err::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs_err::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Runs `line` with `sh` in `root`: exit status and output (stdout then stderr).

@@ -8,7 +8,8 @@ use std::thread;
 
 use serde_json::{Value, json};
 
-use super::{HOOK, repo_path};
+use super::HOOK;
+use crate::common::repo_path;
 
 /// A stub st2api on 127.0.0.1 answering one request with `status` and `body`; the join handle
 /// gives the request it got. `None`: it accepts the connection and never answers.

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::git::GitRepo;
-use crate::common::mongo;
 use crate::common::site::{
     Backend, PackEntry, TestSite, assert_exit, pack_yaml, python, run, run_json,
 };
+use crate::common::{copy_tree, mongo};
 
 const FAKE_ST2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake_st2.py");
 const ADAPTER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/st2/packsync-st2");
@@ -465,19 +465,6 @@ fn gated_examples(packs: &[&str]) -> (TestSite, Vec<GitRepo>) {
         repos.push(repo);
     }
     (site, repos)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs_err::create_dir_all(to).unwrap();
-    for entry in fs_err::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            fs_err::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]
