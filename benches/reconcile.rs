@@ -64,18 +64,11 @@ fn main() {
     report("config + git + mirror + plan, in-process", || {
         assert_eq!(pipeline().changes.len(), PACKS);
     });
-    let binary = env!("CARGO_BIN_EXE_packsync");
     report("`packsync plan --json` (release binary)", || {
-        let out = Command::new(binary)
-            .arg("--config")
-            .arg(&site)
-            .args(["plan", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        packsync(
+            Path::new(env!("CARGO_BIN_EXE_packsync")),
+            &site,
+            &["plan", "--json"],
         );
     });
     bench_apply(dir.path());
@@ -85,23 +78,8 @@ fn bench_apply(root: &Path) {
     let root = root.join("apply");
     let site = root.join("site.toml");
     build_site(&root, &site, PACKS, Requirements::None);
-    let apply_with = |binary: &Path, args: &[&str]| {
-        let out = Command::new(binary)
-            .arg("--config")
-            .arg(&site)
-            .arg("apply")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     let binary = Path::new(env!("CARGO_BIN_EXE_packsync"));
-    let apply = |args: &[&str]| apply_with(binary, args);
+    let apply = || packsync(binary, &site, &["apply"]);
     let reset = || {
         for dir in ["state", "packs", "virtualenvs", "configs"] {
             let path = root.join(dir);
@@ -114,7 +92,7 @@ fn bench_apply(root: &Path) {
     for _ in 0..FIRST_APPLY_RUNS {
         reset();
         let start = Instant::now();
-        let out = apply(&[]);
+        let out = apply();
         first.push(start.elapsed());
         assert!(out.contains(&format!("{PACKS} applied")), "{out}");
     }
@@ -128,17 +106,7 @@ fn bench_apply(root: &Path) {
     );
     no_op("`packsync apply`, no-op", &site);
     report("`packsync plan`, converged", || {
-        let out = Command::new(binary)
-            .arg("--config")
-            .arg(&site)
-            .args(["plan", "--detailed-exitcodes"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        packsync(binary, &site, &["plan", "--detailed-exitcodes"]);
     });
     bench_no_op_at_scale(&root.join("scale"), SCALE);
 
@@ -155,10 +123,10 @@ fn bench_apply(root: &Path) {
     );
     fs_err::write(&site, config).unwrap();
     reset();
-    let out = apply(&[]);
+    let out = apply();
     assert!(out.contains(&format!("{PACKS} applied")), "{out}");
     report("`packsync apply`, no-op, state in MongoDB", || {
-        let out = apply(&[]);
+        let out = apply();
         assert!(out.contains("nothing to change"), "{out}");
     });
 }
@@ -167,18 +135,7 @@ fn bench_apply(root: &Path) {
 /// binary and the baseline, runs interleaved, so that the machine's drift hits both.
 fn no_op(what: &str, site: &Path) {
     let apply_with = |binary: &Path| {
-        let out = Command::new(binary)
-            .arg("--config")
-            .arg(site)
-            .arg("apply")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = String::from_utf8(out.stdout).unwrap();
+        let out = packsync(binary, site, &["apply"]);
         assert!(out.contains("nothing to change"), "{out}");
     };
     let binary = Path::new(env!("CARGO_BIN_EXE_packsync"));
@@ -206,10 +163,20 @@ fn bench_no_op_at_scale(root: &Path, packs: usize) {
     let site = root.join("site.toml");
     let started = Instant::now();
     build_site(root, &site, packs, Requirements::None);
-    let out = Command::new(env!("CARGO_BIN_EXE_packsync"))
+    packsync(Path::new(env!("CARGO_BIN_EXE_packsync")), &site, &["apply"]);
+    println!(
+        "fixture: {packs} packs, built and applied in {:.1?}",
+        started.elapsed()
+    );
+    no_op(&format!("`packsync apply`, no-op, {packs} packs"), &site);
+}
+
+/// `binary --config site args...`, which must succeed: its stdout.
+fn packsync(binary: &Path, site: &Path, args: &[&str]) -> String {
+    let out = Command::new(binary)
         .arg("--config")
-        .arg(&site)
-        .arg("apply")
+        .arg(site)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -217,11 +184,7 @@ fn bench_no_op_at_scale(root: &Path, packs: usize) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    println!(
-        "fixture: {packs} packs, built and applied in {:.1?}",
-        started.elapsed()
-    );
-    no_op(&format!("`packsync apply`, no-op, {packs} packs"), &site);
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn report(what: &str, mut run: impl FnMut()) {

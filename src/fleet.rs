@@ -656,27 +656,19 @@ impl Rollout<'_> {
         let mut filter = self.this_attempt();
         filter.insert("phase", Phase::Prepare.as_str());
         let at = now();
-        let updated = self
-            .fleet
-            .rollouts
-            .find_one_and_update(
-                filter,
-                doc! {
-                    "$set": {
-                        "phase": Phase::Go.as_str(),
-                        "participants": prepared,
-                        "go_at": at,
-                        "go_by": &self.fleet.host,
-                        "wave": 0_i64,
-                        "wave_at": at,
-                        "updated_at": at,
-                    },
-                },
-            )
-            .return_document(ReturnDocument::After)
-            .run()
-            .map_err(self.fleet.error("give the go"))?;
-        if updated.is_some() {
+        let given = self.set(
+            filter,
+            doc! {
+                "phase": Phase::Go.as_str(),
+                "participants": prepared,
+                "go_at": at,
+                "go_by": &self.fleet.host,
+                "wave": 0_i64,
+                "wave_at": at,
+            },
+            "give the go",
+        )?;
+        if given {
             tracing::info!(pack = %self.pack, release = %self.release, hosts = %prepared.join(","), "gave the go");
         }
         Ok(())
@@ -804,15 +796,13 @@ impl Rollout<'_> {
             "lease.token",
             token.map_or(bson::Bson::Null, bson::Bson::Int64),
         );
-        let expires_at =
-            DateTime::from_millis(now().timestamp_millis() + ttl_millis(&self.fleet.config));
         let updated = self
             .fleet
             .rollouts
             .find_one_and_update(
                 filter,
                 doc! {
-                    "$set": { "lease.holder": &self.fleet.host, "lease.expires_at": expires_at },
+                    "$set": { "lease.holder": &self.fleet.host, "lease.expires_at": self.lease_expiry() },
                     "$inc": { "lease.token": i64::from(!mine) },
                 },
             )
@@ -875,6 +865,12 @@ impl Rollout<'_> {
         })
     }
 
+    /// When a lease taken or renewed now runs out.
+    fn lease_expiry(&self) -> DateTime {
+        let ttl = i64::try_from(self.fleet.config.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+        DateTime::from_millis(now().timestamp_millis().saturating_add(ttl))
+    }
+
     /// Renews the lease every third of its time until `done`.
     fn renew_while(&self, done: &std::sync::atomic::AtomicBool, filter: &Document) {
         let step = self.fleet.config.lease_ttl / 3;
@@ -886,11 +882,9 @@ impl Rollout<'_> {
                 continue;
             }
             waited = Duration::ZERO;
-            let expires_at =
-                DateTime::from_millis(now().timestamp_millis() + ttl_millis(&self.fleet.config));
             if let Err(err) = self.set(
                 filter.clone(),
-                doc! { "lease.expires_at": expires_at },
+                doc! { "lease.expires_at": self.lease_expiry() },
                 "renew the lease",
             ) {
                 tracing::warn!(pack = %self.pack, error = %err, "cannot renew the rollout's lease");
@@ -987,8 +981,4 @@ fn wave_index(document: &Document) -> usize {
         .ok()
         .and_then(|wave| usize::try_from(wave).ok())
         .unwrap_or(0)
-}
-
-fn ttl_millis(config: &FleetConfig) -> i64 {
-    i64::try_from(config.lease_ttl.as_millis()).unwrap_or(i64::MAX)
 }

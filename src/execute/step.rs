@@ -124,44 +124,42 @@ fn roll_out_release<U>(mut unit: U) -> (Outcome, Option<StepError>)
 where
     U: Unit<Release = ReleaseId, Error = StepError>,
 {
-    match unit::roll_out(&mut unit) {
-        RollOut::Live { settled } => (Outcome::Applied, settled.err()),
-        RollOut::Failed(err) => (Outcome::Failed, Some(err)),
+    let (previous, register, undo) = match unit::roll_out(&mut unit) {
+        RollOut::Live { settled } => return (Outcome::Applied, settled.err()),
+        RollOut::Failed(err) => return (Outcome::Failed, Some(err)),
         RollOut::Reverted {
             previous,
             register,
-            again,
+            again: Ok(()),
         } => {
             tracing::info!(error = %register, "registration failed; switched back");
-            let error = match again {
-                Ok(()) => StepError::Reverted {
-                    previous: previous.map_or_else(
-                        || "nothing (the pack was not live before)".to_string(),
-                        |previous| format!("release `{previous}`"),
-                    ),
-                    register: Box::new(register),
-                },
-                Err(undo) => StepError::RollbackFailed {
-                    register: Box::new(register),
-                    previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
-                    undo: Box::new(undo),
-                },
+            let error = StepError::Reverted {
+                previous: previous.map_or_else(
+                    || "nothing (the pack was not live before)".to_string(),
+                    |previous| format!("release `{previous}`"),
+                ),
+                register: Box::new(register),
             };
-            (Outcome::Reverted, Some(error))
+            return (Outcome::Reverted, Some(error));
         }
-        RollOut::Stuck {
+        // Going back failed: relinking, or registering what was live before.
+        RollOut::Reverted {
+            previous,
+            register,
+            again: Err(undo),
+        }
+        | RollOut::Stuck {
             previous,
             register,
             undo,
-        } => (
-            Outcome::Reverted,
-            Some(StepError::RollbackFailed {
-                register: Box::new(register),
-                previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
-                undo: Box::new(undo),
-            }),
-        ),
-    }
+        } => (previous, register, undo),
+    };
+    let error = StepError::RollbackFailed {
+        register: Box::new(register),
+        previous: previous.map_or_else(|| "nothing".to_string(), |p| p.to_string()),
+        undo: Box::new(undo),
+    };
+    (Outcome::Reverted, Some(error))
 }
 
 /// A pack on a fleet host: a [`PackUnit`] whose gate waits for the fleet's go, whose

@@ -127,6 +127,13 @@ impl Fleet {
             .map(str::to_string)
     }
 
+    /// Asserts that `version` is live on every host.
+    fn assert_live_everywhere(&self, version: &str) {
+        for (i, host) in HOSTS.iter().enumerate() {
+            assert_eq!(self.live(i).as_deref(), Some(version), "{host}");
+        }
+    }
+
     /// Commits version `version` of the pack.
     fn release(&self, version: &str) {
         self.repo
@@ -178,9 +185,7 @@ fn issue_18_a_commit_goes_live_on_every_host_registered_once_and_restarted_on_ea
             fleet.log()
         );
     }
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.0.0"));
-    }
+    fleet.assert_live_everywhere("1.0.0");
 
     // The next commit: registered once more, with the new version, after every host switched.
     fleet.release("1.1.0");
@@ -192,9 +197,7 @@ fn issue_18_a_commit_goes_live_on_every_host_registered_once_and_restarted_on_ea
         .collect();
     assert_eq!(registered.len(), 2, "{registered:?}");
     assert!(registered[1].ends_with("version: 1.1.0"), "{registered:?}");
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"));
-    }
+    fleet.assert_live_everywhere("1.1.0");
     // Nothing left to do anywhere.
     assert_all_exit(&fleet.apply(&[0, 1, 2]), 0);
 
@@ -257,9 +260,7 @@ fn issue_18_one_host_failing_its_gate_switches_no_host() {
         "{}",
         results[0].1
     );
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.0.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.0.0");
     assert_eq!(fleet.count("register "), 1, "{:?}", fleet.log());
 }
 
@@ -318,14 +319,10 @@ fn issue_18_without_a_quorum_a_host_down_holds_the_change_everywhere() {
             "{output}"
         );
     }
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.0.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.0.0");
     // Once it is back, the three go together.
     assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.1.0");
     assert_eq!(fleet.count("register "), 2, "{:?}", fleet.log());
 }
 
@@ -376,9 +373,7 @@ fn issue_18_the_lease_holder_killed_after_the_go_is_replaced_and_registration_ha
         .filter(|line| line.starts_with("register ") && line.ends_with("1.1.0"))
         .collect();
     assert_eq!(registered.len(), 1, "{:?}", fleet.log());
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.1.0");
     // The killed host comes back to a fleet where the release is live and registered: it
     // records what disk says, and registers nothing.
     assert_exit(
@@ -408,9 +403,7 @@ fn issue_18_a_failed_registration_switches_every_host_back() {
         assert_eq!(*exit, Some(4), "{output}");
         assert!(output.contains("is live again"), "{output}");
     }
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.0.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.0.0");
     let registered: Vec<String> = fleet
         .log()
         .into_iter()
@@ -491,9 +484,7 @@ fn issue_18_a_database_restarted_mid_rollout_is_waited_for() {
     fs_err::write(&marker, "").unwrap();
     let results: Vec<_> = children.into_iter().map(finish).collect();
     assert_all_exit(&results, 2);
-    for i in 0..3 {
-        assert_eq!(fleet.live(i).as_deref(), Some("1.1.0"), "host {i}");
-    }
+    fleet.assert_live_everywhere("1.1.0");
     assert_eq!(fleet.count("register "), 2, "{:?}", fleet.log());
 }
 
