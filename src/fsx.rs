@@ -61,10 +61,14 @@ pub fn link_target(path: &Path) -> io::Result<Option<PathBuf>> {
 /// Takes the write bits off every file and folder under `root` (and `root` itself): a built
 /// release or virtualenv is never changed again.
 pub fn make_read_only(root: &Path) -> io::Result<()> {
-    set_write(root, false)
+    take_write(root)
 }
 
 /// Removes the tree at `root`, read-only parts included; a missing tree is not an error.
+///
+/// Only its folders are made writable, which is all an unlink needs: a file may be a hard link
+/// of a sealed file elsewhere (a virtualenv's files are links into the distribution store),
+/// which must stay read-only.
 pub fn remove_tree(root: &Path) -> io::Result<()> {
     match fs_err::symlink_metadata(root) {
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -72,7 +76,7 @@ pub fn remove_tree(root: &Path) -> io::Result<()> {
         Ok(meta) if !meta.is_dir() => return fs_err::remove_file(root),
         Ok(_) => {}
     }
-    set_write(root, true)?;
+    open_folders(root)?;
     fs_err::remove_dir_all(root)
 }
 
@@ -161,28 +165,36 @@ pub fn exists(path: &Path) -> io::Result<bool> {
     }
 }
 
-fn set_write(path: &Path, writable: bool) -> io::Result<()> {
+fn take_write(path: &Path) -> io::Result<()> {
     let meta = fs_err::symlink_metadata(path)?;
     if meta.file_type().is_symlink() {
         return Ok(());
     }
-    let mode = meta.permissions().mode();
-    // Folders must be writable before their entries can be changed, and stay readable after.
-    if writable && meta.is_dir() {
-        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200))?;
-    }
     if meta.is_dir() {
         for entry in fs_err::read_dir(path)? {
-            set_write(&entry?.path(), writable)?;
+            take_write(&entry?.path())?;
         }
     }
-    let new_mode = if writable {
-        mode | 0o200
-    } else {
-        mode & !0o222
-    };
-    if new_mode != mode || (writable && meta.is_dir()) {
-        fs_err::set_permissions(path, std::fs::Permissions::from_mode(new_mode))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o222 != 0 {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o222))?;
+    }
+    Ok(())
+}
+
+/// Gives the owner write permission on every folder under `root` (and `root`), leaving files
+/// as they are.
+fn open_folders(path: &Path) -> io::Result<()> {
+    let meta = fs_err::symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o200 == 0 {
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200))?;
+    }
+    for entry in fs_err::read_dir(path)? {
+        open_folders(&entry?.path())?;
     }
     Ok(())
 }

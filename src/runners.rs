@@ -476,7 +476,15 @@ fn build(
         fs_err::write(&inputs_file, json).map_err(io("write", &inputs_file))?;
         let dists = env::verify_installed(&dir.join("site-packages"), dir, &inputs.pins)
             .map_err(build_error)?;
-        env::seal(dir, &Completion { digest, dists }).map_err(io("seal", dir))
+        env::seal(
+            dir,
+            &Completion {
+                digest,
+                dists,
+                store_entries: Vec::new(),
+            },
+        )
+        .map_err(io("seal", dir))
     })();
     if built.is_err() {
         let _ = fsx::remove_tree_aside(dir);
@@ -544,6 +552,7 @@ pub fn source_wheel(
             let completion = Completion {
                 digest: built_from,
                 dists: Vec::new(),
+                store_entries: Vec::new(),
             };
             store::write_completion(&dir, &completion).map_err(io("write the record of", &dir))
         });

@@ -15,6 +15,10 @@
 //! interpreter or StackStorm already has that version (`--ignore-installed`: at run time st2's
 //! copy would shadow the base's, so a skipped pin runs another version). No requirements means
 //! no pip at all. Every installer runs as a child of [`Children`]: none outlives packsync.
+//!
+//! The installer installs each pinned file once, into the compiled-distribution store
+//! ([`dists`]); a virtualenv links the files from there, so that bytecode compiled for one
+//! virtualenv serves every other.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -24,6 +28,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod dists;
 mod failures;
 mod verify;
 
@@ -44,6 +49,8 @@ pub struct EnvBuilder {
     installer: Installer,
     /// uv's cache (wheels unpacked once), under `state_dir`.
     uv_cache: PathBuf,
+    /// The compiled-distribution store the virtualenvs are assembled from, under `state_dir`.
+    dists: dists::DistStore,
     /// Every installer, `python -m venv` and `pip wheel` runs as one of these.
     children: Children,
     /// The memo of failed builds, updated by every build.
@@ -59,7 +66,8 @@ pub struct EnvBuilder {
 /// What [`EnvBuilder::ensure`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvOutcome {
-    /// Created now; `pip` says whether pip ran (it does not without requirements).
+    /// Created now; `pip` says whether distributions were installed (none without
+    /// requirements).
     Built { pip: bool },
     /// Already there and complete.
     Reused,
@@ -163,6 +171,7 @@ impl EnvBuilder {
             mirror,
             installer,
             uv_cache: state_dir.join(UV_CACHE),
+            dists: dists::DistStore::at(state_dir),
             children: Children::new(state_dir),
             failures,
             build_timeout: None,
@@ -254,7 +263,11 @@ impl EnvBuilder {
         if let Some(parent) = dir.parent() {
             fs_err::create_dir_all(parent).map_err(io("create", parent))?;
         }
-        self.create_venv(dir, inputs)?;
+        let system_site_packages = inputs
+            .settings
+            .iter()
+            .any(|setting| setting == SYSTEM_SITE_PACKAGES_SETTING);
+        self.create_venv(dir, system_site_packages)?;
         // Before the install, as st2 does: what the pack's code sees at run time is there
         // while pip runs too.
         if let Some(st2_site_packages) = inputs
@@ -264,14 +277,15 @@ impl EnvBuilder {
         {
             write_st2_pth(dir, Path::new(st2_site_packages.trim()))?;
         }
-        let pip = self.install(dir, inputs)?;
+        let store_entries = self.install(dir, inputs)?;
         let dists = verify_installed(&site_packages(dir)?, dir, &inputs.pins)?;
         let completion = Completion {
             digest: inputs.digest(),
             dists,
+            store_entries,
         };
         seal(dir, &completion).map_err(io("seal the virtualenv", dir))?;
-        Ok(pip)
+        Ok(!inputs.pins.is_empty())
     }
 
     /// `python -m venv --without-pip`: the interpreter linked in, no seed packages.
@@ -280,14 +294,10 @@ impl EnvBuilder {
     /// copied with `--copies`: a copy would be a second binary per env that could drift from
     /// the standard library it loads from `home` (an in-place patch upgrade of the base
     /// interpreter), while a different interpreter is a different env digest anyway.
-    fn create_venv(&self, dir: &Path, inputs: &EnvInputs) -> Result<(), EnvError> {
+    fn create_venv(&self, dir: &Path, system_site_packages: bool) -> Result<(), EnvError> {
         let mut command = self.command();
         command.args(["-m", "venv", "--without-pip"]);
-        if inputs
-            .settings
-            .iter()
-            .any(|setting| setting == SYSTEM_SITE_PACKAGES_SETTING)
-        {
+        if system_site_packages {
             command.arg("--system-site-packages");
         }
         let output = self.output(command.arg(dir))?;
@@ -306,18 +316,18 @@ impl EnvBuilder {
         })
     }
 
-    /// Installs the resolved files from the mirror, exactly those (`--no-deps`) and only with
-    /// the sha256 they were resolved with (`--require-hashes`); `false` when there are none
-    /// (no installer run).
-    fn install(&self, dir: &Path, inputs: &EnvInputs) -> Result<bool, EnvError> {
+    /// Installs the resolved files, exactly those, from the compiled-distribution store
+    /// (`dists`), which the installer fills from the mirror with what it lacks; the store
+    /// entries linked. No requirements, no installer run.
+    fn install(&self, dir: &Path, inputs: &EnvInputs) -> Result<Vec<String>, EnvError> {
         if inputs.pins.is_empty() {
-            return Ok(false);
+            return Ok(Vec::new());
         }
         let work = dir.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        self.install_pins(&inputs.pins, &dir.join("bin/python"), None, &[], &work)?;
+        let linked = self.install_from_store(dir, &inputs.python, &inputs.pins, &work)?;
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
-        Ok(true)
+        Ok(linked)
     }
 
     /// Installs exactly `pins` for the interpreter `python`: into its environment, or into the
@@ -627,6 +637,8 @@ pub(crate) fn seal(dir: &Path, completion: &Completion) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::os::unix::fs::MetadataExt as _;
     use std::process::Output;
     use std::sync::LazyLock;
 
@@ -1022,6 +1034,252 @@ mod tests {
             "the garbage is gone"
         );
         assert_eq!(stdout_of(&env, "print('ok')"), "ok");
+    }
+
+    /// Writes a wheel into the scratch mirror with `make_dist.py --wheel` and `flags`; its pin.
+    fn mirror_wheel(scratch: &Scratch, name: &str, flags: &[&str]) -> Pin {
+        let output = Command::new(&*PYTHON)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/make_dist.py"
+            ))
+            .args(["--wheel", name, "1.0"])
+            .arg(scratch.path().join("mirror"))
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let path = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        Pin {
+            name: name.into(),
+            version: "1.0".into(),
+            file: path.file_name().unwrap().to_string_lossy().into_owned(),
+            sha256: crate::mirror::sha256_file(&path).unwrap(),
+        }
+    }
+
+    /// Every path under `root` but bytecode, relative, with the sha256 of its content (`root`
+    /// in it read as `<env>`; a RECORD line's hash left out, as a script's holds the env's
+    /// path), and the `.pyc` names.
+    fn tree(root: &Path) -> (BTreeMap<PathBuf, String>, BTreeSet<PathBuf>) {
+        let (mut files, mut pycs) = (BTreeMap::new(), BTreeSet::new());
+        for (path, file_type) in dists::walk(root).unwrap() {
+            if path.extension().is_some_and(|ext| ext == "pyc") {
+                pycs.insert(path);
+                continue;
+            }
+            let content = if file_type.is_symlink() {
+                format!(
+                    "-> {}",
+                    fs_err::read_link(root.join(&path)).unwrap().display()
+                )
+            } else if file_type.is_file() {
+                let bytes = fs_err::read(root.join(&path)).unwrap();
+                let bytes =
+                    dists::replace_all(&bytes, root.as_os_str().as_encoded_bytes(), b"<env>");
+                let bytes = if path.ends_with("RECORD") {
+                    let mut kept = String::new();
+                    for line in String::from_utf8(bytes).unwrap().lines() {
+                        let fields: Vec<&str> = line.rsplitn(3, ',').collect();
+                        let _ = writeln!(kept, "{},{}", fields[2], fields[0]);
+                    }
+                    kept.into_bytes()
+                } else {
+                    bytes
+                };
+                Digest::sha256(&bytes).short().to_string()
+            } else {
+                "folder".to_string()
+            };
+            files.insert(path, content);
+        }
+        (files, pycs)
+    }
+
+    /// A builder and env inputs pinning `tinydep`, a wheel that installs everywhere (console
+    /// script, script, `.pth`, data file) and one with a C extension.
+    fn rich_site(scratch: &Scratch) -> (EnvBuilder, EnvInputs) {
+        let builder = scratch.builder(&[("tinydep", "1.0")]);
+        let mut inputs = scratch.inputs(&[], &["rich-dist", "fastdep"], &[("tinydep", "1.0")]);
+        inputs.pins.push(mirror_wheel(
+            scratch,
+            "rich-dist",
+            &["--installs-everywhere"],
+        ));
+        inputs
+            .pins
+            .push(mirror_wheel(scratch, "fastdep", &["--c-extension"]));
+        (builder, inputs)
+    }
+
+    /// Issue 19: a virtualenv linked from the compiled-distribution store holds what the
+    /// installer puts in one (console scripts, scripts, a `.pth`, data files, a C extension),
+    /// runs the same, and passes `pip check`.
+    #[test]
+    fn an_env_from_the_store_is_what_the_installer_builds() {
+        let scratch = Scratch::new();
+        let (builder, inputs) = rich_site(&scratch);
+
+        // The reference: the installer straight into a virtualenv, as before the store. The
+        // same folder name (venv writes it into the activate scripts' prompt), and a path as
+        // long (a RECORD has each script's size).
+        let by_installer = scratch.path().join("pips/env");
+        builder.create_venv(&by_installer, false).unwrap();
+        let work = scratch.path().join("work");
+        fs_err::create_dir_all(&work).unwrap();
+        builder
+            .install_pins(
+                &inputs.pins,
+                &by_installer.join("bin/python"),
+                None,
+                &[],
+                &work,
+            )
+            .unwrap();
+
+        let from_store = scratch.path().join("envs/env");
+        assert_eq!(
+            builder.ensure(&from_store, &inputs).unwrap(),
+            EnvOutcome::Built { pip: true }
+        );
+        let (mut expected, expected_pycs) = tree(&by_installer);
+        let (mut linked, linked_pycs) = tree(&from_store);
+        expected.remove(Path::new(store::COMPLETE_RECORD));
+        linked.remove(Path::new(store::COMPLETE_RECORD));
+        assert_eq!(linked, expected);
+        assert_eq!(linked_pycs, expected_pycs);
+        assert!(linked_pycs.len() >= 3, "{linked_pycs:?}");
+
+        // It runs as the installer's does, from its own path.
+        let env = from_store.display().to_string();
+        let hello = Command::new(from_store.join("bin/rich_dist-hello"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&hello.stdout),
+            format!("hello from {env}/lib/python3.11/site-packages/rich_dist/__init__.py\n"),
+            "{hello:?}"
+        );
+        let tool = Command::new(from_store.join("bin/rich_dist-tool"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&tool.stdout),
+            "tool 1.0\n",
+            "{tool:?}"
+        );
+        assert_eq!(
+            stdout_of(
+                &from_store,
+                "import extra_rich_dist, fastdep_speedups, tinydep; \
+                 print(extra_rich_dist.ANSWER, fastdep_speedups.answer(), \
+                 tinydep.__version__, tinydep.__spec__.cached)"
+            ),
+            format!(
+                "from the pth 42 1.0 {env}/lib/python3.11/site-packages/tinydep/__pycache__/\
+                 __init__.cpython-311.pyc"
+            )
+        );
+        // Bytecode compiled in the store, its code named after the env's file.
+        assert_eq!(
+            stdout_of(
+                &from_store,
+                "import rich_dist; print(rich_dist.hello.__code__.co_filename)"
+            ),
+            format!("{env}/lib/python3.11/site-packages/rich_dist/__init__.py")
+        );
+        assert_eq!(
+            fs_err::read_to_string(from_store.join("share/rich_dist/rich_dist.txt")).unwrap(),
+            "data of rich-dist\n"
+        );
+        let check = Command::new(&*PYTHON)
+            .args(["-m", "pip", "--python"])
+            .arg(from_store.join("bin/python"))
+            .arg("check")
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{check:?}");
+    }
+
+    /// Issue 19: an env's files are links of a sealed store entry its record names; a second
+    /// env takes its pins from the store without the installer (the mirror is gone by then);
+    /// removing an env leaves the store sealed.
+    #[test]
+    fn envs_share_the_sealed_files_of_the_store() {
+        let scratch = Scratch::new();
+        let (builder, inputs) = rich_site(&scratch);
+        let first = scratch.path().join("envs/first");
+        builder.ensure(&first, &inputs).unwrap();
+
+        let module = Path::new("lib/python3.11/site-packages/tinydep/__init__.py");
+        let completion = store::read_completion(&first).unwrap();
+        assert_eq!(completion.store_entries.len(), 3);
+        let stored = completion
+            .store_entries
+            .iter()
+            .map(|name| store::dist_root(scratch.path()).join(name).join(module))
+            .find(|path| path.is_file())
+            .expect("an entry holds tinydep");
+        let (linked_meta, stored_meta) = (
+            fs_err::metadata(first.join(module)).unwrap(),
+            fs_err::metadata(&stored).unwrap(),
+        );
+        assert_eq!(linked_meta.ino(), stored_meta.ino());
+        assert_eq!(stored_meta.permissions().mode() & 0o222, 0);
+
+        // A second env with these pins needs no installer: the mirror is gone.
+        fsx::remove_tree(&scratch.path().join("mirror")).unwrap();
+        let mut again = inputs.clone();
+        again.requirements.push("tinydep".into());
+        let second = scratch.path().join("envs/second");
+        assert_eq!(
+            builder.ensure(&second, &again).unwrap(),
+            EnvOutcome::Built { pip: true }
+        );
+        assert_eq!(
+            stdout_of(
+                &second,
+                "import fastdep_speedups; print(fastdep_speedups.answer())"
+            ),
+            "42"
+        );
+        assert_eq!(
+            store::read_completion(&second).unwrap().store_entries,
+            completion.store_entries
+        );
+
+        // Removing an env leaves the files it shared read-only.
+        fsx::remove_tree(&first).unwrap();
+        fsx::remove_tree(&second).unwrap();
+        assert_eq!(
+            fs_err::metadata(&stored).unwrap().permissions().mode() & 0o222,
+            0
+        );
+    }
+
+    /// An entry a crash left unfinished is filled again; a finished one is reused.
+    #[test]
+    fn an_unfinished_store_entry_is_filled_again() {
+        let scratch = Scratch::new();
+        let builder = scratch.builder(&[("tinydep", "1.0")]);
+        let inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
+        let first = scratch.path().join("envs/first");
+        builder.ensure(&first, &inputs).unwrap();
+        let entry = store::dist_root(scratch.path())
+            .join(&store::read_completion(&first).unwrap().store_entries[0]);
+        // What a crash between the install and the record leaves: no record, a stray file.
+        fsx::remove_tree(&entry.join(store::COMPLETE_RECORD)).unwrap();
+        fsx::remove_tree(&entry.join("lib/python3.11/site-packages/tinydep")).unwrap();
+
+        let mut again = inputs.clone();
+        again.requirements.push("tinydep>=1".into());
+        let second = scratch.path().join("envs/second");
+        builder.ensure(&second, &again).unwrap();
+        assert!(store::read_completion(&entry).is_some());
+        assert_eq!(
+            stdout_of(&second, "import tinydep; print(tinydep.__version__)"),
+            "1.0"
+        );
     }
 
     #[test]

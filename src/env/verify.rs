@@ -203,6 +203,11 @@ fn check_record(dist_info: &Path, site_packages: &Path, root: &Path) -> Result<u
 
 /// `path` with `.` and `..` resolved lexically, when it stays inside `root`.
 fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    normalize(path).filter(|resolved| resolved.starts_with(root))
+}
+
+/// `path` with its `..` taken out; `None` when one leads above its start.
+pub(super) fn normalize(path: &Path) -> Option<PathBuf> {
     let mut resolved = PathBuf::new();
     for component in path.components() {
         match component {
@@ -215,7 +220,7 @@ fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
             other => resolved.push(other),
         }
     }
-    resolved.starts_with(root).then_some(resolved)
+    Some(resolved)
 }
 
 /// The sha256 of a file as a RECORD writes it: URL-safe base64 without padding.
@@ -235,7 +240,7 @@ fn sha256_base64(path: &Path) -> std::io::Result<String> {
 
 /// The fields of one line of a RECORD, a CSV file in Python's default dialect: a field may be
 /// quoted, with `""` for a quote inside it.
-fn csv_fields(line: &str) -> Vec<String> {
+pub(super) fn csv_fields(line: &str) -> Vec<String> {
     let mut fields = vec![String::new()];
     let mut quoted = false;
     let mut chars = line.chars().peekable();

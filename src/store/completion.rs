@@ -24,6 +24,10 @@ pub struct Completion {
     /// Every distribution installed in it, as verified against its `RECORD`.
     #[serde(default)]
     pub dists: Vec<VerifiedDist>,
+    /// The entries of the compiled-distribution store (`dist/`) whose files the folder links
+    /// to; `gc` keeps those.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_entries: Vec<String>,
 }
 
 /// One distribution found installed and checked.

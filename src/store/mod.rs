@@ -14,6 +14,9 @@
 //!                                   built in place (its scripts hold their absolute path),
 //!                                   finished only once its `.complete` record is written
 //!                                   ([`completion`]); anything else there is garbage
+//!   dist/<k>/                       the compiled-distribution store: one distribution installed
+//!                                   into a virtualenv of its own, compiled, sealed; the
+//!                                   virtualenvs under envs/ hard-link its files (`env::dists`)
 //!   current/<pack> -> ../releases/<pack>/<id>    the one link switched per pack (`activate`)
 //!   adopted/<pack>-<time>/          what `st2 pack install` had put in place, moved aside
 //! ```
@@ -157,6 +160,9 @@ pub enum Sweep {
 pub struct Collected {
     pub releases: Vec<PathBuf>,
     pub envs: Vec<PathBuf>,
+    /// Entries of the compiled-distribution store no remaining virtualenv links to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dists: Vec<PathBuf>,
     /// Runner sets beyond `keep_releases` (see `runners::collect`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runner_sets: Vec<PathBuf>,
@@ -210,6 +216,13 @@ pub fn prepare(layout: &Layout) -> Result<Recovered, StoreError> {
         if read_completion(&path).is_none() {
             tracing::warn!(path = %path.display(), "removing a virtualenv an interrupted run left unfinished");
             remove_aside(layout, &path, &format!(".env-{}", lossy_name(&path)))?;
+            recovered.envs.push(path);
+        }
+    }
+    for path in entries(&dist_root(&layout.state_dir))? {
+        if read_completion(&path).is_none() {
+            tracing::warn!(path = %path.display(), "removing a store entry an interrupted run left unfinished");
+            remove_aside(layout, &path, &format!(".dist-{}", lossy_name(&path)))?;
             recovered.envs.push(path);
         }
     }
@@ -353,12 +366,13 @@ pub fn read_manifest(release_dir: &Path) -> Result<ReleaseManifest, StoreError> 
 }
 
 /// Removes every sealed release not in `keep` (packs missing from `keep` lose all of theirs),
-/// then every virtualenv no remaining release links to. A release a `current/` link points at
+/// then every virtualenv no remaining release links to, then every entry of the
+/// compiled-distribution store no remaining virtualenv links to. A release a `current/` link points at
 /// is never removed, whatever `keep` says.
 ///
 /// Virtualenvs linked from a staged release, or without their completion record, are left
 /// alone: they belong to a run in progress, and [`prepare`] removes them when that run was
-/// interrupted.
+/// interrupted. While there is one without its record, so are the store entries.
 /// Each folder is first moved into `staging/` and removed there, so that a crash in the middle
 /// leaves no partial release or virtualenv that a later run would take as complete.
 pub fn collect_garbage(
@@ -371,6 +385,8 @@ pub fn collect_garbage(
     let live = live_releases(layout)?;
     let mut collected = Collected::default();
     let mut linked_envs = BTreeSet::new();
+    let mut linked_dists = BTreeSet::new();
+    let mut unfinished_env = false;
     for pack_dir in entries(&releases_root(layout))? {
         let pack = lossy_name(&pack_dir);
         let kept = keep
@@ -403,7 +419,12 @@ pub fn collect_garbage(
         let linked = env
             .file_name()
             .is_some_and(|name| linked_envs.contains(name));
-        if linked || read_completion(&env).is_none() {
+        let Some(completion) = read_completion(&env) else {
+            unfinished_env = true;
+            continue;
+        };
+        if linked {
+            linked_dists.extend(completion.store_entries);
             continue;
         }
         if sweep == Sweep::Remove {
@@ -412,7 +433,29 @@ pub fn collect_garbage(
         }
         collected.envs.push(env);
     }
+    // An unfinished virtualenv may link entries its completion record does not name yet.
+    let dists = if unfinished_env {
+        Vec::new()
+    } else {
+        entries(&dist_root(&layout.state_dir))?
+    };
+    for dist in dists {
+        let linked = linked_dists.contains(&lossy_name(&dist));
+        if linked || read_completion(&dist).is_none() {
+            continue;
+        }
+        if sweep == Sweep::Remove {
+            tracing::info!(entry = %dist.display(), "removing a store entry no virtualenv uses");
+            remove_aside(layout, &dist, &format!(".dist-{}", lossy_name(&dist)))?;
+        }
+        collected.dists.push(dist);
+    }
     Ok(collected)
+}
+
+/// `state_dir/dist`: the compiled-distribution store.
+pub fn dist_root(state_dir: &Path) -> PathBuf {
+    state_dir.join("dist")
 }
 
 fn releases_root(layout: &Layout) -> PathBuf {
@@ -584,16 +627,30 @@ mod tests {
         seal(layout, staged, &manifest(name, release)).unwrap()
     }
 
+    /// A finished virtualenv `name` linking the finished store entry `d-<name>`.
     fn env(layout: &Layout, name: &str) -> PathBuf {
         let dir = envs_root(layout).join(name);
         fs_err::create_dir_all(dir.join("bin")).unwrap();
         fs_err::write(dir.join("bin/python"), "").unwrap();
+        let entry = format!("d-{name}");
         let completion = Completion {
             digest: Digest::sha256(name.as_bytes()),
             dists: Vec::new(),
+            store_entries: vec![entry.clone()],
         };
         write_completion(&dir, &completion).unwrap();
         fsx::make_read_only(&dir).unwrap();
+        let dist = dist_root(&layout.state_dir).join(entry);
+        fs_err::create_dir_all(&dist).unwrap();
+        write_completion(
+            &dist,
+            &Completion {
+                digest: Digest::sha256(name.as_bytes()),
+                dists: Vec::new(),
+                store_entries: Vec::new(),
+            },
+        )
+        .unwrap();
         dir
     }
 
@@ -792,6 +849,7 @@ mod tests {
             Collected {
                 releases: vec![old.dir, dropped.dir, gone_env.dir],
                 envs: vec![e2, e4],
+                dists: Vec::new(),
                 runner_sets: Vec::new(),
             }
         );
@@ -800,6 +858,25 @@ mod tests {
         assert_eq!(names(&releases_root(&layout)), ["clush"]);
         assert_eq!(names(&envs_root(&layout)), ["e1", "e3", "e5", "e6"]);
         assert_eq!(names(&layout.staging()), ["other-1"]);
+
+        // The store entries wait while e5 is unfinished: it may link them already.
+        let dists = dist_root(&layout.state_dir);
+        assert_eq!(
+            names(&dists),
+            ["d-e1", "d-e2", "d-e3", "d-e4", "d-e5", "d-e6"]
+        );
+        // e5 finished, and an entry being filled (no record yet).
+        write_completion(&e5, &read_completion(&e1).unwrap()).unwrap();
+        fs_err::create_dir_all(dists.join("d-filling")).unwrap();
+        let collected = collect_garbage(&layout, &keep, Sweep::Remove).unwrap();
+        assert_eq!(
+            (collected.envs, collected.dists),
+            (
+                vec![e5],
+                vec![dists.join("d-e2"), dists.join("d-e4"), dists.join("d-e5")]
+            )
+        );
+        assert_eq!(names(&dists), ["d-e1", "d-e3", "d-e6", "d-filling"]);
 
         // Nothing more to collect.
         assert_eq!(

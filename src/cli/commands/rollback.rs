@@ -197,12 +197,17 @@ pub(crate) fn gc(
             .iter()
             .chain(&collected.envs)
             .chain(&collected.runner_sets)
+            .chain(&collected.dists)
         {
             printer.data(format_args!("{verb}  {}", path.display()));
         }
+        let dists = match collected.dists.len() {
+            0 => String::new(),
+            n => format!(" (and {n} distributions from the store)"),
+        };
         printer.data(format_args!(
-            "gc: {verb} {} releases and {} virtualenvs (kept {keep} per pack, and the release \
-             the site config asks for)",
+            "gc: {verb} {} releases and {} virtualenvs{dists} (kept {keep} per pack, and the \
+             release the site config asks for)",
             collected.releases.len(),
             collected.envs.len()
         ));

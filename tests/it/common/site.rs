@@ -416,6 +416,7 @@ LOG='{root}/engine.log'
             let completion = Completion {
                 digest: pack.env_inputs.digest(),
                 dists: Vec::new(),
+                store_entries: Vec::new(),
             };
             packsync::store::write_completion(&env, &completion).unwrap();
             let current = layout.current(&pack.name);
