@@ -4,43 +4,50 @@
 //!
 //! Compiling bytecode is nearly all of an install's time, and an installer compiles again for
 //! every virtualenv: a second pack with one pin changed paid for all its pins again. With the
-//! store the installer runs only for a distribution the store lacks, several at once.
+//! store the installer runs only for the distributions the store lacks: one installer run per
+//! core, each installing its share into a batch virtualenv (pip compiles in one process, so
+//! the shares compile in parallel), verified against the pins as a pack virtualenv is, then
+//! split into one entry per distribution by what its `RECORD` names, its `.dist-info` and the
+//! bytecode of its sources. Where a batch cannot be split (two distributions writing one file,
+//! a file no `RECORD` names), each of its distributions is installed on its own.
 //!
-//! An entry is a virtualenv of its own (`python -m venv --without-pip`, as a pack's) into which
-//! the configured installer put that one file (`--no-deps`), verified against its pin as a pack
-//! virtualenv is, and its manifest: every path the install added. Those are linked into a
-//! virtualenv as they are, except the few that hold the entry's own path (scripts' shebangs):
-//! those are written for each virtualenv with its path, and the distribution's `RECORD` with
-//! their hashes. Bytecode holds the path it was compiled at and needs no rewrite: Python sets a
-//! code object's file name from the source it loads it beside (`_imp._fix_co_filename`), and a
-//! hard link keeps the source's mtime, which the `.pyc` is checked against.
+//! An entry holds the files at the paths they have in a virtualenv, and its manifest. Those
+//! are linked into a virtualenv as they are, except the few that hold the path they were
+//! installed at (scripts' shebangs): those are written for each virtualenv with its path, and
+//! the distribution's `RECORD` with their hashes. Bytecode holds the path it was compiled at
+//! and needs no rewrite: Python sets a code object's file name from the source it loads it
+//! beside (`_imp._fix_co_filename`), and a hard link keeps the source's mtime, which the
+//! `.pyc` is checked against.
 //!
-//! Entry paths (`dist/<32 hex>`) are as long as virtualenv paths (`envs/<32 hex>`), so the
-//! rewrite keeps every length, in a binary file too. Where they differ (a virtualenv elsewhere),
-//! a binary file holding the path cannot be rewritten: that distribution is installed into the
-//! virtualenv by the installer instead.
+//! A virtualenv's own files (`python -m venv --without-pip`) are an entry too, made once per
+//! interpreter and setting: linking it (its path and folder name written into `pyvenv.cfg`
+//! and the activate scripts) takes a millisecond where the command takes a tenth of a second.
+//!
+//! Entry and batch paths (`dist/<32 hex>`) are as long as virtualenv paths (`envs/<32 hex>`),
+//! so the rewrite keeps every length, in a binary file too. Where they differ (a virtualenv
+//! elsewhere), a binary file holding the path cannot be rewritten: that distribution is
+//! installed into the virtualenv by the installer instead.
 //!
 //! An entry is finished when its completion record is there, as a virtualenv is. Virtualenvs
 //! name the entries they link to in theirs, and `gc` removes the entries none names.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{BUILD_FILES, EnvBuilder, EnvError, io, seal, site_packages, verify_installed};
+use super::{BUILD_FILES, EnvBuilder, EnvError, io, seal, site_packages, verify, verify_installed};
 use crate::config::Installer;
 use crate::fsx;
 use crate::model::{Digest, Pin};
-use crate::store::{self, Completion};
+use crate::store::{self, Completion, VerifiedDist};
 
 /// The manifest's file name in an entry; written before its completion record.
 const MANIFEST: &str = ".packsync-dist.json";
@@ -73,6 +80,9 @@ struct Manifest {
     record: Option<PathBuf>,
     /// The virtualenv's site-packages, relative to it (where `RECORD` paths start from).
     site_packages: PathBuf,
+    /// The folder name `python -m venv` wrote into the activate scripts' prompt, `(<name>) `,
+    /// for the entry of a virtualenv's own files: a virtualenv linked from it shows its own.
+    prompt: Option<String>,
     paths: Vec<Added>,
 }
 
@@ -103,44 +113,133 @@ impl DistStore {
         }
     }
 
+    /// `dist/<32 hex of the hash of parts>`, as long as `envs/<32 hex>`, and its key.
+    fn entry(&self, parts: &[&str]) -> (Digest, PathBuf) {
+        let mut hasher = Sha256::new();
+        for part in std::iter::once(&STORE_FORMAT).chain(parts) {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let key = Digest::from_sha256(hasher.finalize().as_slice());
+        let hex = key.hex();
+        let dir = self.root.join(&hex[..hex.len().min(32)]);
+        (key, dir)
+    }
+
     /// The entry of `pin` installed by `installer` for the interpreter `python` (its identity).
-    fn key(python: &str, installer: &Installer, pin: &Pin) -> Digest {
+    fn dist_entry(&self, python: &str, installer: &Installer, pin: &Pin) -> (Digest, PathBuf) {
         let installer = match installer {
             Installer::Pip => "pip".to_string(),
             Installer::Uv(uv) => format!("uv {}", uv.display()),
         };
-        let mut hasher = Sha256::new();
-        for part in [STORE_FORMAT, python, &installer, &pin.file, &pin.sha256] {
-            hasher.update(part.as_bytes());
-            hasher.update([0]);
-        }
-        Digest::from_sha256(hasher.finalize().as_slice())
+        self.entry(&[python, &installer, &pin.file, &pin.sha256])
     }
 
-    /// `dist/<32 hex>`, as long as `envs/<32 hex>`.
-    fn entry_dir(&self, key: &Digest) -> PathBuf {
-        let hex = key.hex();
-        self.root.join(&hex[..hex.len().min(32)])
+    /// The lock of the entry `key`.
+    fn lock(&self, key: &Digest) -> Arc<Mutex<()>> {
+        Arc::clone(
+            self.filling
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key.clone())
+                .or_default(),
+        )
     }
 }
 
+/// An entry's folder when it is there finished.
+fn finished(dir: &Path, key: &Digest) -> Result<Option<Entry>, EnvError> {
+    if !store::is_complete(dir, key) {
+        return Ok(None);
+    }
+    let manifest_path = dir.join(MANIFEST);
+    let bytes = fs_err::read(&manifest_path).map_err(io("read", &manifest_path))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(manifest) => Ok(Some(Entry {
+            dir: dir.to_path_buf(),
+            manifest,
+        })),
+        Err(err) => {
+            tracing::warn!(entry = %dir.display(), error = %err, "a store entry's manifest is unreadable; filling it again");
+            Ok(None)
+        }
+    }
+}
+
+/// Removes what is at `dir` (an unfinished entry, a leftover batch) and makes sure the store
+/// folder exists.
+fn clear(dir: &Path) -> Result<(), EnvError> {
+    if fsx::exists(dir).map_err(io("read", dir))? {
+        fsx::remove_tree_aside(dir).map_err(io("remove the unfinished store entry", dir))?;
+    }
+    let root = fsx::parent(dir);
+    fs_err::create_dir_all(root).map_err(io("create", root))
+}
+
 impl EnvBuilder {
+    /// `python -m venv --without-pip [--system-site-packages]` at `dir`, linked from the store:
+    /// the command runs once per interpreter (its identity `python`) and setting, into an entry
+    /// of its own; every virtualenv after is its files with its own path (and prompt) in
+    /// them. The entry's name, for the virtualenv's completion record.
+    pub(super) fn create_venv(
+        &self,
+        dir: &Path,
+        python: &str,
+        system_site_packages: bool,
+    ) -> Result<String, EnvError> {
+        let setting = if system_site_packages {
+            "venv --system-site-packages"
+        } else {
+            "venv"
+        };
+        let (key, entry_dir) = self.dists.entry(&[python, setting]);
+        let lock = self.dists.lock(&key);
+        // A fill that panicked wrote no completion record: the poisoned lock is safe to take.
+        let filling = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = if let Some(entry) = finished(&entry_dir, &key)? {
+            entry
+        } else {
+            clear(&entry_dir)?;
+            let filled = self
+                .run_venv(&entry_dir, system_site_packages)
+                .and_then(|()| {
+                    let files = walk(&entry_dir)
+                        .map_err(io("list", &entry_dir))?
+                        .into_iter()
+                        .map(|(path, _)| path)
+                        .collect();
+                    let prompt = entry_dir
+                        .file_name()
+                        .map(|name| format!("({}) ", name.to_string_lossy()));
+                    seal_entry(&entry_dir, &entry_dir, &files, &key, Vec::new(), prompt)
+                });
+            forget_failed(&entry_dir, &filled);
+            filled?
+        };
+        drop(filling);
+        fs_err::create_dir(dir).map_err(io("create", dir))?;
+        entry.link_into(dir, &mut HashSet::new())?;
+        Ok(entry.name())
+    }
+
     /// Installs `pins` into the virtualenv `dir` (created, not yet sealed) from the store,
     /// filling it first with what it lacks; the names of the entries linked, for the
-    /// virtualenv's completion record. `work` is a scratch folder inside `dir`.
+    /// virtualenv's completion record. `work` is a scratch folder inside `dir`; the files
+    /// hard-linked go into `linked`.
     pub(super) fn install_from_store(
         &self,
         dir: &Path,
         python: &str,
         pins: &[Pin],
         work: &Path,
+        linked_files: &mut HashSet<PathBuf>,
     ) -> Result<Vec<String>, EnvError> {
         let entries = self.store_entries(python, pins)?;
         let mut by_installer = Vec::new();
         let mut linked = Vec::new();
         for (pin, entry) in pins.iter().zip(&entries) {
             if entry.relocatable_to(dir) {
-                entry.link_into(dir)?;
+                entry.link_into(dir, linked_files)?;
                 linked.push(entry.name());
             } else {
                 by_installer.push(pin.clone());
@@ -153,135 +252,373 @@ impl EnvBuilder {
         Ok(linked)
     }
 
-    /// The entries of `pins`, in their order; the missing ones filled, up to one per core at
-    /// a time.
+    /// The entries of `pins`, in their order; the missing ones filled first.
     fn store_entries(&self, python: &str, pins: &[Pin]) -> Result<Vec<Entry>, EnvError> {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(pins.len());
-        let next = AtomicUsize::new(0);
-        let found: Vec<Mutex<Option<Result<Entry, EnvError>>>> =
-            pins.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(pin) = pins.get(index) else { break };
-                        let entry = self.store_entry(python, pin);
-                        *found[index].lock().unwrap_or_else(PoisonError::into_inner) = Some(entry);
-                    }
+        let keys: Vec<(Digest, PathBuf)> = pins
+            .iter()
+            .map(|pin| self.dists.dist_entry(python, &self.installer, pin))
+            .collect();
+        // Every entry's lock, in one order (no two builds wait for each other's), so that
+        // two virtualenvs needing a distribution at once fill it once.
+        let mut ordered: Vec<&Digest> = keys.iter().map(|(key, _)| key).collect();
+        ordered.sort();
+        ordered.dedup();
+        let locks: Vec<Arc<Mutex<()>>> = ordered.iter().map(|key| self.dists.lock(key)).collect();
+        let _filling: Vec<_> = locks
+            .iter()
+            .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+
+        let mut entries = Vec::with_capacity(pins.len());
+        let mut missing = Vec::new();
+        for ((key, dir), pin) in keys.iter().zip(pins) {
+            let entry = finished(dir, key)?;
+            if entry.is_none() && !missing.iter().any(|other: &Missing| other.pin == pin) {
+                missing.push(Missing {
+                    key: key.clone(),
+                    dir: dir.clone(),
+                    pin,
                 });
             }
-        });
-        found
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .expect("every pin was taken by a worker")
+            entries.push(entry);
+        }
+        if !missing.is_empty() {
+            self.fill(python, &missing)?;
+        }
+        keys.iter()
+            .zip(entries)
+            .map(|((key, dir), entry)| match entry {
+                Some(entry) => Ok(entry),
+                None => finished(dir, key)?.ok_or_else(|| {
+                    io("read the store entry", dir)(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        "filled, but not finished",
+                    ))
+                }),
             })
             .collect()
     }
 
-    /// The entry of `pin`, filled now when it is not there finished.
-    fn store_entry(&self, python: &str, pin: &Pin) -> Result<Entry, EnvError> {
-        let key = DistStore::key(python, &self.installer, pin);
-        let dir = self.dists.entry_dir(&key);
-        let lock = Arc::clone(
-            self.dists
-                .filling
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key.clone())
-                .or_default(),
-        );
-        // A fill that panicked wrote no completion record: the poisoned lock is safe to take.
-        let _filling = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if store::is_complete(&dir, &key) {
-            let manifest_path = dir.join(MANIFEST);
-            let bytes = fs_err::read(&manifest_path).map_err(io("read", &manifest_path))?;
-            if let Ok(manifest) = serde_json::from_slice(&bytes) {
-                return Ok(Entry { dir, manifest });
-            }
-            tracing::warn!(entry = %dir.display(), "a store entry's manifest is unreadable; filling it again");
+    /// Fills the entries of `missing`: one installer run per core, each installing its share
+    /// (balanced by file size) into one batch virtualenv, which is then split into an entry
+    /// per distribution.
+    fn fill(&self, python: &str, missing: &[Missing]) -> Result<(), EnvError> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut batches: Vec<(u64, Vec<&Missing>)> = (0..cores.min(missing.len()))
+            .map(|_| (0, Vec::new()))
+            .collect();
+        let mut by_size: Vec<(u64, &Missing)> = missing
+            .iter()
+            .map(|entry| {
+                let size = fs_err::metadata(self.mirror.join(&entry.pin.file))
+                    .map_or(0, |meta| meta.len());
+                (size, entry)
+            })
+            .collect();
+        by_size.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+        for (size, entry) in by_size {
+            let lightest = batches
+                .iter_mut()
+                .min_by_key(|(total, _)| *total)
+                .expect("at least one batch");
+            lightest.0 += size;
+            lightest.1.push(entry);
         }
-        if fsx::exists(&dir).map_err(io("read", &dir))? {
-            fsx::remove_tree_aside(&dir).map_err(io("remove the unfinished store entry", &dir))?;
-        }
-        fs_err::create_dir_all(&self.dists.root).map_err(io("create", &self.dists.root))?;
-        tracing::info!(dist = %pin.file, entry = %dir.display(), "installing into the distribution store");
-        let filled = self.fill(&dir, &key, pin);
-        if filled.is_err()
-            && let Err(err) = fsx::remove_tree_aside(&dir)
-        {
-            tracing::warn!(entry = %dir.display(), error = %err, "failed to remove a failed store entry");
-        }
-        filled
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = batches
+                .iter()
+                .map(|(_, batch)| scope.spawn(|| self.fill_batch(python, batch)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().expect("a fill does not panic"))
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .collect()
     }
 
-    /// Installs `pin` alone into a new virtualenv at `dir`, verifies it, and seals it with its
-    /// manifest.
-    fn fill(&self, dir: &Path, key: &Digest, pin: &Pin) -> Result<Entry, EnvError> {
-        self.create_venv(dir, false)?;
-        let skeleton: BTreeSet<PathBuf> = walk(dir)
-            .map_err(io("list", dir))?
+    /// Installs `batch` into one new virtualenv and moves each distribution's files into its
+    /// entry. Where the files cannot be told apart (two distributions writing one file, a
+    /// file no `RECORD` names), each is installed on its own instead.
+    fn fill_batch(&self, python: &str, batch: &[&Missing]) -> Result<(), EnvError> {
+        let pins: Vec<Pin> = batch.iter().map(|missing| missing.pin.clone()).collect();
+        let keys: Vec<&str> = batch.iter().map(|missing| missing.key.as_str()).collect();
+        let (_, staging) = self.dists.entry(&[&["batch"], keys.as_slice()].concat());
+        tracing::info!(
+            files = %pins.iter().map(|pin| pin.file.as_str()).collect::<Vec<_>>().join(" "),
+            "installing into the distribution store"
+        );
+        let filled = self.install_batch(python, &staging, batch, &pins);
+        if let Err(err) = fsx::remove_tree_aside(&staging) {
+            tracing::warn!(dir = %staging.display(), error = %err, "failed to remove a store batch");
+        }
+        if filled? {
+            return Ok(());
+        }
+        batch
+            .iter()
+            .try_for_each(|entry| self.fill_batch(python, &[entry]))
+    }
+
+    /// [`Self::fill_batch`] in the folder `staging`; `false` when the files could not be told
+    /// apart.
+    fn install_batch(
+        &self,
+        python: &str,
+        staging: &Path,
+        batch: &[&Missing],
+        pins: &[Pin],
+    ) -> Result<bool, EnvError> {
+        clear(staging)?;
+        let skeleton = self.create_venv(staging, python, false)?;
+        let skeleton: BTreeSet<PathBuf> = walk(&self.dists.root.join(skeleton))
+            .map_err(io("list", staging))?
             .into_iter()
             .map(|(path, _)| path)
             .collect();
-        let work = dir.join(BUILD_FILES);
+        let work = staging.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        let pins = std::slice::from_ref(pin);
-        self.install_pins(pins, &dir.join("bin/python"), None, &[], &work)?;
+        self.install_pins(pins, &staging.join("bin/python"), None, &[], &work)?;
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
-        let site = site_packages(dir)?;
-        let dists = verify_installed(&site, dir, pins)?;
-        let manifest = Manifest::of(dir, &site, &skeleton).map_err(io("read", dir))?;
-        let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
-        let manifest_path = dir.join(MANIFEST);
-        fs_err::write(&manifest_path, json).map_err(io("write", &manifest_path))?;
-        let completion = Completion {
-            digest: key.clone(),
-            dists,
-            store_entries: Vec::new(),
+        let site = site_packages(staging)?;
+        let verified = verify_installed(&site, staging, pins)?;
+        let added: BTreeSet<PathBuf> = walk(staging)
+            .map_err(io("list", staging))?
+            .into_iter()
+            .filter(|(path, file_type)| !file_type.is_dir() && !skeleton.contains(path))
+            .map(|(path, _)| path)
+            .collect();
+        let Some(shares) = split(staging, &site, pins, added).map_err(io("read", staging))? else {
+            tracing::debug!(dir = %staging.display(), "the batch's files cannot be told apart; one by one");
+            return Ok(false);
         };
-        seal(dir, &completion).map_err(io("seal the store entry", dir))?;
-        Ok(Entry {
-            dir: dir.to_path_buf(),
-            manifest,
-        })
+        for ((Missing { key, dir, pin }, files), dist) in batch
+            .iter()
+            .zip(shares)
+            .zip(verified_in_order(verified, pins))
+        {
+            clear(dir)?;
+            fs_err::create_dir(dir).map_err(io("create", dir))?;
+            let sealed = seal_entry(staging, dir, &files, key, vec![dist], None);
+            forget_failed(dir, &sealed);
+            sealed?;
+            tracing::debug!(dist = %pin.file, entry = %dir.display(), "store entry filled");
+        }
+        Ok(true)
     }
 }
 
-impl Manifest {
-    /// What `dir` holds beyond `skeleton`, each file read once to find the ones holding `dir`.
-    fn of(dir: &Path, site_packages: &Path, skeleton: &BTreeSet<PathBuf>) -> io::Result<Self> {
-        let prefix = dir.as_os_str().as_bytes();
-        let finder = memchr::memmem::Finder::new(prefix);
-        let site_packages = site_packages
-            .strip_prefix(dir)
-            .unwrap_or(site_packages)
-            .to_path_buf();
-        let mut paths = Vec::new();
-        for (path, file_type) in walk(dir)? {
-            if skeleton.contains(&path) {
+/// An entry to fill: its key and folder, and the file it holds.
+struct Missing<'a> {
+    key: Digest,
+    dir: PathBuf,
+    pin: &'a Pin,
+}
+
+/// `verified` (sorted by name) in the order of `pins`.
+fn verified_in_order(verified: Vec<VerifiedDist>, pins: &[Pin]) -> Vec<VerifiedDist> {
+    let mut by_name: HashMap<String, VerifiedDist> = verified
+        .into_iter()
+        .map(|dist| (dist.name.clone(), dist))
+        .collect();
+    pins.iter()
+        .filter_map(|pin| by_name.remove(&pin.name))
+        .collect()
+}
+
+/// Removes the folder of a failed fill (without a record it is garbage anyway).
+fn forget_failed<T>(dir: &Path, filled: &Result<T, EnvError>) {
+    if filled.is_err()
+        && let Err(err) = fsx::remove_tree_aside(dir)
+    {
+        tracing::warn!(entry = %dir.display(), error = %err, "failed to remove a failed store entry");
+    }
+}
+
+/// The files of `added` (relative to `root`) each of `pins` installed, in their order: what
+/// its `RECORD` names, its `.dist-info` folder, and the bytecode of its sources. `None` when
+/// a file belongs to two distributions or to none. One pin has every file.
+fn split(
+    root: &Path,
+    site_packages: &Path,
+    pins: &[Pin],
+    added: BTreeSet<PathBuf>,
+) -> io::Result<Option<Vec<BTreeSet<PathBuf>>>> {
+    if let [_] = pins {
+        return Ok(Some(vec![added]));
+    }
+    let (installed, _) = verify::installed(site_packages)?;
+    // `dir/__pycache__/<stem>.<tag>.pyc` by (dir, stem).
+    let mut bytecode: HashMap<(PathBuf, String), Vec<PathBuf>> = HashMap::new();
+    for path in added
+        .iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "pyc"))
+    {
+        let (Some(cache), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let stem = name.split('.').next().unwrap_or_default().to_string();
+        if cache.file_name().is_some_and(|dir| dir == "__pycache__") {
+            bytecode
+                .entry((fsx::parent(cache).to_path_buf(), stem))
+                .or_default()
+                .push(path.clone());
+        }
+    }
+    let mut shares = Vec::with_capacity(pins.len());
+    let mut owned: HashSet<&PathBuf> = HashSet::new();
+    for pin in pins {
+        let Some((_, _, dist_info)) = installed.get(&verify::canonical(&pin.name)) else {
+            return Ok(None);
+        };
+        let mut share = BTreeSet::new();
+        let dist_info = dist_info.strip_prefix(root).unwrap_or(dist_info);
+        share.extend(
+            added
+                .range(dist_info.to_path_buf()..)
+                .take_while(|path| path.starts_with(dist_info))
+                .cloned(),
+        );
+        let record =
+            fs_err::read_to_string(root.join(dist_info).join("RECORD")).unwrap_or_default();
+        for line in record.lines() {
+            let Some(relative) = verify::csv_fields(line).into_iter().next() else {
                 continue;
+            };
+            let Some(path) = verify::normalize(&site_packages.join(relative)) else {
+                continue;
+            };
+            let Ok(path) = path.strip_prefix(root) else {
+                continue;
+            };
+            if let Some(path) = added.get(path) {
+                share.insert(path.clone());
             }
+        }
+        let sources: Vec<PathBuf> = share
+            .iter()
+            .filter(|path| path.extension().is_some_and(|ext| ext == "py"))
+            .cloned()
+            .collect();
+        for source in sources {
+            let stem = source
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned());
+            let key = (fsx::parent(&source).to_path_buf(), stem.unwrap_or_default());
+            share.extend(bytecode.get(&key).into_iter().flatten().cloned());
+        }
+        for path in &share {
+            if !owned.insert(added.get(path).expect("a share holds added files")) {
+                return Ok(None);
+            }
+        }
+        shares.push(share);
+    }
+    Ok((owned.len() == added.len()).then_some(shares))
+}
+
+/// Moves `files` (relative to `from`) into the new entry folder `dir`, with the folders they
+/// are in; writes its manifest (the files holding `from` found) and seals it with its
+/// completion record (`key`, the distributions verified).
+fn seal_entry(
+    from: &Path,
+    dir: &Path,
+    files: &BTreeSet<PathBuf>,
+    key: &Digest,
+    dists: Vec<VerifiedDist>,
+    prompt: Option<String>,
+) -> Result<Entry, EnvError> {
+    let manifest = Manifest::of(from, dir, files, prompt).map_err(io("move into", dir))?;
+    let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
+    let manifest_path = dir.join(MANIFEST);
+    fs_err::write(&manifest_path, json).map_err(io("write", &manifest_path))?;
+    let completion = Completion {
+        digest: key.clone(),
+        dists,
+        store_entries: Vec::new(),
+    };
+    seal(dir, &completion).map_err(io("seal the store entry", dir))?;
+    Ok(Entry {
+        dir: dir.to_path_buf(),
+        manifest,
+    })
+}
+
+impl Manifest {
+    /// Moves `files` (and folders, kept even when empty) from `from` into `dir` (nothing moves
+    /// where they are the same), creating the folders they are in; each file read once to find the ones holding `from`, the path they were
+    /// installed at, or the `prompt`.
+    fn of(
+        from: &Path,
+        dir: &Path,
+        files: &BTreeSet<PathBuf>,
+        prompt: Option<String>,
+    ) -> io::Result<Self> {
+        let prefix = from.as_os_str().as_bytes();
+        let finder = memchr::memmem::Finder::new(prefix);
+        let prompt_finder = prompt
+            .as_ref()
+            .map(|prompt| memchr::memmem::Finder::new(prompt.as_bytes()).into_owned());
+        let site_packages = site_packages(from)
+            .ok()
+            .and_then(|site| site.strip_prefix(from).ok().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let mut paths = Vec::new();
+        let mut folders = HashSet::new();
+        for path in files {
+            let mut ancestors: Vec<&Path> = path
+                .ancestors()
+                .skip(1)
+                .take_while(|folder| !folder.as_os_str().is_empty())
+                .collect();
+            ancestors.reverse();
+            for folder in ancestors {
+                if folders.insert(folder.to_path_buf()) {
+                    if from != dir {
+                        match fs_err::create_dir(dir.join(folder)) {
+                            Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+                                return Err(err);
+                            }
+                            _ => {}
+                        }
+                    }
+                    paths.push(Added {
+                        path: folder.to_path_buf(),
+                        kind: Kind::Folder,
+                    });
+                }
+            }
+            if from != dir {
+                fs_err::rename(from.join(path), dir.join(path))?;
+            }
+            let file_type = fs_err::symlink_metadata(dir.join(path))?.file_type();
             let kind = if file_type.is_dir() {
+                if !folders.insert(path.clone()) {
+                    continue;
+                }
                 Kind::Folder
             } else if file_type.is_symlink() {
                 Kind::Symlink
             } else if path.extension().is_some_and(|ext| ext == "pyc") {
                 Kind::File
             } else {
-                let bytes = fs_err::read(dir.join(&path))?;
+                let bytes = fs_err::read(dir.join(path))?;
+                let holds_prompt = prompt_finder
+                    .as_ref()
+                    .is_some_and(|prompt| prompt.find(&bytes).is_some());
                 match finder.find(&bytes) {
+                    None if holds_prompt => Kind::Relocate,
                     None => Kind::File,
                     Some(_) if memchr::memchr(0, &bytes).is_some() => Kind::RelocateBinary,
                     Some(_) => Kind::Relocate,
                 }
             };
-            paths.push(Added { path, kind });
+            paths.push(Added {
+                path: path.clone(),
+                kind,
+            });
         }
         let relocates = paths
             .iter()
@@ -299,9 +636,10 @@ impl Manifest {
             .filter(|_| relocates)
             .cloned();
         Ok(Self {
-            prefix: dir.to_path_buf(),
+            prefix: from.to_path_buf(),
             record,
             site_packages,
+            prompt,
             paths,
         })
     }
@@ -326,8 +664,9 @@ impl Entry {
                 .all(|added| added.kind != Kind::RelocateBinary)
     }
 
-    /// Links (or writes, where they hold the entry's path) the entry's paths into `env`.
-    fn link_into(&self, env: &Path) -> Result<(), EnvError> {
+    /// Links (or writes, where they hold the entry's path) the entry's paths into `env`; the
+    /// files hard-linked (not copied) go into `linked`.
+    fn link_into(&self, env: &Path, linked: &mut HashSet<PathBuf>) -> Result<(), EnvError> {
         let from = self.manifest.prefix.as_os_str().as_bytes();
         let to = env.as_os_str().as_bytes();
         let mut relocated = HashMap::new();
@@ -341,7 +680,11 @@ impl Entry {
                     }
                     _ => {}
                 },
-                Kind::File => link_file(&source, &target).map_err(io("link", &target))?,
+                Kind::File => {
+                    if link_file(&source, &target).map_err(io("link", &target))? {
+                        linked.insert(target);
+                    }
+                }
                 Kind::Symlink => {
                     let points_to = fs_err::read_link(&source).map_err(io("read", &source))?;
                     fsx::remove_if_exists(&target).map_err(io("replace", &target))?;
@@ -350,7 +693,15 @@ impl Entry {
                 }
                 Kind::Relocate | Kind::RelocateBinary => {
                     let bytes = fs_err::read(&source).map_err(io("read", &source))?;
-                    let rewritten = replace_all(&bytes, from, to);
+                    let mut rewritten = replace_all(&bytes, from, to);
+                    if let Some(prompt) = &self.manifest.prompt {
+                        let name = env.file_name().unwrap_or_default().to_string_lossy();
+                        rewritten = replace_all(
+                            &rewritten,
+                            prompt.as_bytes(),
+                            format!("({name}) ").as_bytes(),
+                        );
+                    }
                     let mode = fs_err::metadata(&source)
                         .map_err(io("read", &source))?
                         .permissions()
@@ -395,7 +746,8 @@ pub(super) fn walk(root: &Path) -> io::Result<Vec<(PathBuf, std::fs::FileType)>>
 /// A hard link of `source` at `target` (replacing what is there, as an installer overwrites a
 /// file another distribution installed); a copy with the same mtime, which bytecode is checked
 /// against, where no link can be made (another filesystem, the link count at its limit).
-fn link_file(source: &Path, target: &Path) -> io::Result<()> {
+/// Whether it is a link.
+fn link_file(source: &Path, target: &Path) -> io::Result<bool> {
     let linked = match std::fs::hard_link(source, target) {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             fs_err::remove_file(target)?;
@@ -413,9 +765,10 @@ fn link_file(source: &Path, target: &Path) -> io::Result<()> {
             fs_err::File::options()
                 .write(true)
                 .open(target)?
-                .set_modified(modified)
+                .set_modified(modified)?;
+            Ok(false)
         }
-        linked => linked,
+        linked => linked.map(|()| true),
     }
 }
 

@@ -20,7 +20,7 @@
 //! ([`dists`]); a virtualenv links the files from there, so that bytecode compiled for one
 //! virtualenv serves every other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -267,7 +267,7 @@ impl EnvBuilder {
             .settings
             .iter()
             .any(|setting| setting == SYSTEM_SITE_PACKAGES_SETTING);
-        self.create_venv(dir, system_site_packages)?;
+        let skeleton = self.create_venv(dir, &inputs.python, system_site_packages)?;
         // Before the install, as st2 does: what the pack's code sees at run time is there
         // while pip runs too.
         if let Some(st2_site_packages) = inputs
@@ -277,8 +277,10 @@ impl EnvBuilder {
         {
             write_st2_pth(dir, Path::new(st2_site_packages.trim()))?;
         }
-        let store_entries = self.install(dir, inputs)?;
-        let dists = verify_installed(&site_packages(dir)?, dir, &inputs.pins)?;
+        let mut linked = HashSet::new();
+        let mut store_entries = vec![skeleton];
+        store_entries.extend(self.install(dir, inputs, &mut linked)?);
+        let dists = verify_linked(&site_packages(dir)?, dir, &inputs.pins, &linked)?;
         let completion = Completion {
             digest: inputs.digest(),
             dists,
@@ -294,7 +296,10 @@ impl EnvBuilder {
     /// copied with `--copies`: a copy would be a second binary per env that could drift from
     /// the standard library it loads from `home` (an in-place patch upgrade of the base
     /// interpreter), while a different interpreter is a different env digest anyway.
-    fn create_venv(&self, dir: &Path, system_site_packages: bool) -> Result<(), EnvError> {
+    ///
+    /// Run once per interpreter and setting, into the distribution store, which every
+    /// virtualenv is then linked from ([`Self::create_venv`]).
+    fn run_venv(&self, dir: &Path, system_site_packages: bool) -> Result<(), EnvError> {
         let mut command = self.command();
         command.args(["-m", "venv", "--without-pip"]);
         if system_site_packages {
@@ -319,15 +324,21 @@ impl EnvBuilder {
     /// Installs the resolved files, exactly those, from the compiled-distribution store
     /// (`dists`), which the installer fills from the mirror with what it lacks; the store
     /// entries linked. No requirements, no installer run.
-    fn install(&self, dir: &Path, inputs: &EnvInputs) -> Result<Vec<String>, EnvError> {
+    /// The files hard-linked from the store go into `linked`.
+    fn install(
+        &self,
+        dir: &Path,
+        inputs: &EnvInputs,
+        linked: &mut HashSet<PathBuf>,
+    ) -> Result<Vec<String>, EnvError> {
         if inputs.pins.is_empty() {
             return Ok(Vec::new());
         }
         let work = dir.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        let linked = self.install_from_store(dir, &inputs.python, &inputs.pins, &work)?;
+        let entries = self.install_from_store(dir, &inputs.python, &inputs.pins, &work, linked)?;
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
-        Ok(linked)
+        Ok(entries)
     }
 
     /// Installs exactly `pins` for the interpreter `python`: into its environment, or into the
@@ -578,7 +589,18 @@ pub fn verify_installed(
     root: &Path,
     pins: &[Pin],
 ) -> Result<Vec<VerifiedDist>, EnvError> {
-    verify::verify(site_packages, root, pins).map_err(|problems| EnvError::Unverified {
+    verify_linked(site_packages, root, pins, &HashSet::new())
+}
+
+/// [`verify_installed`], where the files in `linked` are hard links of sealed, verified files
+/// of the distribution store and not hashed again.
+fn verify_linked(
+    site_packages: &Path,
+    root: &Path,
+    pins: &[Pin],
+    linked: &HashSet<PathBuf>,
+) -> Result<Vec<VerifiedDist>, EnvError> {
+    verify::verify(site_packages, root, pins, linked).map_err(|problems| EnvError::Unverified {
         dir: root.to_path_buf(),
         problems,
     })
@@ -1124,7 +1146,7 @@ mod tests {
         // same folder name (venv writes it into the activate scripts' prompt), and a path as
         // long (a RECORD has each script's size).
         let by_installer = scratch.path().join("pips/env");
-        builder.create_venv(&by_installer, false).unwrap();
+        builder.run_venv(&by_installer, false).unwrap();
         let work = scratch.path().join("work");
         fs_err::create_dir_all(&work).unwrap();
         builder
@@ -1213,7 +1235,8 @@ mod tests {
 
         let module = Path::new("lib/python3.11/site-packages/tinydep/__init__.py");
         let completion = store::read_completion(&first).unwrap();
-        assert_eq!(completion.store_entries.len(), 3);
+        // The virtualenv's own files (`python -m venv`), and one per distribution.
+        assert_eq!(completion.store_entries.len(), 4);
         let stored = completion
             .store_entries
             .iter()

@@ -5,7 +5,7 @@
 //! Run after every build, before the completion record is written; the record keeps what was
 //! verified, so a no-op run reads it instead of hashing again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr as _;
@@ -17,27 +17,79 @@ use crate::model::Pin;
 use crate::store::VerifiedDist;
 
 /// What is installed in `site_packages`, checked against `pins`. `root` is the environment
-/// (a `RECORD` path may lead to its `bin/`, never out of it). Every problem found, or the
-/// verified distributions, sorted by name.
+/// (a `RECORD` path may lead to its `bin/`, never out of it). A file in `linked` is a hard link
+/// of a sealed file verified when the store was filled (the same inode): it is not hashed
+/// again. Every problem found, or the verified distributions, sorted by name.
 pub(super) fn verify(
     site_packages: &Path,
     root: &Path,
     pins: &[Pin],
+    linked: &HashSet<PathBuf>,
 ) -> Result<Vec<VerifiedDist>, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut found: BTreeMap<String, (String, String, PathBuf)> = BTreeMap::new();
-    let entries = match fs_err::read_dir(site_packages) {
-        Ok(entries) => entries,
+    let (mut found, mut problems) = match installed(site_packages) {
+        Ok(installed) => installed,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && pins.is_empty() => {
             return Ok(Vec::new());
         }
         Err(err) => return Err(vec![err.to_string()]),
     };
-    for entry in entries {
-        let path = match entry {
-            Ok(entry) => entry.path(),
-            Err(err) => return Err(vec![err.to_string()]),
-        };
+
+    let mut verified = Vec::new();
+    for pin in pins {
+        match found.remove(&canonical(&pin.name)) {
+            None => problems.push(format!(
+                "{}=={} is missing from `{}`",
+                pin.name,
+                pin.version,
+                site_packages.display()
+            )),
+            Some((name, version, path)) => {
+                if !same_version(&version, &pin.version) {
+                    problems.push(format!(
+                        "{name} {version} is installed where {}=={} is pinned",
+                        pin.name, pin.version
+                    ));
+                    continue;
+                }
+                match check_record(&path, site_packages, root, linked) {
+                    Ok(files) => verified.push(VerifiedDist {
+                        name: pin.name.clone(),
+                        version,
+                        files,
+                    }),
+                    Err(record_problems) => problems.extend(
+                        record_problems
+                            .into_iter()
+                            .map(|problem| format!("{name} {version}: {problem}")),
+                    ),
+                }
+            }
+        }
+    }
+    for (name, version, _) in found.into_values() {
+        problems.push(format!("{name} {version} is installed but not pinned"));
+    }
+    if problems.is_empty() {
+        verified.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(verified)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A distribution found installed: its name and version as its metadata says, and its
+/// `.dist-info` (or `.egg-info`).
+pub(super) type Found = (String, String, PathBuf);
+
+/// Every distribution installed in `site_packages`, by canonical name, and the problems
+/// reading them (one installed twice, metadata without a name or version).
+pub(super) fn installed(
+    site_packages: &Path,
+) -> std::io::Result<(BTreeMap<String, Found>, Vec<String>)> {
+    let mut problems = Vec::new();
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for entry in fs_err::read_dir(site_packages)? {
+        let path = entry?.path();
         let file_name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -71,52 +123,11 @@ pub(super) fn verify(
             )),
         }
     }
-
-    let mut verified = Vec::new();
-    for pin in pins {
-        match found.remove(&canonical(&pin.name)) {
-            None => problems.push(format!(
-                "{}=={} is missing from `{}`",
-                pin.name,
-                pin.version,
-                site_packages.display()
-            )),
-            Some((name, version, path)) => {
-                if !same_version(&version, &pin.version) {
-                    problems.push(format!(
-                        "{name} {version} is installed where {}=={} is pinned",
-                        pin.name, pin.version
-                    ));
-                    continue;
-                }
-                match check_record(&path, site_packages, root) {
-                    Ok(files) => verified.push(VerifiedDist {
-                        name: pin.name.clone(),
-                        version,
-                        files,
-                    }),
-                    Err(record_problems) => problems.extend(
-                        record_problems
-                            .into_iter()
-                            .map(|problem| format!("{name} {version}: {problem}")),
-                    ),
-                }
-            }
-        }
-    }
-    for (name, version, _) in found.into_values() {
-        problems.push(format!("{name} {version} is installed but not pinned"));
-    }
-    if problems.is_empty() {
-        verified.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(verified)
-    } else {
-        Err(problems)
-    }
+    Ok((found, problems))
 }
 
 /// PEP 503: lowercase, runs of `-`, `_`, `.` as one `-`.
-fn canonical(name: &str) -> String {
+pub(super) fn canonical(name: &str) -> String {
     pep508_rs::PackageName::from_str(name)
         .map_or_else(|_| name.to_ascii_lowercase(), |name| name.to_string())
 }
@@ -151,7 +162,12 @@ fn name_and_version(path: &Path) -> Option<(String, String)> {
 
 /// Checks every hashed file of the distribution's `RECORD` (none for an egg-info, which has
 /// no RECORD); returns how many files were checked.
-fn check_record(dist_info: &Path, site_packages: &Path, root: &Path) -> Result<usize, Vec<String>> {
+fn check_record(
+    dist_info: &Path,
+    site_packages: &Path,
+    root: &Path,
+    linked: &HashSet<PathBuf>,
+) -> Result<usize, Vec<String>> {
     let record = dist_info.join("RECORD");
     let text = match fs_err::read(&record) {
         Ok(text) => text,
@@ -183,6 +199,10 @@ fn check_record(dist_info: &Path, site_packages: &Path, root: &Path) -> Result<u
             ));
             continue;
         };
+        if linked.contains(&path) {
+            files += 1;
+            continue;
+        }
         match sha256_base64(&path) {
             Ok(actual) if actual == expected => files += 1,
             Ok(actual) => problems.push(format!(
@@ -311,7 +331,8 @@ mod tests {
         );
         install(root, "other", "2.0.0", &[("other.py", "")]);
         let site = root.join("lib/python3.11/site-packages");
-        let verified = verify(&site, root, &[pin("tiny-dep", "1.0"), pin("other", "2.0")]).unwrap();
+        let pins = [pin("tiny-dep", "1.0"), pin("other", "2.0")];
+        let verified = verify(&site, root, &pins, &HashSet::new()).unwrap();
         assert_eq!(
             verified,
             [
@@ -357,6 +378,7 @@ mod tests {
                 pin("requests", "2.34.2"),
                 pin("six", "1.17.0"),
             ],
+            &HashSet::new(),
         )
         .unwrap_err();
         assert_eq!(problems.len(), 6, "{problems:#?}");
@@ -388,5 +410,21 @@ mod tests {
         assert_eq!(csv_fields("a,b,c"), ["a", "b", "c"]);
         assert_eq!(csv_fields("\"a,1\",sha256=x,3"), ["a,1", "sha256=x", "3"]);
         assert_eq!(csv_fields("\"say \"\"hi\"\"\",,"), ["say \"hi\"", "", ""]);
+    }
+
+    /// A file linked from the store was hashed when the store was filled: not again.
+    #[test]
+    fn files_linked_from_the_store_are_not_hashed_again() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        install(root, "tinydep", "1.0", &[("tinydep.py", "x = 1\n")]);
+        let site = root.join("lib/python3.11/site-packages");
+        // Unreadable content: hashing it would fail.
+        fs_err::remove_file(site.join("tinydep.py")).unwrap();
+        fs_err::create_dir(site.join("tinydep.py")).unwrap();
+        let pins = [pin("tinydep", "1.0")];
+        assert!(verify(&site, root, &pins, &HashSet::new()).is_err());
+        let linked = HashSet::from([site.join("tinydep.py")]);
+        assert_eq!(verify(&site, root, &pins, &linked).unwrap()[0].files, 1);
     }
 }
