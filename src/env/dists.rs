@@ -52,6 +52,9 @@ use crate::store::{self, Completion, VerifiedDist};
 /// The manifest's file name in an entry; written before its completion record.
 const MANIFEST: &str = ".packsync-dist.json";
 
+/// The lock file uv makes in every environment it installs into: no distribution's.
+const UV_LOCK: &str = ".lock";
+
 /// Bumped when what an entry holds or how it is filled changes: older entries are not reused.
 const STORE_FORMAT: &str = "packsync-dist-1";
 
@@ -300,8 +303,8 @@ impl EnvBuilder {
     }
 
     /// Fills the entries of `missing`: one installer run per core, each installing its share
-    /// (balanced by file size) into one batch virtualenv, which is then split into an entry
-    /// per distribution.
+    /// (balanced by the Python source each file holds: compiling it is most of the time) into
+    /// one batch virtualenv, which is then split into an entry per distribution.
     fn fill(&self, python: &str, missing: &[Missing]) -> Result<(), EnvError> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let mut batches: Vec<(u64, Vec<&Missing>)> = (0..cores.min(missing.len()))
@@ -309,11 +312,7 @@ impl EnvBuilder {
             .collect();
         let mut by_size: Vec<(u64, &Missing)> = missing
             .iter()
-            .map(|entry| {
-                let size = fs_err::metadata(self.mirror.join(&entry.pin.file))
-                    .map_or(0, |meta| meta.len());
-                (size, entry)
-            })
+            .map(|entry| (compile_weight(&self.mirror.join(&entry.pin.file)), entry))
             .collect();
         by_size.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
         for (size, entry) in by_size {
@@ -386,12 +385,17 @@ impl EnvBuilder {
         let added: BTreeSet<PathBuf> = walk(staging)
             .map_err(io("list", staging))?
             .into_iter()
-            .filter(|(path, file_type)| !file_type.is_dir() && !skeleton.contains(path))
+            .filter(|(path, file_type)| {
+                !file_type.is_dir() && !skeleton.contains(path) && path != Path::new(UV_LOCK)
+            })
             .map(|(path, _)| path)
             .collect();
-        let Some(shares) = split(staging, &site, pins, added).map_err(io("read", staging))? else {
-            tracing::debug!(dir = %staging.display(), "the batch's files cannot be told apart; one by one");
-            return Ok(false);
+        let shares = match split(staging, &site, pins, added).map_err(io("read", staging))? {
+            Ok(shares) => shares,
+            Err(why) => {
+                tracing::debug!(dir = %staging.display(), why, "the batch cannot be split; one by one");
+                return Ok(false);
+            }
         };
         for ((Missing { key, dir, pin }, files), dist) in batch
             .iter()
@@ -407,6 +411,32 @@ impl EnvBuilder {
         }
         Ok(true)
     }
+}
+
+/// What installing the mirror file `path` costs, roughly: the bytes of Python source a wheel
+/// holds (compiled at install), or an sdist's size.
+fn compile_weight(path: &Path) -> u64 {
+    let file_size = || fs_err::metadata(path).map_or(0, |meta| meta.len());
+    if path.extension().is_none_or(|ext| ext != "whl") {
+        return file_size();
+    }
+    let Ok(mut wheel) = fs_err::File::open(path)
+        .map_err(|err| err.to_string())
+        .and_then(|file| zip::ZipArchive::new(file).map_err(|err| err.to_string()))
+    else {
+        return file_size();
+    };
+    let mut weight = 0;
+    for index in 0..wheel.len() {
+        if let Ok(member) = wheel.by_index_raw(index)
+            && Path::new(member.name())
+                .extension()
+                .is_some_and(|ext| ext == "py")
+        {
+            weight += member.size();
+        }
+    }
+    weight
 }
 
 /// An entry to fill: its key and folder, and the file it holds.
@@ -437,16 +467,16 @@ fn forget_failed<T>(dir: &Path, filled: &Result<T, EnvError>) {
 }
 
 /// The files of `added` (relative to `root`) each of `pins` installed, in their order: what
-/// its `RECORD` names, its `.dist-info` folder, and the bytecode of its sources. `None` when
+/// its `RECORD` names, its `.dist-info` folder, and the bytecode of its sources. Why not, when
 /// a file belongs to two distributions or to none. One pin has every file.
-fn split(
+pub(super) fn split(
     root: &Path,
     site_packages: &Path,
     pins: &[Pin],
     added: BTreeSet<PathBuf>,
-) -> io::Result<Option<Vec<BTreeSet<PathBuf>>>> {
+) -> io::Result<Result<Vec<BTreeSet<PathBuf>>, String>> {
     if let [_] = pins {
-        return Ok(Some(vec![added]));
+        return Ok(Ok(vec![added]));
     }
     let (installed, _) = verify::installed(site_packages)?;
     // `dir/__pycache__/<stem>.<tag>.pyc` by (dir, stem).
@@ -471,7 +501,7 @@ fn split(
     let mut owned: HashSet<&PathBuf> = HashSet::new();
     for pin in pins {
         let Some((_, _, dist_info)) = installed.get(&verify::canonical(&pin.name)) else {
-            return Ok(None);
+            return Ok(Err(format!("{} has no .dist-info", pin.name)));
         };
         let mut share = BTreeSet::new();
         let dist_info = dist_info.strip_prefix(root).unwrap_or(dist_info);
@@ -511,12 +541,18 @@ fn split(
         }
         for path in &share {
             if !owned.insert(added.get(path).expect("a share holds added files")) {
-                return Ok(None);
+                return Ok(Err(format!(
+                    "`{}` belongs to two distributions",
+                    path.display()
+                )));
             }
         }
         shares.push(share);
     }
-    Ok((owned.len() == added.len()).then_some(shares))
+    Ok(match added.iter().find(|path| !owned.contains(path)) {
+        Some(path) => Err(format!("no RECORD names `{}`", path.display())),
+        None => Ok(shares),
+    })
 }
 
 /// Moves `files` (relative to `from`) into the new entry folder `dir`, with the folders they

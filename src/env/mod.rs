@@ -351,35 +351,7 @@ impl EnvBuilder {
         extra_links: &[&Path],
         work: &Path,
     ) -> Result<(), EnvError> {
-        // The installer refuses a swapped file too; checking first names the file plainly.
-        let mut pinned = String::new();
-        for pin in pins {
-            let built = extra_links
-                .iter()
-                .map(|dir| dir.join(&pin.file))
-                .find(|path| path.is_file());
-            let path = built.clone().unwrap_or_else(|| self.mirror.join(&pin.file));
-            let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
-            if actual != pin.sha256 {
-                return Err(EnvError::Swapped {
-                    path,
-                    expected: pin.sha256.clone(),
-                    actual,
-                });
-            }
-            // A wheel built from source is named by its path: the mirror may hold a file of the
-            // same name (the same version), which the installer would take and refuse.
-            let _ = match built {
-                Some(path) => writeln!(pinned, "{} --hash=sha256:{}", path.display(), pin.sha256),
-                None => writeln!(
-                    pinned,
-                    "{}=={} --hash=sha256:{}",
-                    pin.name, pin.version, pin.sha256
-                ),
-            };
-        }
-        let pinned_file = work.join("pinned.txt");
-        fs_err::write(&pinned_file, pinned).map_err(io("write", &pinned_file))?;
+        let pinned_file = self.write_pinned(pins, extra_links, work)?;
 
         let mut command = match &self.installer {
             Installer::Pip => {
@@ -454,6 +426,46 @@ impl EnvBuilder {
             });
         }
         Ok(())
+    }
+
+    /// Writes `work/pinned.txt`, the requirement file naming exactly `pins` with their sha256,
+    /// after checking each file (in the mirror, or built into one of `extra_links`) has it.
+    fn write_pinned(
+        &self,
+        pins: &[Pin],
+        extra_links: &[&Path],
+        work: &Path,
+    ) -> Result<PathBuf, EnvError> {
+        // The installer refuses a swapped file too; checking first names the file plainly.
+        let mut pinned = String::new();
+        for pin in pins {
+            let built = extra_links
+                .iter()
+                .map(|dir| dir.join(&pin.file))
+                .find(|path| path.is_file());
+            let path = built.clone().unwrap_or_else(|| self.mirror.join(&pin.file));
+            let actual = crate::mirror::sha256_file(&path).map_err(io("read", &path))?;
+            if actual != pin.sha256 {
+                return Err(EnvError::Swapped {
+                    path,
+                    expected: pin.sha256.clone(),
+                    actual,
+                });
+            }
+            // A wheel built from source is named by its path: the mirror may hold a file of the
+            // same name (the same version), which the installer would take and refuse.
+            let _ = match built {
+                Some(path) => writeln!(pinned, "{} --hash=sha256:{}", path.display(), pin.sha256),
+                None => writeln!(
+                    pinned,
+                    "{}=={} --hash=sha256:{}",
+                    pin.name, pin.version, pin.sha256
+                ),
+            };
+        }
+        let pinned_file = work.join("pinned.txt");
+        fs_err::write(&pinned_file, pinned).map_err(io("write", &pinned_file))?;
+        Ok(pinned_file)
     }
 
     /// Builds a wheel of the project at `project` into `out`, offline: `pip wheel --no-deps`,
@@ -1277,6 +1289,77 @@ mod tests {
         assert_eq!(
             fs_err::metadata(&stored).unwrap().permissions().mode() & 0o222,
             0
+        );
+    }
+
+    /// A batch is split into one share per distribution (what its RECORD names, its
+    /// `.dist-info`, its bytecode); two distributions writing one file cannot be told apart,
+    /// and the batch is then filled one by one.
+    #[test]
+    fn a_batch_splits_by_distribution_unless_two_write_one_file() {
+        let scratch = Scratch::new();
+        let builder = scratch.builder(&[("tinydep", "1.0")]);
+        let tinydep = scratch
+            .inputs(&[], &[], &[("tinydep", "1.0")])
+            .pins
+            .remove(0);
+        let [one, two] = ["ns-one", "ns-two"]
+            .map(|name| mirror_wheel(&scratch, name, &["--also", "shared/__init__.py"]));
+        let batch = |name: &str, pins: &[Pin]| {
+            let root = scratch.path().join(name);
+            builder.run_venv(&root, false).unwrap();
+            let skeleton: BTreeSet<PathBuf> = dists::walk(&root)
+                .unwrap()
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect();
+            let work = scratch.path().join(format!("{name}-work"));
+            fs_err::create_dir_all(&work).unwrap();
+            builder
+                .install_pins(pins, &root.join("bin/python"), None, &[], &work)
+                .unwrap();
+            let added: BTreeSet<PathBuf> = dists::walk(&root)
+                .unwrap()
+                .into_iter()
+                .filter(|(path, kind)| !kind.is_dir() && !skeleton.contains(path))
+                .map(|(path, _)| path)
+                .collect();
+            let site = site_packages(&root).unwrap();
+            dists::split(&root, &site, pins, added).unwrap()
+        };
+
+        let shares = batch("apart", &[tinydep.clone(), one.clone()]).expect("split");
+        let names = |share: &BTreeSet<PathBuf>| -> Vec<String> {
+            share
+                .iter()
+                .map(|path| {
+                    path.strip_prefix("lib/python3.11/site-packages")
+                        .unwrap_or(path)
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&shares[0]),
+            [
+                "tinydep/__init__.py",
+                "tinydep/__pycache__/__init__.cpython-311.pyc",
+                "tinydep-1.0.dist-info/INSTALLER",
+                "tinydep-1.0.dist-info/METADATA",
+                "tinydep-1.0.dist-info/RECORD",
+                "tinydep-1.0.dist-info/REQUESTED",
+                "tinydep-1.0.dist-info/WHEEL",
+            ]
+        );
+        assert!(
+            names(&shares[1]).contains(&"shared/__init__.py".to_string()),
+            "{:?}",
+            shares[1]
+        );
+        assert_eq!(
+            batch("together", &[one, two]).unwrap_err(),
+            "`lib/python3.11/site-packages/shared/__init__.py` belongs to two distributions"
         );
     }
 
