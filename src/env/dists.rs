@@ -43,7 +43,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{BUILD_FILES, EnvBuilder, EnvError, io, seal, site_packages, verify, verify_installed};
+use super::{
+    BUILD_FILES, Bytecode, EnvBuilder, EnvError, io, output_tail, seal, site_packages, verify,
+    verify_installed,
+};
 use crate::config::Installer;
 use crate::fsx;
 use crate::model::{Digest, Pin};
@@ -378,9 +381,17 @@ impl EnvBuilder {
             .collect();
         let work = staging.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        self.install_pins(pins, &staging.join("bin/python"), None, &[], &work)?;
-        fsx::remove_tree(&work).map_err(io("remove", &work))?;
         let site = site_packages(staging)?;
+        // pip compiles in its one process, the largest distribution alone taking most of the
+        // time: compiled here instead, one process per core.
+        if self.installer == Installer::Pip {
+            let python = staging.join("bin/python");
+            self.install_pins_with(pins, &python, None, &[], &work, Bytecode::Later)?;
+            self.compile_bytecode(staging, &site, pins, &work)?;
+        } else {
+            self.install_pins(pins, &staging.join("bin/python"), None, &[], &work)?;
+        }
+        fsx::remove_tree(&work).map_err(io("remove", &work))?;
         let verified = verify_installed(&site, staging, pins)?;
         let added: BTreeSet<PathBuf> = walk(staging)
             .map_err(io("list", staging))?
@@ -410,6 +421,118 @@ impl EnvBuilder {
             tracing::debug!(dist = %pin.file, entry = %dir.display(), "store entry filled");
         }
         Ok(true)
+    }
+}
+
+impl EnvBuilder {
+    /// Compiles the Python sources that `pins` installed into the virtualenv `root` (what
+    /// their `RECORD`s name, as pip compiles them), one `compileall` per core, and adds each
+    /// `.pyc` to its `RECORD` as pip does (no hash, the rows sorted). `work` holds the lists.
+    fn compile_bytecode(
+        &self,
+        root: &Path,
+        site: &Path,
+        pins: &[Pin],
+        work: &Path,
+    ) -> Result<(), EnvError> {
+        let (installed, _) = verify::installed(site).map_err(io("read", site))?;
+        let mut records = Vec::new();
+        let mut sources: Vec<(u64, PathBuf)> = Vec::new();
+        for pin in pins {
+            let Some((_, _, dist_info)) = installed.get(&verify::canonical(&pin.name)) else {
+                continue;
+            };
+            let record = dist_info.join("RECORD");
+            let text = fs_err::read_to_string(&record).map_err(io("read", &record))?;
+            let rows: Vec<Vec<String>> = text
+                .lines()
+                .filter(|line| !line.is_empty())
+                .map(verify::csv_fields)
+                .collect();
+            let mine: Vec<PathBuf> = rows
+                .iter()
+                .filter_map(|row| row.first())
+                .filter_map(|path| verify::normalize(&site.join(path)))
+                .filter(|path| {
+                    path.starts_with(root) && path.extension().is_some_and(|ext| ext == "py")
+                })
+                .collect();
+            for source in &mine {
+                if let Ok(meta) = fs_err::metadata(source)
+                    && meta.is_file()
+                {
+                    sources.push((meta.len(), source.clone()));
+                }
+            }
+            records.push((record, rows, mine));
+        }
+
+        let mut lists: Vec<(u64, String)> = (0..std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(sources.len()))
+            .map(|_| (0, String::new()))
+            .collect();
+        sources.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+        for (size, source) in sources {
+            let lightest = lists
+                .iter_mut()
+                .min_by_key(|(total, _)| *total)
+                .expect("a list per core");
+            lightest.0 += size;
+            let _ = writeln!(lightest.1, "{}", source.display());
+        }
+        std::thread::scope(|scope| {
+            let compiling: Vec<_> = lists
+                .iter()
+                .enumerate()
+                .map(|(index, (_, list))| {
+                    scope.spawn(move || -> Result<(), EnvError> {
+                        let file = work.join(format!("compile-{index}.txt"));
+                        fs_err::write(&file, list).map_err(io("write", &file))?;
+                        let mut command = self.command();
+                        command.args(["-m", "compileall", "-q", "-f", "-i"]).arg(&file);
+                        let output = self.output(&mut command)?;
+                        // A source that does not compile (Python 2 syntax) is left without
+                        // bytecode, as pip leaves it.
+                        if !output.status.success() {
+                            tracing::debug!(list = %file.display(), output = %output_tail(&output), "compileall left files uncompiled");
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            compiling
+                .into_iter()
+                .try_for_each(|worker| worker.join().expect("a compile does not panic"))
+        })?;
+
+        let compiled = walk(root).map_err(io("list", root))?;
+        let bytecode = bytecode_by_source(compiled.iter().map(|(path, _)| path));
+        let depth = site
+            .strip_prefix(root)
+            .map_or(0, |site| site.components().count());
+        for (record, mut rows, mine) in records {
+            for source in mine {
+                let relative = source.strip_prefix(root).unwrap_or(&source);
+                let stem = relative
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let key = (fsx::parent(relative).to_path_buf(), stem);
+                for pyc in bytecode.get(&key).into_iter().flatten() {
+                    let path = match root.join(pyc).strip_prefix(site) {
+                        Ok(inside) => inside.display().to_string(),
+                        Err(_) => format!("{}{}", "../".repeat(depth), pyc.display()),
+                    };
+                    rows.push(vec![path, String::new(), String::new()]);
+                }
+            }
+            rows.sort();
+            rows.dedup();
+            let text: String = rows.iter().map(|row| record_line(row)).collect();
+            fs_err::write(&record, text).map_err(io("write", &record))?;
+        }
+        Ok(())
     }
 }
 
@@ -446,6 +569,53 @@ struct Missing<'a> {
     pin: &'a Pin,
 }
 
+/// Every `dir/__pycache__/<stem>.<tag>.pyc` of `paths`, by (dir, stem): the bytecode of
+/// `dir/<stem>.py`.
+fn bytecode_by_source<'a>(
+    paths: impl Iterator<Item = &'a PathBuf>,
+) -> HashMap<(PathBuf, String), Vec<PathBuf>> {
+    let mut bytecode: HashMap<(PathBuf, String), Vec<PathBuf>> = HashMap::new();
+    for path in paths {
+        let (Some(cache), Some(name)) = (path.parent(), path.file_name()) else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        let Some(tagged) = name.strip_suffix(".pyc") else {
+            continue;
+        };
+        let tagged = tagged
+            .rsplit_once(".opt-")
+            .map_or(tagged, |(tagged, _)| tagged);
+        if let Some((stem, _tag)) = tagged.rsplit_once('.')
+            && cache.file_name().is_some_and(|dir| dir == "__pycache__")
+        {
+            bytecode
+                .entry((fsx::parent(cache).to_path_buf(), stem.to_string()))
+                .or_default()
+                .push(path.clone());
+        }
+    }
+    bytecode
+}
+
+/// A `RECORD` line as Python's `csv` writes it (pip's): a field holding a comma, a quote or
+/// a line break quoted, `\r\n` at the end.
+fn record_line(fields: &[String]) -> String {
+    let mut line = String::new();
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            line.push(',');
+        }
+        if field.contains([',', '"', '\r', '\n']) {
+            let _ = write!(line, "\"{}\"", field.replace('"', "\"\""));
+        } else {
+            line.push_str(field);
+        }
+    }
+    line.push_str("\r\n");
+    line
+}
+
 /// `verified` (sorted by name) in the order of `pins`.
 fn verified_in_order(verified: Vec<VerifiedDist>, pins: &[Pin]) -> Vec<VerifiedDist> {
     let mut by_name: HashMap<String, VerifiedDist> = verified
@@ -479,24 +649,7 @@ pub(super) fn split(
         return Ok(Ok(vec![added]));
     }
     let (installed, _) = verify::installed(site_packages)?;
-    // `dir/__pycache__/<stem>.<tag>.pyc` by (dir, stem).
-    let mut bytecode: HashMap<(PathBuf, String), Vec<PathBuf>> = HashMap::new();
-    for path in added
-        .iter()
-        .filter(|path| path.extension().is_some_and(|ext| ext == "pyc"))
-    {
-        let (Some(cache), Some(name)) = (path.parent(), path.file_name()) else {
-            continue;
-        };
-        let name = name.to_string_lossy();
-        let stem = name.split('.').next().unwrap_or_default().to_string();
-        if cache.file_name().is_some_and(|dir| dir == "__pycache__") {
-            bytecode
-                .entry((fsx::parent(cache).to_path_buf(), stem))
-                .or_default()
-                .push(path.clone());
-        }
-    }
+    let bytecode = bytecode_by_source(added.iter());
     let mut shares = Vec::with_capacity(pins.len());
     let mut owned: HashSet<&PathBuf> = HashSet::new();
     for pin in pins {

@@ -351,41 +351,28 @@ impl EnvBuilder {
         extra_links: &[&Path],
         work: &Path,
     ) -> Result<(), EnvError> {
-        let pinned_file = self.write_pinned(pins, extra_links, work)?;
+        self.install_pins_with(
+            pins,
+            python,
+            target,
+            extra_links,
+            work,
+            Bytecode::ByInstaller,
+        )
+    }
 
-        let mut command = match &self.installer {
-            Installer::Pip => {
-                let mut command = self.command();
-                command
-                    .args(["-m", "pip", "--python"])
-                    .arg(python)
-                    .args([
-                        "install",
-                        "--isolated",
-                        "--no-input",
-                        "--disable-pip-version-check",
-                        // Every pin into the venv, even one the base interpreter or st2 has.
-                        "--ignore-installed",
-                    ])
-                    .arg("--no-cache-dir");
-                command
-            }
-            Installer::Uv(uv) => {
-                let mut command = clean_command(uv);
-                command
-                    .args(["pip", "install", "--python"])
-                    .arg(python)
-                    .args([
-                        "--offline",
-                        "--no-config",
-                        "--compile-bytecode",
-                        "--link-mode=copy",
-                    ])
-                    .arg("--cache-dir")
-                    .arg(&self.uv_cache);
-                command
-            }
-        };
+    /// [`Self::install_pins`], bytecode compiled as `bytecode` says.
+    fn install_pins_with(
+        &self,
+        pins: &[Pin],
+        python: &Path,
+        target: Option<&Path>,
+        extra_links: &[&Path],
+        work: &Path,
+        bytecode: Bytecode,
+    ) -> Result<(), EnvError> {
+        let pinned_file = self.write_pinned(pins, extra_links, work)?;
+        let mut command = self.installer_command(python, bytecode);
         if let Some(target) = target {
             command.arg("--target").arg(target);
         }
@@ -426,6 +413,46 @@ impl EnvBuilder {
             });
         }
         Ok(())
+    }
+
+    /// The configured installer's `install` into the environment of `python`.
+    fn installer_command(&self, python: &Path, bytecode: Bytecode) -> Command {
+        match &self.installer {
+            Installer::Pip => {
+                let mut command = self.command();
+                command
+                    .args(["-m", "pip", "--python"])
+                    .arg(python)
+                    .args([
+                        "install",
+                        "--isolated",
+                        "--no-input",
+                        "--disable-pip-version-check",
+                        // Every pin into the venv, even one the base interpreter or st2 has.
+                        "--ignore-installed",
+                    ])
+                    .arg("--no-cache-dir");
+                if bytecode == Bytecode::Later {
+                    command.arg("--no-compile");
+                }
+                command
+            }
+            Installer::Uv(uv) => {
+                let mut command = clean_command(uv);
+                command
+                    .args(["pip", "install", "--python"])
+                    .arg(python)
+                    .args([
+                        "--offline",
+                        "--no-config",
+                        "--compile-bytecode",
+                        "--link-mode=copy",
+                    ])
+                    .arg("--cache-dir")
+                    .arg(&self.uv_cache);
+                command
+            }
+        }
     }
 
     /// Writes `work/pinned.txt`, the requirement file naming exactly `pins` with their sha256,
@@ -545,6 +572,15 @@ impl EnvBuilder {
                 source,
             })
     }
+}
+
+/// Who compiles the bytecode of what pip installs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bytecode {
+    /// The installer, as it installs.
+    ByInstaller,
+    /// The caller, after (pip: `--no-compile`; uv compiles in parallel itself, always).
+    Later,
 }
 
 /// `program` with nothing of packsync's environment but `PATH` and [`CHILD_ENV`].
