@@ -76,18 +76,18 @@ impl Diagnose for ActivateError {
 /// The release `current/<pack>` points at, `None` when the pack is not live.
 pub fn active(layout: &Layout, pack: &PackName) -> Result<Option<ReleaseId>, ActivateError> {
     let link = layout.current(pack);
-    match fs_err::symlink_metadata(&link) {
-        Ok(meta) if meta.file_type().is_symlink() => {}
-        Ok(_) => {
+    // One `readlink`: it fails with EINVAL on anything but a symlink.
+    let target = match fs_err::read_link(&link) {
+        Ok(target) => target,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if err.kind() == io::ErrorKind::InvalidInput => {
             return Err(ActivateError::NotALink {
                 pack: pack.clone(),
                 path: link,
             });
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(io_error("inspect", &link)(err)),
-    }
-    let target = fs_err::read_link(&link).map_err(io_error("read", &link))?;
+        Err(err) => return Err(io_error("read", &link)(err)),
+    };
     match release_of(pack, &target) {
         Some(id) => Ok(Some(id)),
         None => Err(ActivateError::Foreign {

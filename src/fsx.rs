@@ -50,10 +50,18 @@ pub fn remove_if_exists(path: &Path) -> io::Result<()> {
 
 /// Where a link points, `None` when `path` does not exist or is not a symlink.
 pub fn link_target(path: &Path) -> io::Result<Option<PathBuf>> {
-    match fs_err::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => fs_err::read_link(path).map(Some),
-        Ok(_) => Ok(None),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+    // One `readlink`, which says what is there: EINVAL (`InvalidInput`) for anything but a
+    // symlink.
+    match fs_err::read_link(path) {
+        Ok(target) => Ok(Some(target)),
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+            ) =>
+        {
+            Ok(None)
+        }
         Err(err) => Err(err),
     }
 }

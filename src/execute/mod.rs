@@ -208,11 +208,10 @@ fn plan_from(
         );
         let desired = &mut resolution.desired;
         for pack in &desired.packs {
-            let env = layout.env(&pack.revision.env);
-            if store::is_complete(&env, &pack.revision.env) {
-                continue;
-            }
-            if let Some(failed) = memo.holding(&pack.revision.env, now) {
+            // The memo first: it is in memory, the completion record is a file to read.
+            if let Some(failed) = memo.holding(&pack.revision.env, now)
+                && !store::is_complete(&layout.env(&pack.revision.env), &pack.revision.env)
+            {
                 desired.failed_builds.insert(pack.name.clone(), failed);
             }
         }

@@ -7,8 +7,10 @@
 //! the loose ref files a selector can name, present or not, say whether a lookup could find
 //! something else.
 
-use std::os::unix::fs::MetadataExt as _;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,13 +36,23 @@ struct Stamp {
 
 impl Stamp {
     fn of(path: &Path) -> Option<Self> {
-        let meta = fs_err::symlink_metadata(path).ok()?;
+        Self::at(rustix::fs::CWD, path)
+    }
+
+    /// The stamp of `path`, relative to the folder `dir` (not following a symlink).
+    fn at(dir: impl AsFd, path: &Path) -> Option<Self> {
+        let stat = rustix::fs::statat(dir, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let nanos = |seconds: i64, nanos: u64| {
+            seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::try_from(nanos).unwrap_or_default())
+        };
         Some(Self {
-            device: meta.dev(),
-            inode: meta.ino(),
-            size: meta.size(),
-            modified_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            changed_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            device: stat.st_dev,
+            inode: stat.st_ino,
+            size: u64::try_from(stat.st_size).unwrap_or_default(),
+            modified_ns: nanos(stat.st_mtime, stat.st_mtime_nsec),
+            changed_ns: nanos(stat.st_ctime, stat.st_ctime_nsec),
         })
     }
 }
@@ -89,7 +101,25 @@ impl RefStamps {
     }
 
     /// Whether the files are as they were when these stamps were read.
+    ///
+    /// The first file's folder (the Git folder) is opened once and the others found from
+    /// there: the path down to the repo is walked once, not once per file, which is most of
+    /// what a no-op run over a thousand repos costs.
     pub fn unchanged(&self) -> bool {
-        self.0.iter().all(|(path, stamp)| Stamp::of(path) == *stamp)
+        let Some(base) = self.0.first().and_then(|(path, _)| path.parent()) else {
+            return true;
+        };
+        let open = rustix::fs::open(
+            base,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        self.0.iter().all(|(path, stamp)| {
+            let now = match (&open, path.strip_prefix(base)) {
+                (Ok(dir), Ok(relative)) => Stamp::at(dir, relative),
+                _ => Stamp::of(path),
+            };
+            now == *stamp
+        })
     }
 }
