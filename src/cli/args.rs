@@ -60,8 +60,17 @@ pub enum Command {
     /// against the mirror; print every problem. Exit 0 when valid, 1 when not
     Check,
     /// Show what `apply` would change, and why, without changing anything
+    #[command(after_help = "Examples:\n  \
+        packsync plan                         every pack of the site config\n  \
+        packsync plan --pack clush --json     one pack, as JSON\n  \
+        packsync plan --detailed-exitcodes    exit 2 when anything would change")]
     Plan(PlanArgs),
     /// Build, test, switch and register every change of the plan, one atomic switch per pack
+    #[command(after_help = "Examples:\n  \
+        packsync apply                        every change of the plan\n  \
+        packsync apply --pack clush           only clush\n  \
+        packsync apply --noop                 plan and report, change nothing\n  \
+        packsync apply --detailed-exitcodes   as Puppet's exec expects: 0, 2, 4 or 6")]
     Apply(ApplyArgs),
     /// Hold back the changes of a pack, or with no pack of the whole host, until `resume`
     Suspend(SuspendArgs),
@@ -76,12 +85,41 @@ pub enum Command {
     /// Show what packsync changed on this host, newest first
     History(HistoryArgs),
     /// Make an earlier kept release of a pack live again
+    #[command(after_help = "Examples:\n  \
+        packsync rollback clush               the release before the live one, held there\n  \
+        packsync rollback clush --to RELEASE  a kept release (see `packsync history --pack clush`)\n  \
+        packsync rollback clush --no-hold     the next apply goes back to the site config's\n  \
+        packsync resume clush                 end the hold: the next apply follows the config")]
     Rollback(RollbackArgs),
     /// Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
     Gc(GcArgs),
     /// Manage the state store
     #[command(subcommand)]
     State(StateCommand),
+    /// Print the shell completion script for SHELL on stdout
+    #[command(after_help = "Examples:\n  \
+        packsync completions bash > /etc/bash_completion.d/packsync\n  \
+        packsync completions zsh > \"${fpath[1]}/_packsync\"")]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of packsync, or of one of its commands, on stdout
+    #[command(after_help = "Examples:\n  \
+        packsync man | gzip > /usr/share/man/man1/packsync.1.gz\n  \
+        packsync man apply | gzip > /usr/share/man/man1/packsync-apply.1.gz")]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (default: packsync's own)
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

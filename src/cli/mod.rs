@@ -73,5 +73,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::State(StateCommand::Import(args)) => {
             commands::import_state(&cli.global, args, printer)
         }
+        Command::Completions(args) => Ok(commands::completions(args.shell)),
+        Command::Man(args) => commands::man(args.command.as_deref()),
     }
 }

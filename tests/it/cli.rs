@@ -33,21 +33,23 @@ fn help() {
     Usage: packsync [OPTIONS] <COMMAND>
 
     Commands:
-      check     Validate the site config, pack sources, pack.yaml files, pack configs and requirements
-                against the mirror; print every problem. Exit 0 when valid, 1 when not
-      plan      Show what `apply` would change, and why, without changing anything
-      apply     Build, test, switch and register every change of the plan, one atomic switch per pack
-      suspend   Hold back the changes of a pack, or with no pack of the whole host, until `resume`
-      resume    Let a suspended pack, or with no pack the host, change again
-      run       Run as the agent: reconcile at start, on every commit, mirror or config change
-                (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
-      status    Show per pack the desired ref, the live release and its state (ok, failed, drifted,
-                pending)
-      history   Show what packsync changed on this host, newest first
-      rollback  Make an earlier kept release of a pack live again
-      gc        Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
-      state     Manage the state store
-      help      Print this message or the help of the given subcommand(s)
+      check        Validate the site config, pack sources, pack.yaml files, pack configs and
+                   requirements against the mirror; print every problem. Exit 0 when valid, 1 when not
+      plan         Show what `apply` would change, and why, without changing anything
+      apply        Build, test, switch and register every change of the plan, one atomic switch per pack
+      suspend      Hold back the changes of a pack, or with no pack of the whole host, until `resume`
+      resume       Let a suspended pack, or with no pack the host, change again
+      run          Run as the agent: reconcile at start, on every commit, mirror or config change
+                   (`[watch]`) and on the `[schedule]`, until SIGTERM; SIGHUP re-reads the config
+      status       Show per pack the desired ref, the live release and its state (ok, failed, drifted,
+                   pending)
+      history      Show what packsync changed on this host, newest first
+      rollback     Make an earlier kept release of a pack live again
+      gc           Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+      state        Manage the state store
+      completions  Print the shell completion script for SHELL on stdout
+      man          Print the manual page (roff) of packsync, or of one of its commands, on stdout
+      help         Print this message or the help of the given subcommand(s)
 
     Options:
           --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
@@ -98,6 +100,12 @@ fn apply_help() {
                                      build_retry`)
       -h, --help                     Print help
       -V, --version                  Print version
+
+    Examples:
+      packsync apply                        every change of the plan
+      packsync apply --pack clush           only clush
+      packsync apply --noop                 plan and report, change nothing
+      packsync apply --detailed-exitcodes   as Puppet's exec expects: 0, 2, 4 or 6
 
     ----- stderr -----
     ");
@@ -196,6 +204,12 @@ fn rollback_help() {
       -h, --help                     Print help
       -V, --version                  Print version
 
+    Examples:
+      packsync rollback clush               the release before the live one, held there
+      packsync rollback clush --to RELEASE  a kept release (see `packsync history --pack clush`)
+      packsync rollback clush --no-hold     the next apply goes back to the site config's
+      packsync resume clush                 end the hold: the next apply follows the config
+
     ----- stderr -----
     ");
 }
@@ -283,6 +297,11 @@ fn plan_help() {
       -h, --help                     Print help
       -V, --version                  Print version
 
+    Examples:
+      packsync plan                         every pack of the site config
+      packsync plan --pack clush --json     one pack, as JSON
+      packsync plan --detailed-exitcodes    exit 2 when anything would change
+
     ----- stderr -----
     ");
 }
@@ -325,6 +344,8 @@ fn issue_20_usage_errors_exit_64_everywhere() {
         &["no-such-command"],
         &["--log-format", "yaml", "status"],
         &["history", "--limit", "many"],
+        &["completions", "tcsh"],
+        &["man", "no-such-command"],
         &[],
     ] {
         let output = crate::common::site::run(site.cmd(args));
@@ -333,5 +354,77 @@ fn issue_20_usage_errors_exit_64_everywhere() {
     for args in [&["--help"][..], &["--version"], &["apply", "--help"]] {
         let output = crate::common::site::run(packsync(args));
         assert!(output.starts_with("exit_code: 0\n"), "{args:?}: {output}");
+    }
+}
+
+/// Issue 20: completion scripts come from the command-line definition, for every shell clap
+/// knows; bash takes its script and registers the completion.
+#[test]
+fn issue_20_completions_name_every_command_and_load_in_bash() {
+    let site = TestSite::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = packsync(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}: {output:?}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        for command in [
+            "apply",
+            "rollback",
+            "completions",
+            "man",
+            "--detailed-exitcodes",
+        ] {
+            assert!(
+                script.contains(command),
+                "{shell}: no `{command}` in {script}"
+            );
+        }
+    }
+    let mut bash = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "source <(\"$0\" completions bash) && complete -p packsync",
+        ])
+        .arg(env!("CARGO_BIN_EXE_packsync"))
+        .current_dir(site.path())
+        .output()
+        .unwrap();
+    assert!(bash.status.success(), "{bash:?}");
+    bash.stdout.retain(|byte| *byte != b'\n');
+    assert_eq!(
+        String::from_utf8_lossy(&bash.stdout),
+        "complete -o bashdefault -o default -o nosort -F _packsync packsync"
+    );
+}
+
+/// Issue 20: `packsync man` prints packsync(1), `packsync man COMMAND` packsync-COMMAND(1),
+/// each a page `man` renders, with what `--help` says.
+#[test]
+fn issue_20_man_pages_render_with_man() {
+    let site = TestSite::new();
+    for (args, name, says) in [
+        (
+            &["man"][..],
+            "packsync",
+            "Make an earlier kept release of a pack live again",
+        ),
+        (&["man", "rollback"], "packsync-rollback", "--no-hold"),
+        (&["man", "apply"], "packsync-apply", "--detailed-exitcodes"),
+    ] {
+        let output = packsync(args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let roff = String::from_utf8(output.stdout).unwrap();
+        assert!(roff.contains(&format!(".TH {name} 1")), "{args:?}: {roff}");
+        let page = site.path().join(format!("{name}.1"));
+        fs_err::write(&page, &roff).unwrap();
+        let rendered = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "{args:?}: {rendered:?}");
+        let text = String::from_utf8_lossy(&rendered.stdout).replace('\u{2010}', "-");
+        assert!(text.contains(says), "{args:?}: {text}");
     }
 }

@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod docs;
 mod history;
 mod import;
 mod plan;
@@ -12,6 +13,7 @@ mod suspend;
 
 pub(super) use apply::apply;
 pub(super) use check::check;
+pub(super) use docs::{completions, man};
 pub(super) use history::history;
 pub(super) use import::import_state;
 pub(super) use plan::plan;
