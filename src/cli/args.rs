@@ -63,6 +63,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         packsync plan                         every pack of the site config\n  \
         packsync plan --pack clush --json     one pack, as JSON\n  \
+        packsync plan --diff                  with the files and distributions each change touches\n  \
         packsync plan --detailed-exitcodes    exit 2 when anything would change")]
     Plan(PlanArgs),
     /// Build, test, switch and register every change of the plan, one atomic switch per pack
@@ -256,6 +257,10 @@ pub struct PlanArgs {
     /// Exit 2 when anything would change, 0 when nothing would (1 stays an error)
     #[arg(long)]
     pub detailed_exitcodes: bool,
+    /// Also list, per change, the files of the pack it adds, modifies and deletes, and the
+    /// Python distributions its virtualenv gains, loses or changes
+    #[arg(long)]
+    pub diff: bool,
 }
 
 fn parse_pack_name(name: &str) -> Result<PackName, String> {

@@ -29,7 +29,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use location::local_path;
-pub use repo::{RefSelector, Repo, Resolved};
+pub use repo::{FileChange, RefSelector, Repo, Resolved};
 pub use stamps::{GitDirs, RefStamps};
 pub use tree::PackTree;
 
@@ -108,6 +108,15 @@ pub enum SourceError {
     CommitMissing {
         repo: PathBuf,
         commit: String,
+        #[source]
+        source: git2::Error,
+    },
+
+    #[error("Cannot compare the trees {from} and {to} in the repo `{}`", repo.display())]
+    Compare {
+        repo: PathBuf,
+        from: String,
+        to: String,
         #[source]
         source: git2::Error,
     },

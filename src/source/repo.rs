@@ -54,6 +54,15 @@ impl fmt::Debug for Repo {
     }
 }
 
+/// A file of a pack tree that one tree has and another has not, or has otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileChange {
+    /// `A` added, `M` modified (its content, mode or type), `D` deleted, as `git diff` says.
+    pub status: char,
+    /// Its path inside the pack.
+    pub path: String,
+}
+
 /// A tag whose name is a semver version, optionally `v`-prefixed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct VersionTag {
@@ -83,6 +92,46 @@ impl Repo {
     /// The path the repo was opened with.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The files that differ between the pack trees `from` and `to` (Git tree ids, as a
+    /// release records them), by path inside the pack, sorted.
+    pub fn changed_files(&self, from: &str, to: &str) -> Result<Vec<FileChange>, SourceError> {
+        let compare = |source| SourceError::Compare {
+            repo: self.path.clone(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            source,
+        };
+        let tree = |id: &str| {
+            git2::Oid::from_str(id)
+                .and_then(|oid| self.git.find_tree(oid))
+                .map_err(compare)
+        };
+        let (old, new) = (tree(from)?, tree(to)?);
+        let diff = self
+            .git
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(compare)?;
+        let mut changes: Vec<FileChange> = diff
+            .deltas()
+            .map(|delta| {
+                let (status, file) = match delta.status() {
+                    git2::Delta::Added => ('A', delta.new_file()),
+                    git2::Delta::Deleted => ('D', delta.old_file()),
+                    _ => ('M', delta.new_file()),
+                };
+                FileChange {
+                    status,
+                    path: file
+                        .path()
+                        .map(|path| path.display().to_string())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        changes.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(changes)
     }
 
     /// Its Git folders, for [`RefStamps`](super::RefStamps).

@@ -289,6 +289,9 @@ fn plan_help() {
           --detailed-exitcodes       Exit 2 when anything would change, 0 when nothing would (1 stays an
                                      error)
           --json                     Print one JSON document on stdout instead of text
+          --diff                     Also list, per change, the files of the pack it adds, modifies and
+                                     deletes, and the Python distributions its virtualenv gains, loses
+                                     or changes
       -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
       -q, --quiet                    Print only errors on stderr
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
@@ -300,6 +303,7 @@ fn plan_help() {
     Examples:
       packsync plan                         every pack of the site config
       packsync plan --pack clush --json     one pack, as JSON
+      packsync plan --diff                  with the files and distributions each change touches
       packsync plan --detailed-exitcodes    exit 2 when anything would change
 
     ----- stderr -----

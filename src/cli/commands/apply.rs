@@ -3,7 +3,7 @@
 //! `--json` prints `{"changes": [...], "steps": [...], "repaired": [...], "summary": {...},
 //! "problems": [...]}`: the plan, then the outcome of every change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -132,7 +132,12 @@ pub(crate) fn apply(
             for problem in &problems {
                 printer.problem(problem);
             }
-            printer.data(render(plan, &purges, &summary(plan, unresolved)));
+            printer.data(render(
+                plan,
+                &purges,
+                &BTreeMap::new(),
+                &summary(plan, unresolved),
+            ));
         } else {
             print_outcome(&applied, &report.summary, printer);
         }

@@ -7,10 +7,14 @@ use serde::Serialize;
 
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, PlanArgs, Printer};
-use crate::diagnostics::Problem;
+use crate::config::SiteConfig;
+use crate::diagnostics::{Problem, Report};
 use crate::execute::{self, Planned};
-use crate::model::{Action, Change, PackName, Plan, Revision, RunnerChange, short_commit};
+use crate::model::{
+    Action, Change, EnvInputs, PackName, Pin, Plan, Revision, RunnerChange, short_commit,
+};
 use crate::pack::content::Resource;
+use crate::source::{FileChange, Repo};
 
 /// `--json` output: `{"changes": [...], "summary": {...}, "problems": [...]}`.
 #[derive(Serialize)]
@@ -23,6 +27,10 @@ pub(super) struct PlanReport<'a> {
     /// registration (with `[stackstorm] registered` and `purge` set).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     purges: &'a BTreeMap<PackName, Vec<Resource>>,
+    /// Per pack, with `--diff`: its files and distributions the change adds, changes and
+    /// removes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    diffs: &'a BTreeMap<PackName, PackDiff>,
     summary: Summary,
     problems: &'a [Problem],
 }
@@ -54,6 +62,11 @@ pub(crate) fn plan(
         (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect());
     let planned = execute::plan(&config, store.as_ref(), only.as_ref())?;
     let (purges, purge_problems) = execute::preview_purges(&config, &planned);
+    let diffs = if args.diff {
+        diffs(&config, &planned)
+    } else {
+        BTreeMap::new()
+    };
     let Planned {
         mut resolution,
         plan,
@@ -74,6 +87,7 @@ pub(crate) fn plan(
             changes: &plan.changes,
             runners: plan.runners.as_ref(),
             purges: &purges,
+            diffs: &diffs,
             summary,
             problems: &resolution.problems,
         });
@@ -81,7 +95,7 @@ pub(crate) fn plan(
         for problem in &resolution.problems {
             printer.problem(problem);
         }
-        printer.data(render(&plan, &purges, &summary));
+        printer.data(render(&plan, &purges, &diffs, &summary));
     }
     Ok(if resolution.has_errors() {
         ExitStatus::Failure
@@ -115,6 +129,7 @@ pub(super) fn summary(plan: &Plan, errors: usize) -> Summary {
 pub(super) fn render(
     plan: &Plan,
     purges: &BTreeMap<PackName, Vec<Resource>>,
+    diffs: &BTreeMap<PackName, PackDiff>,
     summary: &Summary,
 ) -> String {
     let width = plan
@@ -159,6 +174,9 @@ pub(super) fn render(
                 version.as_deref().unwrap_or("the new release")
             );
         }
+        if let Some(diff) = diffs.get(&change.pack) {
+            render_diff(&mut out, diff);
+        }
     }
     let counts: Vec<String> = Action::ALL
         .iter()
@@ -184,6 +202,125 @@ pub(super) fn render(
         let _ = write!(out, "Plan: {}", counts.join(", "));
     }
     out
+}
+
+/// What a change does to a pack's files and to its virtualenv (`plan --diff`).
+#[derive(Debug, Serialize)]
+pub(super) struct PackDiff {
+    /// The files of the pack tree it adds (`A`), modifies (`M`) and deletes (`D`); absent for
+    /// a pack with no live release (every file is new) or none desired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileChange>>,
+    /// Why the files are not listed, when the trees could not be compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_unknown: Option<String>,
+    /// The distributions its virtualenv gains (`from` absent), loses (`to` absent) or has at
+    /// another version.
+    dists: Vec<DistChange>,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(super) struct DistChange {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+}
+
+/// The diff of each change that touches the host: its pack tree against the live one (in its
+/// repo), its pinned distributions against the live virtualenv's.
+fn diffs(config: &SiteConfig, planned: &Planned) -> BTreeMap<PackName, PackDiff> {
+    let mut diffs = BTreeMap::new();
+    for change in planned
+        .plan
+        .changes
+        .iter()
+        .filter(|change| change.action.changes_host())
+    {
+        let pins = |inputs: Option<&EnvInputs>| inputs.map(|inputs| inputs.pins.clone());
+        let live = planned
+            .observed
+            .installed
+            .packs
+            .get(&change.pack)
+            .and_then(|pack| pins(pack.env_inputs.as_ref()));
+        let desired = planned
+            .resolution
+            .desired
+            .packs
+            .iter()
+            .find(|pack| pack.name == change.pack)
+            .and_then(|pack| pins(Some(&pack.env_inputs)));
+        let (files, files_unknown) = match (&change.from, &change.to) {
+            (Some(from), Some(to)) => {
+                let repo = config
+                    .packs
+                    .iter()
+                    .find(|pack| pack.name == change.pack)
+                    .map(|pack| &pack.repo);
+                match repo.map(|repo| {
+                    Repo::open(repo)
+                        .and_then(|repo| repo.changed_files(from.tree.hex(), to.tree.hex()))
+                }) {
+                    Some(Ok(files)) => (Some(files), None),
+                    Some(Err(err)) => (None, Some(Report::new(&err).to_string())),
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        diffs.insert(
+            change.pack.clone(),
+            PackDiff {
+                files,
+                files_unknown,
+                dists: dist_changes(
+                    live.as_deref().unwrap_or_default(),
+                    desired.as_deref().unwrap_or_default(),
+                ),
+            },
+        );
+    }
+    diffs
+}
+
+/// The distributions `to` has and `from` has not, `from` has and `to` has not, and both have
+/// at different versions, by name.
+fn dist_changes(from: &[Pin], to: &[Pin]) -> Vec<DistChange> {
+    let versions = |pins: &[Pin]| -> BTreeMap<String, String> {
+        pins.iter()
+            .map(|pin| (pin.name.clone(), pin.version.clone()))
+            .collect()
+    };
+    let (from, to) = (versions(from), versions(to));
+    let names: BTreeSet<&String> = from.keys().chain(to.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (old, new) = (from.get(name), to.get(name));
+            (old != new).then(|| DistChange {
+                name: name.clone(),
+                from: old.cloned(),
+                to: new.cloned(),
+            })
+        })
+        .collect()
+}
+
+/// `    file A actions/new.py`, under the change's line. The distributions are in its reasons
+/// already (`six 1.16.0 -> 1.17.0 (mirror)`); `--json` has them apart.
+fn render_diff(out: &mut String, diff: &PackDiff) {
+    for file in diff.files.iter().flatten() {
+        let _ = writeln!(out, "    file {} {}", file.status, file.path);
+    }
+    if let Some(why) = &diff.files_unknown {
+        let _ = writeln!(
+            out,
+            "    files unknown: {}",
+            why.lines().next().unwrap_or_default()
+        );
+    }
 }
 
 /// `1.8.0 (v1.8.0 @ 0c1d2e3) -> 1.8.1 (v1.8.1 @ 3f2a9c1)`, or the one revision there is.

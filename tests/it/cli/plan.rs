@@ -284,6 +284,64 @@ fn a_new_requirement_upgrades_the_pack_and_says_why() {
     ");
 }
 
+/// Issue 20: `plan --diff` lists, under each change, the pack files it adds, modifies and
+/// deletes (against the live tree) and the distributions its virtualenv gains, loses or
+/// changes; `--json` carries them per pack.
+#[test]
+fn issue_20_plan_diff_lists_the_files_and_distributions_a_change_touches() {
+    let mut site = TestSite::new();
+    site.wheel("six", "1.16.0", &[])
+        .wheel("six", "1.17.0", &[])
+        .wheel("attrs", "25.1.0", &[])
+        .wheel("idna", "3.10", &[]);
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "six==1.16.0\nidna\n");
+    clush.write("actions/old.py", "print('old')\n");
+    clush.write("actions/run.py", "print('run')\n");
+    clush.commit("clush with six, idna");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    site.record_installed();
+    clush.write("requirements.txt", "six==1.17.0\nattrs\n");
+    clush.remove("actions/old.py");
+    clush.write("actions/new.py", "print('new')\n");
+    clush.write("actions/run.py", "print('run', 2)\n");
+    clush.commit("clush: new action, six 1.17, attrs");
+    packsync_snapshot!(site, site.cmd(["plan", "--diff"]), @"
+    exit_code: 0
+    ----- stdout -----
+    upgrade     clush  1.0.0 (HEAD @ [SHORT]) -> 1.0.0 (HEAD @ [SHORT])
+        pack files changed, pack.yaml still says 1.0.0
+        requirement added: attrs
+        requirement added: six==1.17.0
+        requirement removed: idna
+        requirement removed: six==1.16.0
+        attrs 25.1.0 added (mirror)
+        six 1.16.0 -> 1.17.0 (mirror)
+        idna 3.10 dropped
+        file A actions/new.py
+        file D actions/old.py
+        file M actions/run.py
+        file M requirements.txt
+    Plan: 1 to upgrade
+
+    ----- stderr -----
+    ");
+    let output = site.cmd(["plan", "--diff", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        json["diffs"]["clush"]["files"][0],
+        serde_json::json!({"status": "A", "path": "actions/new.py"})
+    );
+    assert_eq!(
+        json["diffs"]["clush"]["dists"],
+        serde_json::json!([
+            {"name": "attrs", "to": "25.1.0"},
+            {"name": "idna", "from": "3.10"},
+            {"name": "six", "from": "1.16.0", "to": "1.17.0"},
+        ])
+    );
+}
+
 #[test]
 fn a_config_value_change_is_a_reconfigure() {
     let mut site = TestSite::new();
