@@ -383,7 +383,6 @@ fn strings(value: &toml::Value, key: &str) -> Result<Vec<String>, String> {
         .ok_or_else(|| format!("`{key}` in its `pyproject.toml` is not a list of strings"))
 }
 
-/// The members of the archive at `path` whose name `wanted` accepts, as text.
 /// Whether an archive member's name points outside the folder it is unpacked into.
 fn leaves_the_tree(name: &str) -> bool {
     name.starts_with('/')
@@ -392,15 +391,92 @@ fn leaves_the_tree(name: &str) -> bool {
         || name.split(['/', '\\']).any(|part| part == "..")
 }
 
+/// Bounds on a mirror archive, checked before anything in it is read or installed: what a
+/// zip bomb breaks, what the largest real wheels pass (torch, tensorflow: about 20 000 members,
+/// 2 to 4 GiB unpacked, unpacking to 2 to 4 times their size).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ArchiveLimits {
+    /// Members (files and folders).
+    pub members: u64,
+    /// Bytes unpacked, all members together.
+    pub unpacked: u64,
+    /// Bytes unpacked per byte of the archive, once it unpacks to more than
+    /// [`Self::ratio_from`] (small archives of repeated bytes pass).
+    pub ratio: u64,
+    pub ratio_from: u64,
+}
+
+/// The limits every mirror file is read with.
+const ARCHIVE_LIMITS: ArchiveLimits = ArchiveLimits {
+    members: 100_000,
+    unpacked: 16 << 30,
+    ratio: 100,
+    ratio_from: 64 << 20,
+};
+
+impl ArchiveLimits {
+    /// Checks an archive of `packed` bytes holding `members` members that unpack to
+    /// `unpacked` bytes (so far: a tar is read as a stream).
+    fn check(&self, members: u64, unpacked: u64, packed: u64) -> Result<(), String> {
+        if members > self.members {
+            return Err(format!(
+                "it has more than {} members (the limit, against archive bombs)",
+                self.members
+            ));
+        }
+        if unpacked > self.unpacked {
+            return Err(format!(
+                "it unpacks to more than {} (the limit, against archive bombs)",
+                bytes(self.unpacked)
+            ));
+        }
+        if unpacked > self.ratio_from && unpacked / packed.max(1) > self.ratio {
+            return Err(format!(
+                "it unpacks to more than {} from {}, more than {} times its size (the limit, \
+                 against archive bombs)",
+                bytes(unpacked),
+                bytes(packed),
+                self.ratio
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `3 GiB`, `64 MiB`, `512 bytes`: a size as an operator reads it (rounded down).
+fn bytes(size: u64) -> String {
+    match size {
+        size if size >= 1 << 30 => format!("{} GiB", size >> 30),
+        size if size >= 1 << 20 => format!("{} MiB", size >> 20),
+        size => format!("{size} bytes"),
+    }
+}
+
 fn read_members(
     path: &Path,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<(String, String)>, String> {
+    read_members_within(path, wanted, &ARCHIVE_LIMITS)
+}
+
+/// The members of the archive at `path` whose name `wanted` accepts, as text, the archive
+/// checked against `limits` first (a zip's central directory says all; a tar is checked entry
+/// by entry, before each is read).
+fn read_members_within(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+    limits: &ArchiveLimits,
+) -> Result<Vec<(String, String)>, String> {
     let name = path.to_string_lossy();
     let file = fs_err::File::open(path).map_err(|err| err.to_string())?;
+    let packed = file.metadata().map_err(|err| err.to_string())?.len();
     if name.ends_with(".whl") || name.ends_with(".zip") {
         let mut archive =
             zip::ZipArchive::new(file).map_err(|err| format!("not a valid zip archive: {err}"))?;
+        let unpacked = (0..archive.len())
+            .filter_map(|index| archive.by_index_raw(index).ok().map(|member| member.size()))
+            .fold(0_u64, u64::saturating_add);
+        limits.check(archive.len() as u64, unpacked, packed)?;
         // An installer unpacks every member under site-packages: one that leaves it (an
         // absolute path, a `..`) would write anywhere. pip refuses it at install; packsync
         // refuses it before anything is built.
@@ -432,8 +508,12 @@ fn read_members(
         let entries = archive
             .entries()
             .map_err(|err| format!("not a valid tar.gz archive: {err}"))?;
+        let (mut members, mut unpacked) = (0_u64, 0_u64);
         for entry in entries {
             let mut entry = entry.map_err(|err| format!("not a valid tar.gz archive: {err}"))?;
+            members += 1;
+            unpacked = unpacked.saturating_add(entry.size());
+            limits.check(members, unpacked, packed)?;
             let member = entry.path().map_err(|err| err.to_string())?;
             let member = member
                 .to_string_lossy()
@@ -612,6 +692,93 @@ mod tests {
             read_sdist(&unknown)
                 .unwrap_err()
                 .starts_with("the sdist declares its dependencies in no file"),
+        );
+    }
+
+    /// Issue 21: an archive with too many members, one that unpacks to too much, and one that
+    /// unpacks to too many times its size are refused before a member is read, zip and tar.
+    #[test]
+    fn archive_bombs_are_refused_before_anything_is_unpacked() {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let limits = ArchiveLimits {
+            members: 3,
+            unpacked: 1 << 20,
+            ratio: 10,
+            ratio_from: 1 << 10,
+        };
+        let wheel = |name: &str, members: &[(&str, Vec<u8>)]| {
+            let path = dir.path().join(name);
+            let mut zip = zip::ZipWriter::new(fs_err::File::create(&path).unwrap());
+            for (member, data) in members {
+                zip.start_file(*member, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                zip.write_all(data).unwrap();
+            }
+            zip.finish().unwrap();
+            path
+        };
+        let metadata = ("x-1.0.dist-info/METADATA", b"Name: x\n".to_vec());
+        let read = |path: &Path| read_members_within(path, |_| true, &limits);
+
+        let fine = wheel(
+            "fine.whl",
+            &[metadata.clone(), ("x.py", b"x = 1\n".to_vec())],
+        );
+        assert_eq!(read(&fine).unwrap().len(), 2);
+        let crowded = wheel(
+            "crowded.whl",
+            &[
+                metadata.clone(),
+                ("a.py", Vec::new()),
+                ("b.py", Vec::new()),
+                ("c.py", Vec::new()),
+            ],
+        );
+        assert_eq!(
+            read(&crowded).unwrap_err(),
+            "it has more than 3 members (the limit, against archive bombs)"
+        );
+        let large = wheel(
+            "large.whl",
+            &[metadata.clone(), ("big.bin", vec![7; 2 << 20])],
+        );
+        assert_eq!(
+            read(&large).unwrap_err(),
+            "it unpacks to more than 1 MiB (the limit, against archive bombs)"
+        );
+        let bomb = wheel("bomb.whl", &[metadata, ("zeros.bin", vec![0; 512 << 10])]);
+        let err = read(&bomb).unwrap_err();
+        assert!(
+            err.starts_with("it unpacks to more than 524296 bytes from ")
+                && err.ends_with("more than 10 times its size (the limit, against archive bombs)"),
+            "{err}"
+        );
+
+        // A tar says each member's size in its header: refused before the member is read.
+        // Hex of a pseudo-random stream: no gzip packs it tighter than the ratio.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut noise = || {
+            let mut text = String::with_capacity(600 << 10);
+            for _ in 0..300 << 10 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let _ = write!(text, "{:02x}", state & 0xff);
+            }
+            text
+        };
+        let members: Vec<(String, String)> =
+            (0..2).map(|i| (format!("m{i}.txt"), noise())).collect();
+        let members: Vec<(&str, &str)> = members
+            .iter()
+            .map(|(name, text)| (name.as_str(), text.as_str()))
+            .collect();
+        let tar = sdist(dir.path(), &members);
+        assert_eq!(
+            read_members_within(&tar.path, |_| true, &limits).unwrap_err(),
+            "it unpacks to more than 1 MiB (the limit, against archive bombs)"
         );
     }
 

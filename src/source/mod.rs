@@ -159,6 +159,12 @@ pub enum SourceError {
     #[error("Pack entry `{file}` is a submodule, which packsync cannot deploy")]
     ExportSubmodule { file: String },
 
+    #[error("Pack folder `{tree}` {what}")]
+    TreeTooLarge { tree: String, what: String },
+
+    #[error("Pack file `{file}` is {size} bytes, more than the {limit} bytes packsync reads")]
+    FileTooLarge { file: String, size: u64, limit: u64 },
+
     #[error("Pack entry `{file}` has the Git file mode `{mode:o}`, which packsync cannot deploy")]
     ExportMode { file: String, mode: i32 },
 
@@ -279,6 +285,11 @@ impl Diagnose for SourceError {
                 .into(),
             SourceError::ExportSubmodule { .. } => {
                 "packsync does not deploy submodules: commit the files into the pack repo".into()
+            }
+            SourceError::TreeTooLarge { .. } | SourceError::FileTooLarge { .. } => {
+                "the limits (in the README, \"Limits on what packsync reads\") are far above any \
+                 StackStorm pack: check that `source` and `subdir` name the pack, not a larger repo"
+                    .into()
             }
             SourceError::ExportMode { .. } | SourceError::ExportName { .. } => {
                 "the commit holds a tree entry plain Git does not create: rewrite it with `git` \

@@ -12,6 +12,62 @@ use git2::{ErrorCode, FileMode};
 use super::{EntryKind, Repo, SourceError, inner_path};
 use crate::model::short_commit;
 
+/// Bounds on a pack folder, checked at `check` and on export, before anything is written:
+/// far above any StackStorm pack (the Exchange's largest hold a few hundred files and a few
+/// MiB), far below what fills a disk.
+#[derive(Debug, Clone, Copy)]
+struct TreeLimits {
+    /// Regular files and symlinks.
+    files: u64,
+    /// Bytes, every file together.
+    bytes: u64,
+}
+
+/// The limits of every pack folder.
+const TREE_LIMITS: TreeLimits = TreeLimits {
+    files: 50_000,
+    bytes: 1 << 30,
+};
+
+/// The most a pack file read into memory to be parsed (`pack.yaml`, `requirements.txt`, a
+/// config schema, an action's metadata) may hold; the YAML reader's own limit.
+const MAX_READ_BYTES: u64 = crate::yaml::MAX_BYTES as u64;
+
+/// What an export has met so far, against [`TreeLimits`].
+struct Tally {
+    limits: TreeLimits,
+    files: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn new(limits: TreeLimits) -> Self {
+        Self {
+            limits,
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts one more file of `size` bytes; over a limit, the error names the pack folder
+    /// (`tree`).
+    fn add(&mut self, size: u64, tree: impl Fn() -> String) -> Result<(), SourceError> {
+        self.files += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        let what = if self.files > self.limits.files {
+            format!("has more than {} files (the limit)", self.limits.files)
+        } else if self.bytes > self.limits.bytes {
+            format!("holds more than {} bytes (the limit)", self.limits.bytes)
+        } else {
+            return Ok(());
+        };
+        Err(SourceError::TreeTooLarge {
+            tree: tree().trim_end_matches(['/', ':']).to_string(),
+            what,
+        })
+    }
+}
+
 /// The pack folder (the repo root or a `subdir`) at one commit.
 pub struct PackTree<'repo> {
     repo: &'repo Repo,
@@ -73,12 +129,33 @@ impl<'repo> PackTree<'repo> {
                 kind,
             });
         }
+        let size = self.blob_size(entry.id())?;
+        if size > MAX_READ_BYTES {
+            return Err(SourceError::FileTooLarge {
+                file: self.file_label(rel),
+                size,
+                limit: MAX_READ_BYTES,
+            });
+        }
         let blob = self
             .repo
             .git()
             .find_blob(entry.id())
             .map_err(|source| self.repo.git_error("a file", source))?;
         Ok(Some(blob.content().to_vec()))
+    }
+
+    /// The size of the blob `id`, from its header: the content is not read.
+    fn blob_size(&self, id: git2::Oid) -> Result<u64, SourceError> {
+        let odb = self
+            .repo
+            .git()
+            .odb()
+            .map_err(|source| self.repo.git_error("the object database", source))?;
+        let (size, _) = odb
+            .read_header(id)
+            .map_err(|source| self.repo.git_error("a file", source))?;
+        Ok(size as u64)
     }
 
     /// The names and contents of the regular files directly in the folder `dir` of the pack
@@ -135,14 +212,24 @@ impl<'repo> PackTree<'repo> {
             )));
         }
         set_mode(dest, DIR_MODE).map_err(io_error("set the mode of", dest))?;
-        self.export_tree(&self.tree, Path::new(""), Some(dest))
+        self.export_tree(
+            &self.tree,
+            Path::new(""),
+            Some(dest),
+            &mut Tally::new(TREE_LIMITS),
+        )
     }
 
     /// Refuses what [`Self::export`] would refuse (a name that is not plain, a symlink leading
     /// out of the pack, a submodule, an entry of another kind), without writing anything: the
     /// same answer at `check` and `plan` as at `apply`.
     pub fn check_exportable(&self) -> Result<(), SourceError> {
-        self.export_tree(&self.tree, Path::new(""), None)
+        self.check_within(TREE_LIMITS)
+    }
+
+    /// [`Self::check_exportable`] with `limits`.
+    fn check_within(&self, limits: TreeLimits) -> Result<(), SourceError> {
+        self.export_tree(&self.tree, Path::new(""), None, &mut Tally::new(limits))
     }
 
     /// Writes the entries of `tree` (at `rel` in the pack folder) into the folder `dir`; with
@@ -152,6 +239,7 @@ impl<'repo> PackTree<'repo> {
         tree: &git2::Tree<'repo>,
         rel: &Path,
         dir: Option<&Path>,
+        tally: &mut Tally,
     ) -> Result<(), SourceError> {
         for entry in tree {
             let name = OsStr::from_bytes(entry.name_bytes());
@@ -180,12 +268,13 @@ impl<'repo> PackTree<'repo> {
                         fs_err::create_dir(path).map_err(io_error("create"))?;
                         set_mode(path, DIR_MODE).map_err(io_error("set the mode of"))?;
                     }
-                    self.export_tree(&subtree, &entry_rel, path.as_deref())?;
+                    self.export_tree(&subtree, &entry_rel, path.as_deref(), tally)?;
                 }
                 mode if mode == i32::from(FileMode::Blob)
                     || mode == i32::from(FileMode::BlobGroupWritable)
                     || mode == i32::from(FileMode::BlobExecutable) =>
                 {
+                    tally.add(self.blob_size(entry.id())?, || self.file_label(""))?;
                     let Some(path) = &path else { continue };
                     let blob = self
                         .repo
@@ -200,6 +289,7 @@ impl<'repo> PackTree<'repo> {
                     write_new(path, blob.content(), file_mode).map_err(io_error("write"))?;
                 }
                 mode if mode == i32::from(FileMode::Link) => {
+                    tally.add(0, || self.file_label(""))?;
                     let target =
                         PathBuf::from(OsStr::from_bytes(self.link_target(&entry)?.as_slice()));
                     if !self.resolves_inside(&entry_rel, &target)? {
@@ -412,6 +502,71 @@ mod tests {
         let (repo, commit) = repo_with(&dir.path().join("repo"), entries);
         let tree = repo.pack_tree(&commit, None).unwrap();
         tree.export(&dir.path().join("out")).unwrap_err()
+    }
+
+    /// Issue 21: a pack folder with more files or bytes than its limits is refused, naming
+    /// the folder and the limit; a file to parse larger than the reader's limit too.
+    #[test]
+    fn a_pack_folder_over_its_limits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[
+                ("pack.yaml", FileMode::Blob, "name: clush\n"),
+                ("actions/a.py", FileMode::Blob, "A = 1\n"),
+                ("actions/b.py", FileMode::Blob, &"B = 2\n".repeat(40)),
+                ("actions/link.py", FileMode::Link, "a.py"),
+            ],
+        );
+        let tree = repo.pack_tree(&commit, None).unwrap();
+        let label = format!(
+            "{}@{}",
+            dir.path().join("repo").display(),
+            short_commit(&commit)
+        );
+        tree.check_within(TreeLimits {
+            files: 4,
+            bytes: 1000,
+        })
+        .unwrap();
+        let err = tree
+            .check_within(TreeLimits {
+                files: 3,
+                bytes: 1000,
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("Pack folder `{label}` has more than 3 files (the limit)")
+        );
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains("check that `source` and `subdir`")
+        );
+        let err = tree
+            .check_within(TreeLimits {
+                files: 4,
+                bytes: 200,
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("Pack folder `{label}` holds more than 200 bytes (the limit)")
+        );
+
+        let big = "x".repeat(usize::try_from(MAX_READ_BYTES).unwrap() + 1);
+        let (repo, commit) = repo_with(
+            &dir.path().join("big"),
+            &[("requirements.txt", FileMode::Blob, &big)],
+        );
+        let tree = repo.pack_tree(&commit, None).unwrap();
+        let err = tree.read_file("requirements.txt").unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with(&format!("requirements.txt` is {} bytes, more than the {MAX_READ_BYTES} bytes packsync reads", big.len())),
+            "{err}"
+        );
     }
 
     #[test]

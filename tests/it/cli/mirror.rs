@@ -292,6 +292,42 @@ fn plan_reports_a_deep_dependency_chain_and_still_plans_the_other_packs() {
     ");
 }
 
+/// Issue 21: a wheel that unpacks to a thousand times its size (a zip bomb: 96 MiB of zeros in
+/// 100 kB) is refused at `check`, naming the file and the limit, before anything unpacks it.
+#[test]
+fn issue_21_a_zip_bomb_in_the_mirror_is_refused_at_check_with_its_limit() {
+    let mut site = TestSite::new();
+    let bomb = site.mirror().join("fxbomb-1.0-py3-none-any.whl");
+    let written = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+             \x20   z.writestr('fxbomb-1.0.dist-info/METADATA', 'Name: fxbomb\\nVersion: 1.0\\n')\n\
+             \x20   z.writestr('fxbomb-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nTag: py3-none-any\\n')\n\
+             \x20   z.writestr('fxbomb/zeros.bin', bytes(96 << 20))\n",
+        ])
+        .arg(&bomb)
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    let clush = site.pack_repo("clush", "1.0.0");
+    clush.write("requirements.txt", "fxbomb\n");
+    clush.commit("Needs fxbomb");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    let output = assert_exit(site.cmd(["check"]), 1);
+    let error = format!(
+        "Cannot read the metadata of the mirror file `{}`",
+        bomb.display()
+    );
+    assert!(output.contains(&error), "{error:?} not in:\n{output}");
+    assert!(
+        output.contains("more than 100 times its size (the limit, against archive bombs)"),
+        "{output}"
+    );
+    assert!(!site.venvs_dir().join("clush").exists());
+}
+
 #[test]
 fn a_corrupt_wheel_needed_by_a_new_revision_leaves_the_live_release_alone() {
     let mut site = TestSite::new();
