@@ -309,27 +309,15 @@ impl EnvBuilder {
     /// (balanced by the Python source each file holds: compiling it is most of the time) into
     /// one batch virtualenv, which is then split into an entry per distribution.
     fn fill(&self, python: &str, missing: &[Missing]) -> Result<(), EnvError> {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut batches: Vec<(u64, Vec<&Missing>)> = (0..cores.min(missing.len()))
-            .map(|_| (0, Vec::new()))
-            .collect();
-        let mut by_size: Vec<(u64, &Missing)> = missing
+        let weighed = missing
             .iter()
             .map(|entry| (compile_weight(&self.mirror.join(&entry.pin.file)), entry))
             .collect();
-        by_size.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-        for (size, entry) in by_size {
-            let lightest = batches
-                .iter_mut()
-                .min_by_key(|(total, _)| *total)
-                .expect("at least one batch");
-            lightest.0 += size;
-            lightest.1.push(entry);
-        }
+        let batches = per_core(weighed);
         std::thread::scope(|scope| {
             let workers: Vec<_> = batches
                 .iter()
-                .map(|(_, batch)| scope.spawn(|| self.fill_batch(python, batch)))
+                .map(|batch| scope.spawn(|| self.fill_batch(python, batch)))
                 .collect();
             workers
                 .into_iter()
@@ -467,25 +455,20 @@ impl EnvBuilder {
             records.push((record, rows, mine));
         }
 
-        let mut lists: Vec<(u64, String)> = (0..std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(sources.len()))
-            .map(|_| (0, String::new()))
+        let lists: Vec<String> = per_core(sources)
+            .into_iter()
+            .map(|list| {
+                list.iter().fold(String::new(), |mut text, source| {
+                    let _ = writeln!(text, "{}", source.display());
+                    text
+                })
+            })
             .collect();
-        sources.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-        for (size, source) in sources {
-            let lightest = lists
-                .iter_mut()
-                .min_by_key(|(total, _)| *total)
-                .expect("a list per core");
-            lightest.0 += size;
-            let _ = writeln!(lightest.1, "{}", source.display());
-        }
         std::thread::scope(|scope| {
             let compiling: Vec<_> = lists
                 .iter()
                 .enumerate()
-                .map(|(index, (_, list))| {
+                .map(|(index, list)| {
                     scope.spawn(move || -> Result<(), EnvError> {
                         let file = work.join(format!("compile-{index}.txt"));
                         fs_err::write(&file, list).map_err(io("write", &file))?;
@@ -534,6 +517,29 @@ impl EnvBuilder {
         }
         Ok(())
     }
+}
+
+/// `items` (weight, item) in one group per core (fewer when there are fewer items) of about
+/// equal weight: the heaviest first, each into the lightest group so far.
+fn per_core<T>(mut items: Vec<(u64, T)>) -> Vec<Vec<T>> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut groups: Vec<(u64, Vec<T>)> = (0..cores.clamp(1, items.len().max(1)))
+        .map(|_| (0, Vec::new()))
+        .collect();
+    items.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
+    for (weight, item) in items {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(total, _)| *total)
+            .expect("at least one group");
+        lightest.0 += weight;
+        lightest.1.push(item);
+    }
+    groups
+        .into_iter()
+        .map(|(_, group)| group)
+        .filter(|group| !group.is_empty())
+        .collect()
 }
 
 /// What installing the mirror file `path` costs, roughly: the bytes of Python source a wheel
