@@ -106,7 +106,7 @@ pub(crate) fn status(
         let _ = write!(
             out,
             "\nThis host is suspended since {} ({}): nothing changes until `packsync resume`",
-            host.at.strftime("%Y-%m-%d %H:%M"),
+            host.at.strftime(MINUTE_UTC),
             host.reason
         );
     }
@@ -320,10 +320,10 @@ fn render_recorded(packs: &[RecordedStatus]) -> String {
                 p.pack.to_string(),
                 json_word(p.state),
                 active_cell(p.active.as_ref()),
-                p.active.as_ref().and_then(|a| a.since).map_or_else(
-                    || "-".to_string(),
-                    |t| t.strftime("%Y-%m-%d %H:%M").to_string(),
-                ),
+                p.active
+                    .as_ref()
+                    .and_then(|a| a.since)
+                    .map_or_else(|| "-".to_string(), |t| t.strftime(MINUTE_UTC).to_string()),
             ]
         })
         .collect();
@@ -343,6 +343,9 @@ fn json_word(state: impl Serialize) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+/// A time to the minute, with its zone: packsync records UTC, whatever the host's zone.
+const MINUTE_UTC: &str = "%Y-%m-%d %H:%M UTC";
 
 fn render(packs: &[PackStatus]) -> String {
     let rows: Vec<[String; 5]> = packs
@@ -364,7 +367,7 @@ fn render(packs: &[PackStatus]) -> String {
                 |e| {
                     format!(
                         "{} {} {}",
-                        e.at.strftime("%Y-%m-%d %H:%M"),
+                        e.at.strftime(MINUTE_UTC),
                         e.operation,
                         e.outcome.as_str()
                     )

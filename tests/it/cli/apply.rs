@@ -121,9 +121,9 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) 
     exit_code: 0
     ----- stdout -----
     PACK   STATE  DESIRED  ACTIVE                                   LAST CHANGE
-    alpha  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
-    mid    ok     HEAD     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
-    zulu   ok     HEAD     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
+    alpha  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
+    mid    ok     HEAD     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
+    zulu   ok     HEAD     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
 
     ----- stderr -----
     ");

@@ -129,15 +129,15 @@ fn two_hosts_share_one_database_without_touching_each_other() {
     exit_code: 0
     ----- stdout -----
     PACK   STATE  DESIRED  ACTIVE                                   LAST CHANGE
-    clush  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] install applied
+    clush  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
 
     Host st2-two (this host): 1 packs
 
     Host st2-one
     PACK   STATE  ACTIVE                                   SINCE
-    alpha  ok     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME]
-    mid    ok     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME]
-    zulu   ok     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME]
+    alpha  ok     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
+    mid    ok     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
+    zulu   ok     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
 
     ----- stderr -----
     ");
