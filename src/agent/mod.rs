@@ -181,7 +181,7 @@ impl Agent {
         let events = config
             .messaging
             .as_ref()
-            .map(|messaging| events::Events::new(messaging.queue_limit));
+            .map(|messaging| events::Events::new(messaging.queue_limit, &config.agent.state_dir));
         Self {
             path: path.to_path_buf(),
             config: Arc::new(config),

@@ -83,9 +83,19 @@ impl Consumer {
     /// The messages received until one has `routing_key` (30 s at most): routing keys and
     /// bodies.
     fn until(&self, routing_key: &str) -> Vec<(String, serde_json::Value)> {
+        self.until_count(routing_key, 1)
+    }
+
+    /// The messages received until `count` have `routing_key` (30 s at most).
+    fn until_count(&self, routing_key: &str, count: usize) -> Vec<(String, serde_json::Value)> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut received = Vec::new();
-        while !received.iter().any(|(key, _)| key == routing_key) {
+        while received
+            .iter()
+            .filter(|(key, _)| key == routing_key)
+            .count()
+            < count
+        {
             assert!(
                 Instant::now() < deadline,
                 "no {routing_key} within 30 s; received {received:#?}"
@@ -274,4 +284,63 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
     let received = consumer.until("packsync.node2.clush.upgraded");
     let (_, upgraded) = received.last().unwrap();
     assert_eq!(upgraded["to"], "1.1.0");
+}
+
+/// Issue 21: events queued while the broker is away survive the agent killed with SIGKILL:
+/// the next agent sends them once the broker is back, each once, before its own.
+#[test]
+fn issue_21_events_queued_in_an_outage_outlive_a_killed_agent_and_go_out_once() {
+    let exchange = exchange_name();
+    let consumer = Consumer::bind(&exchange);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .agent_line("host = \"node3\"")
+        .section(&format!(
+            "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
+        ));
+    let agent = Agent::start(&site);
+    agent.wait_for("clush live", || {
+        live_version(&site, "clush").as_deref() == Some("1.0.0")
+    });
+    agent.wait_for("the broker to be missed", || {
+        agent
+            .log()
+            .contains("cannot reach the broker; events wait in the queue")
+    });
+    drop(agent); // SIGKILL
+    let journal = fs_err::read_to_string(site.state_dir().join("outbox.jsonl")).unwrap();
+    assert!(
+        journal.contains("packsync.node3.clush.installed"),
+        "{journal}"
+    );
+
+    let _proxy = Proxy::start(port);
+    let agent = Agent::start(&site);
+    // The killed agent's run, then the new agent's own.
+    let received = consumer.until_count("packsync.node3.run.completed", 2);
+    let keys: Vec<&str> = received.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "packsync.node3.clush.installed",
+            "packsync.node3.run.completed",
+            "packsync.node3.run.completed"
+        ],
+        "{}",
+        agent.log()
+    );
+    assert!(
+        agent
+            .log()
+            .contains("events an earlier agent did not send are queued again")
+    );
+    agent.wait_for("the outbox to be emptied", || {
+        fs_err::read_to_string(site.state_dir().join("outbox.jsonl")).is_ok_and(|j| j.is_empty())
+    });
 }
