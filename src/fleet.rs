@@ -563,14 +563,22 @@ impl Rollout<'_> {
     /// at `prepare_timeout` a quorum) is prepared and the go is given, or, for a host that
     /// arrived after the go, the release is live on the others.
     pub fn prepared_await_go(&mut self) -> Result<(), FleetError> {
-        self.set(
-            self.this_attempt(),
-            doc! { self.host_key("prepared"): now() },
-            "record this host as prepared",
-        )?;
         let config = &self.fleet.config;
         let deadline =
             Instant::now() + config.prepare_timeout + self.fleet.command_timeout + config.lease_ttl;
+        // A gate that ends while the database restarts is no failure: the host says it is
+        // prepared once the database is back.
+        loop {
+            let recorded = self.set(
+                self.this_attempt(),
+                doc! { self.host_key("prepared"): now() },
+                "record this host as prepared",
+            );
+            if self.ride_out(recorded, deadline)?.is_some() {
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
         loop {
             let Some(document) = self.ride_out(self.read(), deadline)? else {
                 std::thread::sleep(POLL);

@@ -463,20 +463,28 @@ fn issue_18_a_database_restarted_mid_rollout_is_waited_for() {
         site.mongodb(&server.url(), "st2");
     }
     assert_all_exit(&fleet.apply(&[0, 1, 2]), 2);
-    // st2-3 gates slowly: the others are waiting for it when the database goes away.
+    // st2-3 gates slowly: the others have gated and are waiting for it (or are about to say
+    // they are prepared) when the database goes away.
     let marker = fleet.shared.path().join("go-on");
-    let gate = fleet.hosts[2].engine_script(
-        "gate",
-        &format!(
-            "echo \"gate st2-3\" >> '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\n",
-            fleet.shared.path().join("stackstorm.log").display(),
-            marker.display()
-        ),
-    );
-    fleet.hosts[2].stackstorm_line(&format!("test = ['{}']", gate.display()));
+    let log = fleet.shared.path().join("stackstorm.log");
+    for (index, host) in HOSTS.iter().enumerate() {
+        let wait = if index == 2 {
+            format!(
+                "while [ ! -e '{}' ]; do sleep 0.05; done\n",
+                marker.display()
+            )
+        } else {
+            String::new()
+        };
+        let gate = fleet.hosts[index].engine_script(
+            "gate",
+            &format!("echo \"gate {host}\" >> '{}'\n{wait}", log.display()),
+        );
+        fleet.hosts[index].stackstorm_line(&format!("test = ['{}']", gate.display()));
+    }
     fleet.release("1.1.0");
     let children = fleet.start(&[0, 1, 2]);
-    wait_for("st2-3's gate", || fleet.count("gate st2-3") == 1);
+    wait_for("every host's gate", || fleet.count("gate ") == 3);
     server.kill();
     // Down for longer than `[state] timeout` (3 s): each host's reads fail meanwhile.
     std::thread::sleep(Duration::from_secs(4));
