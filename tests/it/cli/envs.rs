@@ -58,8 +58,9 @@ fn eventually(done: impl Fn() -> bool) -> bool {
 
 /// A stand-in for `real` that, the first time its arguments match `stage`, starts a helper in
 /// its own process group (as pip starts a build backend) which waits for `$ROOT/go` and then
-/// does the real step, kills packsync (its parent) with SIGKILL, and waits. Every other time
-/// it is `real`.
+/// does the real step, kills packsync (its parent) with SIGKILL once packsync has recorded it
+/// in `state_dir/children` (it does right after the spawn; a kill in between leaves only what
+/// the child started in that instant), and waits. Every other time it is `real`.
 fn killing_installer(site: &TestSite, name: &str, real: &Path, stage: &str) -> PathBuf {
     site.engine_script(
         name,
@@ -70,13 +71,15 @@ fn killing_installer(site: &TestSite, name: &str, real: &Path, stage: &str) -> P
     echo $$ > \"$ROOT/child.pid\"
     ( while [ ! -e \"$ROOT/go\" ]; do sleep 0.05; done; exec '{real}' \"$@\" ) &
     echo $! > \"$ROOT/helper.pid\"
+    while [ -z \"$(ls '{children}' 2>/dev/null)\" ]; do sleep 0.01; done
     kill -9 $PPID
     sleep 60
   fi ;;
 esac
 exec '{real}' \"$@\"
 ",
-            real = real.display()
+            real = real.display(),
+            children = site.state_dir().join("children").display(),
         ),
     )
 }
