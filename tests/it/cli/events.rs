@@ -228,32 +228,60 @@ impl Proxy {
     }
 }
 
+/// A site of `host` with clush, whose `[messaging]` names a port no broker listens on (yet),
+/// and a consumer of its exchange on the real broker.
+struct Outage {
+    consumer: Consumer,
+    port: u16,
+    site: TestSite,
+    clush: crate::common::git::GitRepo,
+}
+
+impl Outage {
+    fn new(host: &str) -> Self {
+        let exchange = exchange_name();
+        let consumer = Consumer::bind(&exchange);
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut site = TestSite::new();
+        let clush = site.pack_repo("clush", "1.0.0");
+        site.add_pack(PackEntry::new("clush", clush.path()))
+            .agent_line(&format!("host = \"{host}\""))
+            .section(&format!(
+                "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
+            ));
+        Self {
+            consumer,
+            port,
+            site,
+            clush,
+        }
+    }
+
+    /// An agent that deployed clush 1.0.0 and found no broker.
+    fn deployed(&self) -> Agent {
+        let agent = Agent::start(&self.site);
+        agent.wait_for("clush live", || {
+            live_version(&self.site, "clush").as_deref() == Some("1.0.0")
+        });
+        agent.wait_for("the broker to be missed", || {
+            agent
+                .log()
+                .contains("cannot reach the broker; events wait in the queue")
+        });
+        agent
+    }
+}
+
 #[test]
 fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
-    let exchange = exchange_name();
-    let consumer = Consumer::bind(&exchange);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut site = TestSite::new();
-    let clush = site.pack_repo("clush", "1.0.0");
-    site.add_pack(PackEntry::new("clush", clush.path()))
-        .agent_line("host = \"node2\"")
-        .section(&format!(
-            "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
-        ));
-    let agent = Agent::start(&site);
+    let outage = Outage::new("node2");
     // Deployed while the broker is away.
-    agent.wait_for("clush live", || {
-        live_version(&site, "clush").as_deref() == Some("1.0.0")
-    });
-    agent.wait_for("the broker to be missed", || {
-        agent
-            .log()
-            .contains("cannot reach the broker; events wait in the queue")
-    });
+    let agent = outage.deployed();
+    let (consumer, port, site, clush) =
+        (&outage.consumer, outage.port, &outage.site, &outage.clush);
     assert!(
         !agent.log().contains("guest:guest"),
         "no password in the log"
@@ -273,7 +301,7 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
     clush.write("pack.yaml", pack_yaml("clush", "1.1.0", ""));
     clush.commit("clush 1.1.0");
     agent.wait_for("clush 1.1.0 live", || {
-        live_version(&site, "clush").as_deref() == Some("1.1.0")
+        live_version(site, "clush").as_deref() == Some("1.1.0")
     });
     agent.wait_for("the broker to be lost", || {
         agent
@@ -290,29 +318,9 @@ fn events_wait_for_a_broker_that_is_away_and_the_switch_does_not() {
 /// the next agent sends them once the broker is back, each once, before its own.
 #[test]
 fn issue_21_events_queued_in_an_outage_outlive_a_killed_agent_and_go_out_once() {
-    let exchange = exchange_name();
-    let consumer = Consumer::bind(&exchange);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut site = TestSite::new();
-    let clush = site.pack_repo("clush", "1.0.0");
-    site.add_pack(PackEntry::new("clush", clush.path()))
-        .agent_line("host = \"node3\"")
-        .section(&format!(
-            "[watch]\ndebounce = \"200ms\"\n[messaging]\nurl = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nexchange = \"{exchange}\"\n"
-        ));
-    let agent = Agent::start(&site);
-    agent.wait_for("clush live", || {
-        live_version(&site, "clush").as_deref() == Some("1.0.0")
-    });
-    agent.wait_for("the broker to be missed", || {
-        agent
-            .log()
-            .contains("cannot reach the broker; events wait in the queue")
-    });
+    let outage = Outage::new("node3");
+    let (consumer, port, site) = (&outage.consumer, outage.port, &outage.site);
+    let agent = outage.deployed();
     drop(agent); // SIGKILL
     let journal = fs_err::read_to_string(site.state_dir().join("outbox.jsonl")).unwrap();
     assert!(
@@ -321,7 +329,7 @@ fn issue_21_events_queued_in_an_outage_outlive_a_killed_agent_and_go_out_once() 
     );
 
     let _proxy = Proxy::start(port);
-    let agent = Agent::start(&site);
+    let agent = Agent::start(site);
     // The killed agent's run, then the new agent's own.
     let received = consumer.until_count("packsync.node3.run.completed", 2);
     let keys: Vec<&str> = received.iter().map(|(key, _)| key.as_str()).collect();
