@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    BUILD_FILES, Bytecode, EnvBuilder, EnvError, io, output_tail, seal, site_packages, verify,
-    verify_installed,
+    BUILD_FILES, Bytecode, EnvBuilder, EnvError, KeyedLocks, io, output_tail, seal, site_packages,
+    verify, verify_installed,
 };
 use crate::config::Installer;
 use crate::fsx;
@@ -67,18 +67,18 @@ pub(super) struct DistStore {
     root: PathBuf,
     /// One lock per entry, so that two virtualenvs needing the same distribution at once fill
     /// it once.
-    filling: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    filling: KeyedLocks,
 }
 
 /// A finished entry.
-#[derive(Debug)]
-struct Entry {
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
     dir: PathBuf,
     manifest: Manifest,
 }
 
 /// Every path the install added to an entry, in the order they are to be created.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Manifest {
     /// The entry's path: what a relocated file holds.
     prefix: PathBuf,
@@ -92,7 +92,7 @@ struct Manifest {
     paths: Vec<Added>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Added {
     path: PathBuf,
     kind: Kind,
@@ -115,7 +115,7 @@ impl DistStore {
     pub(super) fn at(state_dir: &Path) -> Self {
         Self {
             root: store::dist_root(state_dir),
-            filling: Mutex::new(HashMap::new()),
+            filling: KeyedLocks::default(),
         }
     }
 
@@ -139,17 +139,6 @@ impl DistStore {
             Installer::Uv(uv) => format!("uv {}", uv.display()),
         };
         self.entry(&[python, &installer, &pin.file, &pin.sha256])
-    }
-
-    /// The lock of the entry `key`.
-    fn lock(&self, key: &Digest) -> Arc<Mutex<()>> {
-        Arc::clone(
-            self.filling
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key.clone())
-                .or_default(),
-        )
     }
 }
 
@@ -186,20 +175,20 @@ impl EnvBuilder {
     /// `python -m venv --without-pip [--system-site-packages]` at `dir`, linked from the store:
     /// the command runs once per interpreter (its identity `python`) and setting, into an entry
     /// of its own; every virtualenv after is its files with its own path (and prompt) in
-    /// them. The entry's name, for the virtualenv's completion record.
+    /// them. The entry, which the virtualenv's completion record names.
     pub(super) fn create_venv(
         &self,
         dir: &Path,
         python: &str,
         system_site_packages: bool,
-    ) -> Result<String, EnvError> {
+    ) -> Result<Entry, EnvError> {
         let setting = if system_site_packages {
             "venv --system-site-packages"
         } else {
             "venv"
         };
         let (key, entry_dir) = self.dists.entry(&[python, setting]);
-        let lock = self.dists.lock(&key);
+        let lock = self.dists.filling.of(&key);
         // A fill that panicked wrote no completion record: the poisoned lock is safe to take.
         let filling = lock.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = if let Some(entry) = finished(&entry_dir, &key)? {
@@ -225,7 +214,7 @@ impl EnvBuilder {
         drop(filling);
         fs_err::create_dir(dir).map_err(io("create", dir))?;
         entry.link_into(dir, &mut HashSet::new())?;
-        Ok(entry.name())
+        Ok(entry)
     }
 
     /// Installs `pins` into the virtualenv `dir` (created, not yet sealed) from the store,
@@ -269,7 +258,10 @@ impl EnvBuilder {
         let mut ordered: Vec<&Digest> = keys.iter().map(|(key, _)| key).collect();
         ordered.sort();
         ordered.dedup();
-        let locks: Vec<Arc<Mutex<()>>> = ordered.iter().map(|key| self.dists.lock(key)).collect();
+        let locks: Vec<Arc<Mutex<()>>> = ordered
+            .iter()
+            .map(|key| self.dists.filling.of(key))
+            .collect();
         let _filling: Vec<_> = locks
             .iter()
             .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner))
@@ -288,27 +280,29 @@ impl EnvBuilder {
             }
             entries.push(entry);
         }
-        if !missing.is_empty() {
-            self.fill(python, &missing)?;
-        }
+        let filled = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            self.fill(python, &missing)?
+        };
         keys.iter()
             .zip(entries)
-            .map(|((key, dir), entry)| match entry {
-                Some(entry) => Ok(entry),
-                None => finished(dir, key)?.ok_or_else(|| {
+            .map(|((key, dir), entry)| {
+                entry.or_else(|| filled.get(key).cloned()).ok_or_else(|| {
                     io("read the store entry", dir)(io::Error::new(
                         io::ErrorKind::NotFound,
                         "filled, but not finished",
                     ))
-                }),
+                })
             })
             .collect()
     }
 
     /// Fills the entries of `missing`: one installer run per core, each installing its share
     /// (balanced by the Python source each file holds: compiling it is most of the time) into
-    /// one batch virtualenv, which is then split into an entry per distribution.
-    fn fill(&self, python: &str, missing: &[Missing]) -> Result<(), EnvError> {
+    /// one batch virtualenv, which is then split into an entry per distribution. The entries,
+    /// by key.
+    fn fill(&self, python: &str, missing: &[Missing]) -> Result<HashMap<Digest, Entry>, EnvError> {
         let weighed = missing
             .iter()
             .map(|entry| (compile_weight(&self.mirror.join(&entry.pin.file)), entry))
@@ -325,13 +319,21 @@ impl EnvBuilder {
                 .collect::<Vec<_>>()
         })
         .into_iter()
-        .collect()
+        .try_fold(HashMap::new(), |mut all, filled| {
+            all.extend(filled?);
+            Ok(all)
+        })
     }
 
     /// Installs `batch` into one new virtualenv and moves each distribution's files into its
     /// entry. Where the files cannot be told apart (two distributions writing one file, a
-    /// file no `RECORD` names), each is installed on its own instead.
-    fn fill_batch(&self, python: &str, batch: &[&Missing]) -> Result<(), EnvError> {
+    /// file no `RECORD` names), each is installed on its own instead. The entries, with their
+    /// keys.
+    fn fill_batch(
+        &self,
+        python: &str,
+        batch: &[&Missing],
+    ) -> Result<Vec<(Digest, Entry)>, EnvError> {
         let pins: Vec<Pin> = batch.iter().map(|missing| missing.pin.clone()).collect();
         let keys: Vec<&str> = batch.iter().map(|missing| missing.key.as_str()).collect();
         let (_, staging) = self.dists.entry(&[&["batch"], keys.as_slice()].concat());
@@ -343,15 +345,17 @@ impl EnvBuilder {
         if let Err(err) = fsx::remove_tree_aside(&staging) {
             tracing::warn!(dir = %staging.display(), error = %err, "failed to remove a store batch");
         }
-        if filled? {
-            return Ok(());
+        if let Some(entries) = filled? {
+            return Ok(entries);
         }
-        batch
-            .iter()
-            .try_for_each(|entry| self.fill_batch(python, &[entry]))
+        let mut entries = Vec::with_capacity(batch.len());
+        for missing in batch {
+            entries.extend(self.fill_batch(python, &[missing])?);
+        }
+        Ok(entries)
     }
 
-    /// [`Self::fill_batch`] in the folder `staging`; `false` when the files could not be told
+    /// [`Self::fill_batch`] in the folder `staging`; `None` when the files could not be told
     /// apart.
     fn install_batch(
         &self,
@@ -359,13 +363,14 @@ impl EnvBuilder {
         staging: &Path,
         batch: &[&Missing],
         pins: &[Pin],
-    ) -> Result<bool, EnvError> {
+    ) -> Result<Option<Vec<(Digest, Entry)>>, EnvError> {
         clear(staging)?;
-        let skeleton = self.create_venv(staging, python, false)?;
-        let skeleton: BTreeSet<PathBuf> = walk(&self.dists.root.join(skeleton))
-            .map_err(io("list", staging))?
+        let skeleton: BTreeSet<PathBuf> = self
+            .create_venv(staging, python, false)?
+            .manifest
+            .paths
             .into_iter()
-            .map(|(path, _)| path)
+            .map(|added| added.path)
             .collect();
         let work = staging.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
@@ -393,9 +398,10 @@ impl EnvBuilder {
             Ok(shares) => shares,
             Err(why) => {
                 tracing::debug!(dir = %staging.display(), why, "the batch cannot be split; one by one");
-                return Ok(false);
+                return Ok(None);
             }
         };
+        let mut entries = Vec::with_capacity(batch.len());
         for ((Missing { key, dir, pin }, files), dist) in batch
             .iter()
             .zip(shares)
@@ -405,10 +411,10 @@ impl EnvBuilder {
             fs_err::create_dir(dir).map_err(io("create", dir))?;
             let sealed = seal_entry(staging, dir, &files, key, vec![dist], None);
             forget_failed(dir, &sealed);
-            sealed?;
+            entries.push((key.clone(), sealed?));
             tracing::debug!(dist = %pin.file, entry = %dir.display(), "store entry filled");
         }
-        Ok(true)
+        Ok(Some(entries))
     }
 }
 
@@ -842,7 +848,7 @@ impl Manifest {
 
 impl Entry {
     /// The entry's folder name, as a virtualenv's completion record lists it.
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         self.dir
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())

@@ -60,7 +60,26 @@ pub struct EnvBuilder {
     build_timeout: Option<Duration>,
     /// One lock per env digest, so that a second pack with the same inputs waits for the first
     /// build and then reuses it.
-    building: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    building: KeyedLocks,
+}
+
+/// One lock per digest, made when first asked for: what is built under a digest is built once
+/// however many threads ask.
+#[derive(Debug, Default)]
+struct KeyedLocks(Mutex<HashMap<Digest, Arc<Mutex<()>>>>);
+
+impl KeyedLocks {
+    /// The lock of `key`. One that a panicking holder poisoned is safe to take: what it built
+    /// has no completion record, and is built again.
+    fn of(&self, key: &Digest) -> Arc<Mutex<()>> {
+        Arc::clone(
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key.clone())
+                .or_default(),
+        )
+    }
 }
 
 /// What [`EnvBuilder::ensure`] did.
@@ -175,7 +194,7 @@ impl EnvBuilder {
             children: Children::new(state_dir),
             failures,
             build_timeout: None,
-            building: Mutex::new(HashMap::new()),
+            building: KeyedLocks::default(),
         }
     }
 
@@ -200,13 +219,7 @@ impl EnvBuilder {
     /// moved aside and removed first. How a build ends goes into the memo of failed builds;
     /// inputs whose build already failed in this run fail again without a build.
     pub fn ensure(&self, dir: &Path, inputs: &EnvInputs) -> Result<EnvOutcome, EnvError> {
-        let lock = Arc::clone(
-            self.building
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(inputs.digest())
-                .or_default(),
-        );
+        let lock = self.building.of(&inputs.digest());
         // Held for the whole build and its memo: a second caller with the same inputs finds it
         // complete, or failed. A build that panicked wrote no completion record, so the
         // poisoned lock is safe to take over.
@@ -267,7 +280,9 @@ impl EnvBuilder {
             .settings
             .iter()
             .any(|setting| setting == SYSTEM_SITE_PACKAGES_SETTING);
-        let skeleton = self.create_venv(dir, &inputs.python, system_site_packages)?;
+        let skeleton = self
+            .create_venv(dir, &inputs.python, system_site_packages)?
+            .name();
         // Before the install, as st2 does: what the pack's code sees at run time is there
         // while pip runs too.
         if let Some(st2_site_packages) = inputs
