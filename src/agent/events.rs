@@ -200,12 +200,7 @@ impl Events {
 
     /// Rewrites the journal with the events still queued.
     fn compact(&self, queue: &Queue) {
-        let mut text = Vec::new();
-        for event in &queue.pending {
-            text.extend(serde_json::to_vec(event).expect("events serialise to JSON"));
-            text.push(b'\n');
-        }
-        if let Err(err) = fsx::write_atomic(&self.outbox.journal, &text) {
+        if let Err(err) = fsx::write_atomic(&self.outbox.journal, &journal_lines(&queue.pending)) {
             tracing::warn!(journal = %self.outbox.journal.display(), error = %err, "the outbox is not compacted");
         }
     }
@@ -245,18 +240,23 @@ impl Outbox {
 
     /// Appends `events` to the journal, on disk when it returns.
     fn append(&self, events: &[Numbered]) -> std::io::Result<()> {
-        let mut text = Vec::new();
-        for event in events {
-            text.extend(serde_json::to_vec(event).expect("events serialise to JSON"));
-            text.push(b'\n');
-        }
         let mut journal = fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.journal)?;
-        journal.write_all(&text)?;
+        journal.write_all(&journal_lines(events))?;
         journal.sync_data()
     }
+}
+
+/// `events` as journal lines, one JSON object each.
+fn journal_lines<'a>(events: impl IntoIterator<Item = &'a Numbered>) -> Vec<u8> {
+    let mut text = Vec::new();
+    for event in events {
+        text.extend(serde_json::to_vec(event).expect("events serialise to JSON"));
+        text.push(b'\n');
+    }
+    text
 }
 
 /// Publishes the queued events for as long as the agent runs.
