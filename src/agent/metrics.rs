@@ -1,20 +1,23 @@
-//! What the agent serves on `[agent] metrics_listen`: `/metrics` in Prometheus' text format
-//! and `/healthz` (200 when the last run finished and reached the state store, 503 before the
-//! first run or after a run that could not).
-//!
-//! Two GET routes over HTTP/1.1 with `Connection: close` are all Prometheus and a kubelet
-//! probe need, so the server is a few lines on tokio's listener rather than an HTTP framework.
+//! The agent's Prometheus metrics, exposed by `http` at `/metrics` in the `OpenMetrics` text
+//! format (prometheus-client): runs, changes and failures by action, run durations, when each
+//! pack was last seen converged, one `packsync_pack_info` series per pack (live version,
+//! release, state), the last run's time and result, the build, and the event queue.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
 
 use super::events::Events;
+use crate::execute::StatusReport;
 use crate::model::PackName;
 use crate::state::Operation;
 
@@ -35,221 +38,228 @@ pub(super) struct RunSummary {
     pub(super) duration: Duration,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    runs_ok: u64,
-    runs_failed: u64,
-    changes: BTreeMap<Operation, u64>,
-    failures: BTreeMap<Operation, u64>,
-    /// Cumulative counts per bucket, then the total count and sum.
-    buckets: [u64; BUCKETS.len()],
-    duration_count: u64,
-    duration_sum: f64,
-    last_success: BTreeMap<PackName, f64>,
-    drifted: usize,
-    /// Whether the last run finished and reached the store.
-    healthy: bool,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
-/// The agent's counters, shared with the server, and its event queue.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PackLabels {
+    pack: String,
+}
+
+/// `packsync_pack_info`: what is live of a pack and how it stands.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PackInfoLabels {
+    pack: String,
+    /// Empty when nothing is live.
+    version: String,
+    release: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The agent's metrics, shared with the server.
 #[derive(Debug, Clone)]
 pub(super) struct Metrics {
-    counters: Arc<Mutex<Counters>>,
-    events: Option<Events>,
+    registry: Arc<Registry>,
+    runs: Family<ResultLabels, Counter>,
+    changes: Family<ActionLabels, Counter>,
+    failures: Family<ActionLabels, Counter>,
+    duration: Histogram,
+    last_success: Family<PackLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    drifted: Gauge,
+    last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_run_ok: Gauge,
+    packs: Family<PackInfoLabels, Gauge>,
+    /// Whether the last run finished and reached the store (`/healthz`).
+    healthy: Arc<Mutex<bool>>,
+}
+
+/// The event queue's figures, read at each scrape.
+#[derive(Debug)]
+struct EventQueue(Events);
+
+impl Collector for EventQueue {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (queued, dropped) = self.0.counts();
+        let queued = ConstGauge::new(i64::try_from(queued).unwrap_or(i64::MAX));
+        queued.encode(encoder.encode_descriptor(
+            "packsync_events_queued",
+            "Events waiting for the broker.",
+            None,
+            queued.metric_type(),
+        )?)?;
+        let dropped = ConstCounter::new(dropped);
+        dropped.encode(encoder.encode_descriptor(
+            "packsync_events_dropped",
+            "Events dropped because the queue was full.",
+            None,
+            dropped.metric_type(),
+        )?)
+    }
 }
 
 impl Metrics {
     pub(super) fn new(events: Option<Events>) -> Self {
+        let mut registry = Registry::default();
+        let runs = Family::<ResultLabels, Counter>::default();
+        registry.register("packsync_runs", "Reconcile runs, by result.", runs.clone());
+        let changes = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "packsync_changes",
+            "Changes that went live, by action.",
+            changes.clone(),
+        );
+        let failures = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "packsync_failures",
+            "Changes that failed, by action.",
+            failures.clone(),
+        );
+        let duration = Histogram::new(BUCKETS);
+        registry.register(
+            "packsync_run_duration_seconds",
+            "How long a reconcile run took.",
+            duration.clone(),
+        );
+        let last_success = Family::default();
+        registry.register(
+            "packsync_last_success_timestamp_seconds",
+            "When each pack was last seen live at its desired release.",
+            last_success.clone(),
+        );
+        let drifted = Gauge::default();
+        registry.register(
+            "packsync_drifted_packs",
+            "Packs whose record disagreed with disk at the last run.",
+            drifted.clone(),
+        );
+        let last_run = Gauge::default();
+        registry.register(
+            "packsync_last_run_timestamp_seconds",
+            "When the last reconcile run ended.",
+            last_run.clone(),
+        );
+        let last_run_ok = Gauge::default();
+        registry.register(
+            "packsync_last_run_success",
+            "1 when the last run changed all it had to, 0 when something failed.",
+            last_run_ok.clone(),
+        );
+        let packs = Family::default();
+        registry.register(
+            "packsync_pack_info",
+            "Each pack: its live version and release (empty when none is live) and its state.",
+            packs.clone(),
+        );
+        registry.register(
+            "packsync_build",
+            "The packsync build serving these metrics.",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        if let Some(events) = events {
+            registry.register_collector(Box::new(EventQueue(events)));
+        }
         Self {
-            counters: Arc::default(),
-            events,
+            registry: Arc::new(registry),
+            runs,
+            changes,
+            failures,
+            duration,
+            last_success,
+            drifted,
+            last_run,
+            last_run_ok,
+            packs,
+            healthy: Arc::default(),
         }
     }
 
     /// Counts a run; `None`: it could not run (lock, store).
     pub(super) fn record(&self, summary: Option<&RunSummary>) {
-        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = unix_seconds(std::time::SystemTime::now());
+        self.last_run.set(now);
+        *self.healthy.lock().unwrap_or_else(PoisonError::into_inner) = summary.is_some();
         let Some(summary) = summary else {
-            counters.runs_failed += 1;
-            counters.healthy = false;
+            self.runs
+                .get_or_create(&ResultLabels { result: "failed" })
+                .inc();
+            self.last_run_ok.set(0);
             return;
         };
-        counters.healthy = true;
-        if summary.failed.values().sum::<u64>() > 0 {
-            counters.runs_failed += 1;
-        } else {
-            counters.runs_ok += 1;
-        }
+        let ok = summary.failed.values().sum::<u64>() == 0;
+        let result = if ok { "ok" } else { "failed" };
+        self.runs.get_or_create(&ResultLabels { result }).inc();
+        self.last_run_ok.set(i64::from(ok));
         for (operation, n) in &summary.applied {
-            *counters.changes.entry(*operation).or_default() += n;
+            let action = operation.as_str();
+            self.changes
+                .get_or_create(&ActionLabels { action })
+                .inc_by(*n);
         }
         for (operation, n) in &summary.failed {
-            *counters.failures.entry(*operation).or_default() += n;
+            let action = operation.as_str();
+            self.failures
+                .get_or_create(&ActionLabels { action })
+                .inc_by(*n);
         }
-        let seconds = summary.duration.as_secs_f64();
-        for (bucket, bound) in counters.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        counters.duration_count += 1;
-        counters.duration_sum += seconds;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
+        self.duration.observe(summary.duration.as_secs_f64());
         for pack in &summary.converged {
-            counters.last_success.insert(pack.clone(), now);
+            self.last_success
+                .get_or_create(&PackLabels {
+                    pack: pack.to_string(),
+                })
+                .set(now);
         }
-        counters.drifted = summary.drifted;
+        self.drifted
+            .set(i64::try_from(summary.drifted).unwrap_or(i64::MAX));
     }
 
-    fn healthy(&self) -> bool {
-        self.counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .healthy
+    /// Replaces the `packsync_pack_info` series by those of `report`.
+    pub(super) fn packs(&self, report: &StatusReport) {
+        self.packs.clear();
+        for pack in &report.packs {
+            let (version, release) = pack.active.as_ref().map_or_else(Default::default, |a| {
+                (a.version.clone(), a.release.to_string())
+            });
+            self.packs
+                .get_or_create(&PackInfoLabels {
+                    pack: pack.pack.to_string(),
+                    version,
+                    release,
+                    state: pack.state.as_str().to_string(),
+                })
+                .set(1);
+        }
     }
 
-    /// The Prometheus text exposition.
-    fn render(&self) -> String {
-        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(super) fn healthy(&self) -> bool {
+        *self.healthy.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `OpenMetrics` text exposition.
+    pub(super) fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP packsync_runs_total Reconcile runs, by result.\n\
-             # TYPE packsync_runs_total counter\n\
-             packsync_runs_total{{result=\"ok\"}} {}\n\
-             packsync_runs_total{{result=\"failed\"}} {}",
-            counters.runs_ok, counters.runs_failed
-        );
-        for (name, help, values) in [
-            (
-                "packsync_changes_total",
-                "Changes that went live, by action.",
-                &counters.changes,
-            ),
-            (
-                "packsync_failures_total",
-                "Changes that failed, by action.",
-                &counters.failures,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (operation, n) in values {
-                let _ = writeln!(out, "{name}{{action=\"{}\"}} {n}", operation.as_str());
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP packsync_run_duration_seconds How long a reconcile run took.\n\
-             # TYPE packsync_run_duration_seconds histogram"
-        );
-        for (bound, count) in BUCKETS.iter().zip(counters.buckets) {
-            let _ = writeln!(
-                out,
-                "packsync_run_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "packsync_run_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n\
-             packsync_run_duration_seconds_sum {}\n\
-             packsync_run_duration_seconds_count {count}",
-            counters.duration_sum,
-            count = counters.duration_count,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP packsync_last_success_timestamp_seconds When each pack was last seen live \
-             at its desired release.\n# TYPE packsync_last_success_timestamp_seconds gauge"
-        );
-        for (pack, at) in &counters.last_success {
-            let _ = writeln!(
-                out,
-                "packsync_last_success_timestamp_seconds{{pack=\"{pack}\"}} {at}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP packsync_drifted_packs Packs whose record disagreed with disk at the last \
-             run.\n# TYPE packsync_drifted_packs gauge\npacksync_drifted_packs {}",
-            counters.drifted
-        );
-        if let Some(events) = &self.events {
-            let (queued, dropped) = events.counts();
-            let _ = writeln!(
-                out,
-                "# HELP packsync_events_queued Events waiting for the broker.\n\
-                 # TYPE packsync_events_queued gauge\npacksync_events_queued {queued}\n\
-                 # HELP packsync_events_dropped_total Events dropped because the queue was full.\n\
-                 # TYPE packsync_events_dropped_total counter\npacksync_events_dropped_total {dropped}"
-            );
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `address` until the agent stops.
-pub(super) async fn serve(address: SocketAddr, metrics: Metrics) {
-    let listener = match TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(%address, %error, "cannot serve metrics");
-            return;
-        }
-    };
-    tracing::info!(%address, "serving /metrics and /healthz");
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            // The request line and headers; a body is never expected.
-            let mut request = Vec::new();
-            let mut chunk = [0; 1024];
-            let complete = tokio::time::timeout(Duration::from_secs(5), async {
-                while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(read) => request.extend_from_slice(&chunk[..read]),
-                    }
-                    if request.len() > 16 * 1024 {
-                        return false;
-                    }
-                }
-                true
-            })
-            .await;
-            if complete != Ok(true) {
-                return;
-            }
-            let line = String::from_utf8_lossy(&request);
-            let path = line
-                .lines()
-                .next()
-                .and_then(|first| first.strip_prefix("GET "))
-                .and_then(|rest| rest.split(' ').next())
-                .unwrap_or("");
-            let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                "/healthz" if metrics.healthy() => ("200 OK", "text/plain", "ok\n".to_string()),
-                "/healthz" => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "no successful run yet, or the state store was unreachable\n".to_string(),
-                ),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(response.as_bytes()).await.is_ok() {
-                let _ = stream.shutdown().await;
-            }
-        });
-    }
+fn unix_seconds(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }

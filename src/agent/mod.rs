@@ -13,6 +13,7 @@
 //! 0.
 
 mod events;
+mod http;
 mod metrics;
 mod watch;
 
@@ -151,6 +152,8 @@ struct Agent {
     stop: Arc<AtomicBool>,
     retry: Option<Retry>,
     metrics: metrics::Metrics,
+    /// What the status page and API show.
+    view: http::View,
     /// The queue of `[messaging]` events (fixed at start, as the broker connection is).
     events: Option<events::Events>,
 }
@@ -182,13 +185,16 @@ impl Agent {
             .messaging
             .as_ref()
             .map(|messaging| events::Events::new(messaging.queue_limit, &config.agent.state_dir));
+        let config = Arc::new(config);
+        let metrics = metrics::Metrics::new(events.clone());
         Self {
             path: path.to_path_buf(),
-            config: Arc::new(config),
+            view: http::View::new(metrics.clone(), Arc::clone(&config)),
+            config,
             runs: 0,
             stop: Arc::new(AtomicBool::new(false)),
             retry: None,
-            metrics: metrics::Metrics::new(events.clone()),
+            metrics,
             events,
         }
     }
@@ -203,7 +209,7 @@ impl Agent {
         let mut watches = watch::Watches::start(&self.path, &self.config, sender.clone());
         // Bound once: a new address in a re-read config needs a restart.
         if let Some(address) = self.config.agent.metrics_listen {
-            tokio::spawn(metrics::serve(address, self.metrics.clone()));
+            tokio::spawn(http::serve(address, self.view.clone()));
         }
         if let (Some(messaging), Some(events)) = (&self.config.messaging, &self.events) {
             tokio::spawn(events::publish(messaging.clone(), events.clone()));
@@ -292,6 +298,7 @@ impl Agent {
             Ok(config) => {
                 tracing::info!(config = %self.path.display(), "site config re-read");
                 self.config = Arc::new(config);
+                self.view.reloaded(Arc::clone(&self.config));
                 true
             }
             Err(errors) => {
@@ -343,6 +350,7 @@ impl Agent {
                         Ok(None) => self.metrics.record(None),
                         Err(err) => tracing::error!(error = %err, "the reconcile panicked"),
                     }
+                    self.view.ran(sequence);
                     return reload;
                 }
                 _ = signals.terminate.recv() => self.stop_after_step("SIGTERM"),

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 pub use purge::preview_purges;
 pub use status::{
-    ActiveStatus, EngineStatus, PackState, PackStatus, RecordedState, RecordedStatus,
-    RunnerSetStatus, Status, other_hosts, status,
+    ActiveStatus, EngineStatus, FleetPack, FleetStatus, HostStatus, Include, PackState, PackStatus,
+    RecordedState, RecordedStatus, RunnerSetStatus, StatusReport, report,
 };
 pub use step::{EnvReport, StepError};
 
@@ -334,6 +334,7 @@ impl RunInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub pack: PackName,
+    #[serde(rename = "action")]
     pub operation: Operation,
     pub outcome: Outcome,
     pub from: Option<Revision>,
@@ -404,6 +405,7 @@ pub struct Applied {
 /// What became of the runner set change.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunnerStep {
+    #[serde(rename = "action")]
     pub operation: Operation,
     pub from: Option<Digest>,
     pub to: Digest,

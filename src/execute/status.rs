@@ -2,11 +2,15 @@
 //! registered (where the store can see it), and how they relate; and what the other hosts
 //! sharing the store have recorded.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use super::{ExecuteError, Planned, plan};
 use crate::config::SiteConfig;
-use crate::model::{Action, PackName, ReleaseId, short_commit};
+use crate::diagnostics::Severity;
+use crate::fleet::{Fleet, FleetError, RolloutStatus};
+use crate::model::{Action, Digest, PackName, ReleaseId};
 use crate::source::RefSelector;
 use crate::state::{
     Failure, HistoryEntry, Outcome, PackRecord, RegisteredPack, RunnerSwitch, StateStore,
@@ -31,6 +35,20 @@ pub enum PackState {
     Broken,
 }
 
+impl PackState {
+    /// The state as `status --json` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackState::Ok => "ok",
+            PackState::Failed => "failed",
+            PackState::Drifted => "drifted",
+            PackState::Pending => "pending",
+            PackState::Suspended => "suspended",
+            PackState::Broken => "broken",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PackStatus {
     pub pack: PackName,
@@ -50,6 +68,9 @@ pub struct PackStatus {
     pub releases: Vec<ReleaseId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Failure>,
+    /// Why its desired state cannot be read (the first error `check` reports for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// The desired virtualenv failed to build with these inputs: nothing is tried again
     /// before its retry time (or `apply --retry-failed`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,9 +111,7 @@ pub enum RecordedState {
 }
 
 /// The recorded status of every pack of each other host sharing the store.
-pub fn other_hosts(
-    store: &dyn StateStore,
-) -> Result<Vec<(String, Vec<RecordedStatus>)>, ExecuteError> {
+fn other_hosts(store: &dyn StateStore) -> Result<Vec<HostStatus>, ExecuteError> {
     Ok(store
         .other_hosts()?
         .into_iter()
@@ -112,7 +131,7 @@ pub fn other_hosts(
                     pack,
                 })
                 .collect();
-            (host, packs)
+            HostStatus { host, packs }
         })
         .collect())
 }
@@ -130,9 +149,9 @@ impl ActiveStatus {
         Self {
             release: ReleaseId::of(revision),
             version: revision.version.to_string(),
-            commit: short_commit(&revision.commit).to_string(),
+            commit: revision.commit.clone(),
             git_ref: revision.git_ref.clone(),
-            env: revision.env.short().to_string(),
+            env: revision.env.clone(),
             since,
             env_verified: None,
         }
@@ -143,9 +162,11 @@ impl ActiveStatus {
 pub struct ActiveStatus {
     pub release: ReleaseId,
     pub version: String,
+    /// The full commit id, as in `plan --json` and `history --json`.
     pub commit: String,
+    #[serde(rename = "ref")]
     pub git_ref: String,
-    pub env: String,
+    pub env: Digest,
     pub since: Option<jiff::Timestamp>,
     /// Whether the live virtualenv has its completion record (every pin verified when it was
     /// built); unknown for another host's release.
@@ -157,35 +178,156 @@ pub struct ActiveStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunnerSetStatus {
     pub state: PackState,
-    /// The short digest of the live set.
-    pub active: Option<String>,
+    /// The digest of the live set.
+    pub active: Option<Digest>,
     /// Its runner distributions, `name version`.
     pub runners: Vec<String>,
     /// The set the plan would switch to.
-    pub pending: Option<String>,
+    pub pending: Option<Digest>,
     pub last_switch: Option<RunnerSwitch>,
 }
 
-/// The status of the packs and of the runner set.
+/// What `status --json` prints and the agent serves at `/api/v1/status`: this host's packs and
+/// runner set, and on request what the other hosts sharing the store recorded and the fleet.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub struct StatusReport {
+    pub host: String,
     /// The suspension of the whole host, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_suspended: Option<crate::model::Suspension>,
     pub packs: Vec<PackStatus>,
     /// `None` when the site has no runners and none are live.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runners: Option<RunnerSetStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_hosts: Option<Vec<HostStatus>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// What another host sharing the store recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub host: String,
+    pub packs: Vec<RecordedStatus>,
+}
+
+/// The fleet of `[fleet]` as this host and the store see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub packs: Vec<FleetPack>,
+    /// The latest rollouts, newest first.
+    pub rollouts: Vec<RolloutStatus>,
+}
+
+/// One pack across the fleet: its live release on each host (`None`: not live there).
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetPack {
+    pub pack: String,
+    pub hosts: BTreeMap<String, Option<String>>,
+}
+
+/// How many rollouts a status shows.
+const ROLLOUTS_SHOWN: i64 = 20;
+
+/// What a status report takes in beside this host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Include {
+    /// What the other hosts sharing the store recorded.
+    pub other_hosts: bool,
+    /// The fleet's table and rollouts (an error when the site has no `[fleet]`).
+    pub fleet: bool,
 }
 
 /// The status of every pack of the site config and every pack packsync has a record of, and
-/// of the runner set.
-pub fn status(config: &SiteConfig, store: &dyn StateStore) -> Result<Status, ExecuteError> {
+/// of the runner set; with `include`, the other hosts' and the fleet's.
+pub fn report(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    include: Include,
+) -> Result<StatusReport, ExecuteError> {
     let planned = plan(config, store, None)?;
     let runners = runner_status(config, store, &planned)?;
-    Ok(Status {
+    let packs = pack_status(config, store, &planned)?;
+    let others = if include.other_hosts || include.fleet {
+        other_hosts(store)?
+    } else {
+        Vec::new()
+    };
+    let fleet = if include.fleet {
+        Some(fleet_status(config, &packs, &others)?)
+    } else {
+        None
+    };
+    Ok(StatusReport {
+        host: config.host(),
         host_suspended: planned.host_suspended.clone(),
-        packs: pack_status(config, store, &planned)?,
+        packs,
         runners,
+        other_hosts: include.other_hosts.then_some(others),
+        fleet,
+    })
+}
+
+fn fleet_status(
+    config: &SiteConfig,
+    packs: &[PackStatus],
+    others: &[HostStatus],
+) -> Result<FleetStatus, ExecuteError> {
+    let host = config.host();
+    let (Some(fleet), Some(fleet_config)) = (Fleet::open(config, &host)?, &config.fleet) else {
+        return Err(FleetError::NotConfigured {
+            config: config.path.clone(),
+        }
+        .into());
+    };
+    let live_here = |name: &str| {
+        packs
+            .iter()
+            .find(|p| p.pack.as_str() == name)
+            .and_then(|p| p.active.as_ref())
+    };
+    let live_on = |member: &str, name: &str| {
+        others
+            .iter()
+            .find(|other| other.host == member)
+            .and_then(|other| other.packs.iter().find(|p| p.pack.as_str() == name))
+            .and_then(|p| p.active.as_ref())
+    };
+    let names: BTreeSet<&str> = packs
+        .iter()
+        .map(|p| p.pack.as_str())
+        .chain(
+            others
+                .iter()
+                .flat_map(|other| other.packs.iter().map(|p| p.pack.as_str())),
+        )
+        .collect();
+    let packs = names
+        .into_iter()
+        .map(|name| FleetPack {
+            pack: name.to_string(),
+            hosts: fleet_config
+                .hosts
+                .iter()
+                .map(|member| {
+                    let live = if *member == host {
+                        live_here(name)
+                    } else {
+                        live_on(member, name)
+                    };
+                    (member.clone(), live.map(|a| a.release.to_string()))
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(FleetStatus {
+        name: fleet_config.name.clone(),
+        hosts: fleet_config.hosts.clone(),
+        packs,
+        rollouts: fleet.rollouts(None, ROLLOUTS_SHOWN)?,
     })
 }
 
@@ -219,11 +361,11 @@ fn runner_status(
     };
     Ok(Some(RunnerSetStatus {
         state,
-        active: live.map(|inputs| inputs.digest().short().to_string()),
+        active: live.map(crate::model::EnvInputs::digest),
         runners: live
             .map(|inputs| crate::runners::versions(config, inputs))
             .unwrap_or_default(),
-        pending: pending.map(|digest| digest.short().to_string()),
+        pending,
         last_switch,
     }))
 }
@@ -240,6 +382,17 @@ fn pack_status(
     packs.extend(planned.observed.installed.packs.keys().cloned());
     let mut seen = std::collections::BTreeSet::new();
     packs.retain(|p| seen.insert(p.clone()));
+    // In the plan's order (dependencies first, as `plan` and `apply` list them), then the
+    // packs the plan leaves out (disabled, unreadable) by name.
+    let position = |pack: &PackName| {
+        planned
+            .plan
+            .changes
+            .iter()
+            .position(|change| change.pack == *pack)
+            .unwrap_or(usize::MAX)
+    };
+    packs.sort_by(|a, b| position(a).cmp(&position(b)).then_with(|| a.cmp(b)));
     Ok(packs
         .into_iter()
         .map(|pack| {
@@ -248,6 +401,15 @@ fn pack_status(
             let live = planned.observed.installed.packs.get(&pack);
             let change = planned.plan.changes.iter().find(|c| c.pack == pack);
             let unresolved = planned.resolution.desired.unresolved.contains(&pack);
+            let problem = unresolved
+                .then(|| {
+                    planned.resolution.problems.iter().find(|problem| {
+                        problem.severity == Severity::Error
+                            && problem.report.pack.as_ref() == Some(&pack)
+                    })
+                })
+                .flatten()
+                .map(|problem| problem.report.one_line());
             let drifted = planned.observed.drift.iter().any(|d| d.pack == pack)
                 || planned.observed.installed.unmanaged.contains_key(&pack)
                 || live.is_some_and(|live| !live.broken_links.is_empty());
@@ -304,6 +466,7 @@ fn pack_status(
                     .map(|r| r.releases.iter().map(|r| r.id.clone()).collect())
                     .unwrap_or_default(),
                 last_failure,
+                problem,
                 failed_build,
                 last_change: history.iter().find(|e| e.pack == pack).cloned(),
                 engine,

@@ -20,8 +20,8 @@ pub use disk::{Drift, Observed, read_installed};
 pub use file::FileStore;
 pub use mongo::{Imported, MongoStore, driver_error, open_database};
 pub use record::{
-    ActiveRelease, Failure, HistoryEntry, Operation, Outcome, PackRecord, RegisteredPack,
-    ReleaseRecord, RunRecord, RunnerSwitch, installed,
+    ActiveRelease, Failure, HistoryEntry, HistoryReport, Operation, Outcome, PackRecord,
+    RegisteredPack, ReleaseRecord, RunRecord, RunnerSwitch, installed,
 };
 
 use crate::config::{SiteConfig, StateConfig};

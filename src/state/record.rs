@@ -59,6 +59,7 @@ pub struct ReleaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub at: jiff::Timestamp,
+    #[serde(rename = "action", alias = "operation")]
     pub operation: Operation,
     /// What it tried to go to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,6 +150,7 @@ pub struct HistoryEntry {
     pub run: String,
     pub host: String,
     pub pack: PackName,
+    #[serde(rename = "action", alias = "operation")]
     pub operation: Operation,
     #[serde(default)]
     pub from: Option<Revision>,
@@ -163,6 +165,13 @@ pub struct HistoryEntry {
     pub duration_ms: u64,
 }
 
+/// What `history --json` prints and the agent serves at `/api/v1/history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryReport {
+    /// Newest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
 /// One switch of the runner set (or an attempt at one), for `history --runners` and
 /// `rollback --runners`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +180,7 @@ pub struct RunnerSwitch {
     pub run: String,
     pub host: String,
     /// `install` (the first set), `upgrade` (a new set) or `rollback`.
+    #[serde(rename = "action", alias = "operation")]
     pub operation: Operation,
     /// The set that was live before, if any.
     #[serde(default)]
@@ -388,7 +398,7 @@ mod tests {
             value["last_failure"],
             json!({
                 "at": "2025-06-02T09:45:00Z",
-                "operation": "upgrade",
+                "action": "upgrade",
                 "revision": value["releases"][0]["revision"],
                 "error": "The test gate of pack `clush` failed",
             })
@@ -441,7 +451,7 @@ mod tests {
                 "run",
                 "host",
                 "pack",
-                "operation",
+                "action",
                 "from",
                 "to",
                 "release",
@@ -452,12 +462,22 @@ mod tests {
         );
         assert_eq!(value["at"], "2025-06-02T10:00:00Z");
         assert_eq!(value["pack"], "clush");
-        assert_eq!(value["operation"], "upgrade");
+        assert_eq!(value["action"], "upgrade");
         assert_eq!(value["from"]["version"], "1.0.0");
         assert_eq!(value["release"], new.id.as_str());
         assert_eq!(value["outcome"], "reverted");
         assert_eq!(
-            serde_json::from_value::<HistoryEntry>(value).unwrap(),
+            serde_json::from_value::<HistoryEntry>(value.clone()).unwrap(),
+            entry
+        );
+
+        // Entries written before `operation` was named `action`, as plan and events name it,
+        // still read.
+        let mut older = value;
+        let action = older.as_object_mut().unwrap().remove("action").unwrap();
+        older["operation"] = action;
+        assert_eq!(
+            serde_json::from_value::<HistoryEntry>(older).unwrap(),
             entry
         );
     }

@@ -10,6 +10,7 @@ mod events;
 mod fleet;
 mod mirror;
 mod mongodb;
+mod page;
 mod plan;
 mod puppet;
 mod runners;

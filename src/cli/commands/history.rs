@@ -12,12 +12,7 @@ use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, HistoryArgs, Printer};
 use crate::config::SiteConfig;
 use crate::fleet::{Fleet, FleetError, RolloutStatus};
-use crate::state::{HistoryEntry, RunnerSwitch, StateStore};
-
-#[derive(Serialize)]
-struct HistoryReport<'a> {
-    entries: &'a [HistoryEntry],
-}
+use crate::state::{HistoryReport, RunnerSwitch, StateStore};
 
 #[derive(Serialize)]
 struct FleetHistoryReport<'a> {
@@ -120,7 +115,7 @@ pub(crate) fn history(
     }
     let entries = store.history(args.pack.as_ref(), Some(args.limit))?;
     if global.json {
-        printer.json(&HistoryReport { entries: &entries });
+        printer.json(&HistoryReport { entries });
         return Ok(ExitStatus::Success);
     }
     let width = entries

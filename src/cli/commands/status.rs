@@ -5,7 +5,6 @@
 //! "packs": [...]}]` with `--all-hosts`, and `"fleet": {"name", "hosts", "packs": [{"pack",
 //! "hosts": {host: release}}], "rollouts": [...]}` with `--fleet`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -13,49 +12,9 @@ use serde::Serialize;
 use super::{Site, open_site};
 use crate::cli::{ExitStatus, GlobalArgs, Printer, StatusArgs};
 use crate::execute::{
-    self, ActiveStatus, PackState, PackStatus, RecordedStatus, RunnerSetStatus, Status,
+    self, ActiveStatus, FleetStatus, HostStatus, Include, PackState, PackStatus, RecordedStatus,
+    RunnerSetStatus, StatusReport,
 };
-use crate::fleet::{Fleet, RolloutStatus};
-
-#[derive(Serialize)]
-struct StatusReport<'a> {
-    host: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host_suspended: Option<&'a crate::model::Suspension>,
-    packs: &'a [PackStatus],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    runners: Option<&'a RunnerSetStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    other_hosts: Option<Vec<HostReport<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fleet: Option<FleetReport>,
-}
-
-/// What `status --fleet` shows.
-#[derive(Serialize)]
-struct FleetReport {
-    name: String,
-    hosts: Vec<String>,
-    packs: Vec<FleetPack>,
-    /// The latest rollouts, newest first.
-    rollouts: Vec<RolloutStatus>,
-}
-
-/// One pack across the fleet: its live release on each host (`None`: not live there).
-#[derive(Serialize)]
-struct FleetPack {
-    pack: String,
-    hosts: BTreeMap<String, Option<String>>,
-}
-
-/// How many rollouts `status --fleet` shows.
-const ROLLOUTS_SHOWN: i64 = 20;
-
-#[derive(Serialize)]
-struct HostReport<'a> {
-    host: &'a str,
-    packs: &'a [RecordedStatus],
-}
 
 pub(crate) fn status(
     global: &GlobalArgs,
@@ -70,39 +29,28 @@ pub(crate) fn status(
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let Status {
+    let report = execute::report(
+        &config,
+        store.as_ref(),
+        Include {
+            other_hosts: args.all_hosts,
+            fleet: args.fleet,
+        },
+    )?;
+    if global.json {
+        printer.json(&report);
+        return Ok(ExitStatus::Success);
+    }
+    let StatusReport {
+        host,
         host_suspended,
         packs,
         runners,
-    } = execute::status(&config, store.as_ref())?;
-    let others = if args.all_hosts || args.fleet {
-        execute::other_hosts(store.as_ref())?
-    } else {
-        Vec::new()
-    };
-    let fleet = if args.fleet {
-        Some(fleet_report(&config, &packs, &others)?)
-    } else {
-        None
-    };
-    if global.json {
-        printer.json(&StatusReport {
-            host: config.host(),
-            host_suspended: host_suspended.as_ref(),
-            packs: &packs,
-            runners: runners.as_ref(),
-            other_hosts: args.all_hosts.then(|| {
-                others
-                    .iter()
-                    .map(|(host, packs)| HostReport { host, packs })
-                    .collect()
-            }),
-            fleet,
-        });
-        return Ok(ExitStatus::Success);
-    }
-    let mut out = render(&packs);
-    if let Some(host) = &host_suspended {
+        other_hosts,
+        fleet,
+    } = &report;
+    let mut out = render(packs);
+    if let Some(host) = host_suspended {
         let _ = write!(
             out,
             "\nThis host is suspended since {} ({}): nothing changes until `packsync resume`",
@@ -110,16 +58,11 @@ pub(crate) fn status(
             host.reason
         );
     }
-    if let Some(runners) = &runners {
+    if let Some(runners) = runners {
         out.push_str(&render_runners(runners));
     }
-    if args.all_hosts {
-        let _ = write!(
-            out,
-            "\n\nHost {} (this host): {} packs",
-            config.host(),
-            packs.len()
-        );
+    if let Some(others) = other_hosts {
+        let _ = write!(out, "\n\nHost {host} (this host): {} packs", packs.len());
         if others.is_empty() {
             let _ = write!(
                 out,
@@ -127,77 +70,19 @@ pub(crate) fn status(
                 store.describe()
             );
         }
-        for (host, packs) in &others {
+        for HostStatus { host, packs } in others {
             let _ = write!(out, "\n\nHost {host}\n{}", render_recorded(packs));
         }
     }
-    if let Some(fleet) = &fleet {
+    if let Some(fleet) = fleet {
         out.push_str(&render_fleet(fleet));
     }
     printer.data(out);
     Ok(ExitStatus::Success)
 }
 
-/// The fleet of `[fleet]` as this host and the store see it.
-fn fleet_report(
-    config: &crate::config::SiteConfig,
-    packs: &[PackStatus],
-    others: &[(String, Vec<RecordedStatus>)],
-) -> anyhow::Result<FleetReport> {
-    let host = config.host();
-    let Some(fleet) = Fleet::open(config, &host)? else {
-        anyhow::bail!(crate::fleet::FleetError::NotConfigured {
-            config: config.path.clone()
-        });
-    };
-    let fleet_config = config.fleet.as_ref().expect("a fleet was opened");
-    let mut by_pack: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
-    let names: BTreeSet<String> = packs
-        .iter()
-        .map(|p| p.pack.to_string())
-        .chain(
-            others
-                .iter()
-                .flat_map(|(_, packs)| packs.iter().map(|p| p.pack.to_string())),
-        )
-        .collect();
-    for name in names {
-        let hosts = fleet_config
-            .hosts
-            .iter()
-            .map(|member| {
-                let live = if *member == host {
-                    packs
-                        .iter()
-                        .find(|p| p.pack.as_str() == name)
-                        .and_then(|p| p.active.as_ref())
-                        .map(|a| a.release.to_string())
-                } else {
-                    others
-                        .iter()
-                        .find(|(other, _)| other == member)
-                        .and_then(|(_, packs)| packs.iter().find(|p| p.pack.as_str() == name))
-                        .and_then(|p| p.active.as_ref())
-                        .map(|a| a.release.to_string())
-                };
-                (member.clone(), live)
-            })
-            .collect();
-        by_pack.insert(name, hosts);
-    }
-    Ok(FleetReport {
-        name: fleet_config.name.clone(),
-        hosts: fleet_config.hosts.clone(),
-        packs: by_pack
-            .into_iter()
-            .map(|(pack, hosts)| FleetPack { pack, hosts })
-            .collect(),
-        rollouts: fleet.rollouts(None, ROLLOUTS_SHOWN)?,
-    })
-}
-
 /// `Fleet st2-prod`: a table of each pack's live release per host, then the rollouts.
-fn render_fleet(fleet: &FleetReport) -> String {
+fn render_fleet(fleet: &FleetStatus) -> String {
     let mut out = format!("\n\nFleet {} ({} hosts)", fleet.name, fleet.hosts.len());
     let mut rows = vec![
         std::iter::once("PACK".to_string())
@@ -253,12 +138,21 @@ fn render_runners(runners: &RunnerSetStatus) -> String {
     let mut out = format!("\n\nRunners: {}", json_word(runners.state));
     match &runners.active {
         Some(set) => {
-            let _ = write!(out, ", set {set} ({})", runners.runners.join(", "));
+            let _ = write!(
+                out,
+                ", set {} ({})",
+                set.short(),
+                runners.runners.join(", ")
+            );
         }
         None => out.push_str(", no set live"),
     }
     if let Some(pending) = &runners.pending {
-        let _ = write!(out, "\n  pending: set {pending} (`packsync plan` says why)");
+        let _ = write!(
+            out,
+            "\n  pending: set {} (`packsync plan` says why)",
+            pending.short()
+        );
     }
     if let Some(switch) = runners.last_switch.as_ref().filter(|s| s.error.is_some()) {
         let _ = write!(
@@ -272,11 +166,12 @@ fn render_runners(runners: &RunnerSetStatus) -> String {
     out
 }
 
-/// `1.8.1 (v1.8.1 @ 3f2a9c1) env 7a8a9fcae232`.
+/// `1.8.1-3f2a9c1-e4b1c2d8 (v1.8.1) env 7a8a9fcae232`: the release id says the version and
+/// the commit.
 fn active_cell(active: Option<&ActiveStatus>) -> String {
     active.map_or_else(
         || "-".to_string(),
-        |a| format!("{} ({} @ {}) env {}", a.version, a.git_ref, a.commit, a.env),
+        |a| format!("{} ({}) env {}", a.release, a.git_ref, a.env.short()),
     )
 }
 
@@ -327,7 +222,7 @@ fn render_recorded(packs: &[RecordedStatus]) -> String {
             ]
         })
         .collect();
-    let mut out = table(["PACK", "STATE", "ACTIVE", "SINCE"], &rows);
+    let mut out = table(["PACK", "STATE", "LIVE", "SINCE"], &rows);
     for p in packs {
         if let Some(f) = &p.last_failure {
             let _ = writeln!(out, "{}: {} failed: {}", p.pack, f.operation, f.error);
@@ -376,7 +271,7 @@ fn render(packs: &[PackStatus]) -> String {
             [p.pack.to_string(), state, desired, active, last]
         })
         .collect();
-    let mut out = table(["PACK", "STATE", "DESIRED", "ACTIVE", "LAST CHANGE"], &rows);
+    let mut out = table(["PACK", "STATE", "DESIRED", "LIVE", "LAST CHANGE"], &rows);
     let failures: Vec<String> = packs
         .iter()
         .filter_map(|p| {
@@ -389,6 +284,9 @@ fn render(packs: &[PackStatus]) -> String {
         let _ = writeln!(out, "{failure}");
     }
     for p in packs {
+        if let Some(problem) = &p.problem {
+            let _ = writeln!(out, "{}: cannot be read: {problem}", p.pack);
+        }
         if let Some(failed) = &p.failed_build {
             let _ = writeln!(
                 out,

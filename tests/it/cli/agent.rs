@@ -321,11 +321,18 @@ fn json_logs_carry_the_run_span() {
 }
 
 /// `GET path` on `address`: the status line and the body, or what went wrong.
-fn http_get(address: &str, path: &str) -> Result<(String, String), String> {
+pub(super) fn http_get(address: &str, path: &str) -> Result<(String, String), String> {
     use std::io::{Read as _, Write as _};
     let fail = |err: std::io::Error| format!("GET {path}: {err}");
     let mut stream = std::net::TcpStream::connect(address).map_err(fail)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").map_err(fail)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(fail)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
     let mut response = String::new();
     stream.read_to_string(&mut response).map_err(fail)?;
     let (head, body) = response
@@ -335,14 +342,18 @@ fn http_get(address: &str, path: &str) -> Result<(String, String), String> {
     Ok((status, body.to_owned()))
 }
 
+/// A local address no one listens on (yet).
+pub(super) fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free local port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 #[test]
 fn metrics_and_healthz_are_served() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
+    let address = free_address();
     let mut site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", clush.path()))
@@ -360,6 +371,15 @@ fn metrics_and_healthz_are_served() {
         "packsync_run_duration_seconds_count 1",
         "packsync_last_success_timestamp_seconds{pack=\"clush\"} ",
         "packsync_drifted_packs 0",
+        "packsync_last_run_success 1",
+        "packsync_last_run_timestamp_seconds ",
+        &format!(
+            "packsync_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "packsync_pack_info{pack=\"clush\",version=\"1.0.0\",release=\"1.0.0-",
+        "\",state=\"ok\"} 1",
+        "# EOF",
     ] {
         assert!(metrics.contains(line), "{line:?} not in:\n{metrics}");
     }

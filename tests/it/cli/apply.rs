@@ -117,16 +117,16 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) 
     16 | name = "alpha"
        |        ^^^^^^^
     "#);
-    packsync_snapshot!(site, site.cmd(["status"]), @"
+    packsync_snapshot!(site, site.cmd(["status"]), @r#"
     exit_code: 0
     ----- stdout -----
-    PACK   STATE  DESIRED  ACTIVE                                   LAST CHANGE
-    alpha  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
-    mid    ok     HEAD     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
-    zulu   ok     HEAD     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
+    PACK   STATE  DESIRED  LIVE                                            LAST CHANGE
+    alpha  ok     HEAD     1.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
+    mid    ok     HEAD     2.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
+    zulu   ok     HEAD     0.3.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
 
     ----- stderr -----
-    ");
+    "#);
 }
 
 fn upgrade_then_downgrade_keeps_the_previous_release(backend: Backend) {

@@ -81,7 +81,7 @@ fn a_server_killed_mid_run_leaves_what_went_live_live_and_the_next_run_records_i
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["operation"] == "repair")
+        .filter(|e| e["action"] == "repair")
         .count();
     assert!(repairs >= 1, "{history}");
 }
@@ -125,22 +125,22 @@ fn two_hosts_share_one_database_without_touching_each_other() {
     assert_eq!(others[0]["packs"][0]["pack"], "clush");
     assert_eq!(others[0]["packs"][0]["state"], "ok");
     assert_eq!(others[0]["packs"][0]["active"]["version"], "1.0.0");
-    packsync_snapshot!(two, two.cmd(["status", "--all-hosts"]), @"
+    packsync_snapshot!(two, two.cmd(["status", "--all-hosts"]), @r#"
     exit_code: 0
     ----- stdout -----
-    PACK   STATE  DESIRED  ACTIVE                                   LAST CHANGE
-    clush  ok     HEAD     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC install applied
+    PACK   STATE  DESIRED  LIVE                                            LAST CHANGE
+    clush  ok     HEAD     1.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
 
     Host st2-two (this host): 1 packs
 
     Host st2-one
-    PACK   STATE  ACTIVE                                   SINCE
-    alpha  ok     1.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
-    mid    ok     2.0.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
-    zulu   ok     0.3.0 (HEAD @ [SHORT]) env 7a8a9fcae232  [TIME] UTC
+    PACK   STATE  LIVE                                            SINCE
+    alpha  ok     1.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC
+    mid    ok     2.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC
+    zulu   ok     0.3.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC
 
     ----- stderr -----
-    ");
+    "#);
 }
 
 /// A standalone server, not a replica set. (SecantusDB takes transactions even then, so the
