@@ -66,7 +66,7 @@ fn main() {
                 EnvBuilder::new(python.clone(), mirror.clone(), installer.clone(), &state);
             let env = state.join("envs/bench");
             let started = Instant::now();
-            builder.ensure(&env, &inputs).unwrap();
+            builder.ensure(&env, &inputs, &|_| {}).unwrap();
             figure.1.push(started.elapsed());
             let site_packages = site_packages(&env);
             let started = Instant::now();

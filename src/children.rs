@@ -76,6 +76,60 @@ impl Children {
         command: &mut Command,
         timeout: Option<Duration>,
     ) -> io::Result<(Output, bool)> {
+        let (child, record) = self.start(command)?;
+        let (output, timed_out) = match timeout {
+            Some(timeout) => wait_with_timeout(child, timeout),
+            None => (child.wait_with_output(), false),
+        };
+        forget(record);
+        output.map(|output| (output, timed_out))
+    }
+
+    /// [`Self::output`], each line the child writes (stdout or stderr) told to `on_line` as it
+    /// comes: pip says what it installs on stdout, uv on stderr.
+    pub fn output_lines(
+        &self,
+        command: &mut Command,
+        on_line: &(dyn Fn(&str) + Sync),
+    ) -> io::Result<Output> {
+        let (mut child, record) = self.start(command)?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let read = |stream: &mut dyn io::Read| -> io::Result<Vec<u8>> {
+            let mut all = Vec::new();
+            let mut reader = io::BufReader::new(stream);
+            loop {
+                let start = all.len();
+                if io::BufRead::read_until(&mut reader, b'\n', &mut all)? == 0 {
+                    return Ok(all);
+                }
+                let line = String::from_utf8_lossy(&all[start..]);
+                let line = line.trim_end();
+                if !line.is_empty() {
+                    on_line(line);
+                }
+            }
+        };
+        let (stdout, stderr) = std::thread::scope(|scope| {
+            let stderr = scope.spawn(|| read(&mut { stderr }));
+            let stdout = read(&mut { stdout });
+            let stderr = stderr
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")));
+            (stdout, stderr)
+        });
+        let status = child.wait();
+        forget(record);
+        Ok(Output {
+            status: status?,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    }
+
+    /// Starts `command` (stdin closed, stdout and stderr piped) in its own process group,
+    /// tied to packsync's life, and records it.
+    fn start(&self, command: &mut Command) -> io::Result<(Child, io::Result<PathBuf>)> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -89,14 +143,7 @@ impl Children {
             // child starts could outlive a crash.
             tracing::warn!(pid = child.id(), error = %err, "cannot record a child process");
         }
-        let (output, timed_out) = match timeout {
-            Some(timeout) => wait_with_timeout(child, timeout),
-            None => (child.wait_with_output(), false),
-        };
-        if let Ok(path) = record {
-            let _ = crate::fsx::remove_if_exists(&path);
-        }
-        output.map(|output| (output, timed_out))
+        Ok((child, record))
     }
 
     fn record(&self, child: &std::process::Child, command: &Command) -> io::Result<PathBuf> {
@@ -153,6 +200,13 @@ impl Children {
             crate::fsx::remove_if_exists(&path)?;
         }
         Ok(ended)
+    }
+}
+
+/// Removes the record of a child that ended.
+fn forget(record: io::Result<PathBuf>) {
+    if let Ok(path) = record {
+        let _ = crate::fsx::remove_if_exists(&path);
     }
 }
 

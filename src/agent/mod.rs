@@ -467,8 +467,7 @@ fn reconcile(
         failed_builds: FailedBuildPolicy::Wait,
         stop: Some(stop),
     };
-    let progress = |pack: &PackName, what: &str| tracing::info!(%pack, "{what}");
-    let applied = match execute::apply(config, store.as_ref(), &options, run.clone(), &progress) {
+    let applied = match execute::apply(config, store.as_ref(), &options, run.clone(), &log_phase) {
         Ok(applied) => applied,
         Err(err @ execute::ExecuteError::HostSuspended { .. }) => {
             tracing::info!(reason = %err, "nothing to do");
@@ -533,6 +532,17 @@ fn reconcile(
     };
     let events = run_events(&applied, &run, &record);
     Some((failed, summary, events))
+}
+
+/// A pack's progress, in the log: its phases at info, the installer's lines at debug.
+fn log_phase(pack: &PackName, phase: execute::Phase<'_>) {
+    match phase {
+        execute::Phase::Doing(what) => tracing::info!(%pack, "{what}"),
+        execute::Phase::Installer(line) => tracing::debug!(%pack, line, "installer"),
+        execute::Phase::Finished(outcome) => {
+            tracing::info!(%pack, outcome = outcome.as_str(), "step ended");
+        }
+    }
 }
 
 /// The body of a pack's (or the runner set's) event.

@@ -46,6 +46,25 @@ pub struct GlobalArgs {
     /// journald or ELK
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How `apply` and `rollback` show their progress on stderr: `live` lines per pack (on a
+    /// terminal), `plain` lines as each phase begins (CI, Puppet, systemd), `none`; `auto`
+    /// picks `live` on a terminal and `plain` elsewhere
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "PACKSYNC_PROGRESS",
+        default_value_t = ProgressMode::Auto
+    )]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Live,
+    Plain,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,13 +6,15 @@ mod args;
 mod commands;
 mod exit;
 mod printer;
+mod progress;
 
 pub use args::{
     ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, LogFormat,
-    PlanArgs, ResumeArgs, RollbackArgs, StateCommand, StatusArgs, SuspendArgs,
+    PlanArgs, ProgressMode, ResumeArgs, RollbackArgs, StateCommand, StatusArgs, SuspendArgs,
 };
 pub use exit::ExitStatus;
 pub use printer::Printer;
+pub(crate) use progress::ProgressView;
 
 use crate::diagnostics::{Diagnose, Report};
 

@@ -36,14 +36,6 @@ impl Printer {
         eprint!("{problem}");
     }
 
-    /// Progress of a long step, on stderr only when it is a terminal: logs stay quiet.
-    pub fn progress(self, text: impl Display) {
-        use std::io::IsTerminal as _;
-        if !self.quiet && std::io::stderr().is_terminal() {
-            eprintln!("{text}");
-        }
-    }
-
     /// A note for the human on stderr, dropped with `--quiet`.
     pub fn note(self, text: impl Display) {
         if !self.quiet {

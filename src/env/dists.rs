@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    BUILD_FILES, Bytecode, EnvBuilder, EnvError, KeyedLocks, io, output_tail, seal, site_packages,
-    verify, verify_installed,
+    BUILD_FILES, Bytecode, EnvBuilder, EnvError, InstallerRun, KeyedLocks, Lines, io, output_tail,
+    seal, site_packages, verify, verify_installed,
 };
 use crate::config::Installer;
 use crate::fsx;
@@ -228,8 +228,9 @@ impl EnvBuilder {
         pins: &[Pin],
         work: &Path,
         linked_files: &mut HashSet<PathBuf>,
+        lines: Lines<'_>,
     ) -> Result<Vec<String>, EnvError> {
-        let entries = self.store_entries(python, pins)?;
+        let entries = self.store_entries(python, pins, lines)?;
         let mut by_installer = Vec::new();
         let mut linked = Vec::new();
         for (pin, entry) in pins.iter().zip(&entries) {
@@ -242,13 +243,23 @@ impl EnvBuilder {
         }
         if !by_installer.is_empty() {
             tracing::debug!(env = %dir.display(), pins = by_installer.len(), "installing what the store cannot link here");
-            self.install_pins(&by_installer, &dir.join("bin/python"), None, &[], work)?;
+            self.install_pins_with(
+                &by_installer,
+                &dir.join("bin/python"),
+                work,
+                InstallerRun::into_env(Bytecode::ByInstaller, lines),
+            )?;
         }
         Ok(linked)
     }
 
     /// The entries of `pins`, in their order; the missing ones filled first.
-    fn store_entries(&self, python: &str, pins: &[Pin]) -> Result<Vec<Entry>, EnvError> {
+    fn store_entries(
+        &self,
+        python: &str,
+        pins: &[Pin],
+        lines: Lines<'_>,
+    ) -> Result<Vec<Entry>, EnvError> {
         let keys: Vec<(Digest, PathBuf)> = pins
             .iter()
             .map(|pin| self.dists.dist_entry(python, &self.installer, pin))
@@ -283,7 +294,7 @@ impl EnvBuilder {
         let filled = if missing.is_empty() {
             HashMap::new()
         } else {
-            self.fill(python, &missing)?
+            self.fill(python, &missing, lines)?
         };
         keys.iter()
             .zip(entries)
@@ -302,7 +313,12 @@ impl EnvBuilder {
     /// (balanced by the Python source each file holds: compiling it is most of the time) into
     /// one batch virtualenv, which is then split into an entry per distribution. The entries,
     /// by key.
-    fn fill(&self, python: &str, missing: &[Missing]) -> Result<HashMap<Digest, Entry>, EnvError> {
+    fn fill(
+        &self,
+        python: &str,
+        missing: &[Missing],
+        lines: Lines<'_>,
+    ) -> Result<HashMap<Digest, Entry>, EnvError> {
         let weighed = missing
             .iter()
             .map(|entry| (compile_weight(&self.mirror.join(&entry.pin.file)), entry))
@@ -311,7 +327,7 @@ impl EnvBuilder {
         std::thread::scope(|scope| {
             let workers: Vec<_> = batches
                 .iter()
-                .map(|batch| scope.spawn(|| self.fill_batch(python, batch)))
+                .map(|batch| scope.spawn(|| self.fill_batch(python, batch, lines)))
                 .collect();
             workers
                 .into_iter()
@@ -333,6 +349,7 @@ impl EnvBuilder {
         &self,
         python: &str,
         batch: &[&Missing],
+        lines: Lines<'_>,
     ) -> Result<Vec<(Digest, Entry)>, EnvError> {
         let pins: Vec<Pin> = batch.iter().map(|missing| missing.pin.clone()).collect();
         let keys: Vec<&str> = batch.iter().map(|missing| missing.key.as_str()).collect();
@@ -341,7 +358,7 @@ impl EnvBuilder {
             files = %pins.iter().map(|pin| pin.file.as_str()).collect::<Vec<_>>().join(" "),
             "installing into the distribution store"
         );
-        let filled = self.install_batch(python, &staging, batch, &pins);
+        let filled = self.install_batch(python, &staging, batch, &pins, lines);
         if let Err(err) = fsx::remove_tree_aside(&staging) {
             tracing::warn!(dir = %staging.display(), error = %err, "failed to remove a store batch");
         }
@@ -350,7 +367,7 @@ impl EnvBuilder {
         }
         let mut entries = Vec::with_capacity(batch.len());
         for missing in batch {
-            entries.extend(self.fill_batch(python, &[missing])?);
+            entries.extend(self.fill_batch(python, &[missing], lines)?);
         }
         Ok(entries)
     }
@@ -363,6 +380,7 @@ impl EnvBuilder {
         staging: &Path,
         batch: &[&Missing],
         pins: &[Pin],
+        lines: Lines<'_>,
     ) -> Result<Option<Vec<(Digest, Entry)>>, EnvError> {
         clear(staging)?;
         let skeleton: BTreeSet<PathBuf> = self
@@ -377,12 +395,14 @@ impl EnvBuilder {
         let site = site_packages(staging)?;
         // pip compiles in its one process, the largest distribution alone taking most of the
         // time: compiled here instead, one process per core.
+        let python = staging.join("bin/python");
         if self.installer == Installer::Pip {
-            let python = staging.join("bin/python");
-            self.install_pins_with(pins, &python, None, &[], &work, Bytecode::Later)?;
+            let run = InstallerRun::into_env(Bytecode::Later, lines);
+            self.install_pins_with(pins, &python, &work, run)?;
             self.compile_bytecode(staging, &site, pins, &work)?;
         } else {
-            self.install_pins(pins, &staging.join("bin/python"), None, &[], &work)?;
+            let run = InstallerRun::into_env(Bytecode::ByInstaller, lines);
+            self.install_pins_with(pins, &python, &work, run)?;
         }
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
         let verified = verify_installed(&site, staging, pins)?;

@@ -41,6 +41,9 @@ use crate::fsx;
 use crate::model::{Digest, EnvInputs, Pin};
 use crate::store::{self, Completion, VerifiedDist};
 
+/// Told each line an installer writes, as it comes (a live progress view shows the latest).
+pub type Lines<'a> = &'a (dyn Fn(&str) + Sync);
+
 /// Builds virtualenvs; one per digest at a time, whatever the number of threads asking.
 #[derive(Debug)]
 pub struct EnvBuilder {
@@ -218,13 +221,19 @@ impl EnvBuilder {
     /// building it when it does not. A folder there without its completion record is garbage:
     /// moved aside and removed first. How a build ends goes into the memo of failed builds;
     /// inputs whose build already failed in this run fail again without a build.
-    pub fn ensure(&self, dir: &Path, inputs: &EnvInputs) -> Result<EnvOutcome, EnvError> {
+    /// Each line the installer writes goes to `lines` as it comes.
+    pub fn ensure(
+        &self,
+        dir: &Path,
+        inputs: &EnvInputs,
+        lines: Lines<'_>,
+    ) -> Result<EnvOutcome, EnvError> {
         let lock = self.building.of(&inputs.digest());
         // Held for the whole build and its memo: a second caller with the same inputs finds it
         // complete, or failed. A build that panicked wrote no completion record, so the
         // poisoned lock is safe to take over.
         let _building = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let outcome = self.ensure_once(dir, inputs);
+        let outcome = self.ensure_once(dir, inputs, lines);
         if !matches!(
             outcome,
             Ok(EnvOutcome::Reused) | Err(EnvError::FailedBefore { .. })
@@ -234,7 +243,12 @@ impl EnvBuilder {
         outcome
     }
 
-    fn ensure_once(&self, dir: &Path, inputs: &EnvInputs) -> Result<EnvOutcome, EnvError> {
+    fn ensure_once(
+        &self,
+        dir: &Path,
+        inputs: &EnvInputs,
+        lines: Lines<'_>,
+    ) -> Result<EnvOutcome, EnvError> {
         let digest = inputs.digest();
 
         if store::is_complete(dir, &digest) {
@@ -254,7 +268,7 @@ impl EnvBuilder {
 
         tracing::info!(env = %dir.display(), digest = %digest.short(), "building virtualenv");
         let started = Instant::now();
-        let built = self.build(dir, inputs);
+        let built = self.build(dir, inputs, lines);
         if built.is_err() {
             // Without its record it is garbage anyway: removing it is only tidiness.
             if let Err(err) = fsx::remove_tree_aside(dir) {
@@ -272,7 +286,7 @@ impl EnvBuilder {
     }
 
     /// Builds the virtualenv at `dir`, which does not exist; says whether pip ran.
-    fn build(&self, dir: &Path, inputs: &EnvInputs) -> Result<bool, EnvError> {
+    fn build(&self, dir: &Path, inputs: &EnvInputs, lines: Lines<'_>) -> Result<bool, EnvError> {
         if let Some(parent) = dir.parent() {
             fs_err::create_dir_all(parent).map_err(io("create", parent))?;
         }
@@ -294,7 +308,7 @@ impl EnvBuilder {
         }
         let mut linked = HashSet::new();
         let mut store_entries = vec![skeleton];
-        store_entries.extend(self.install(dir, inputs, &mut linked)?);
+        store_entries.extend(self.install(dir, inputs, &mut linked, lines)?);
         let dists = verify_linked(&site_packages(dir)?, dir, &inputs.pins, &linked)?;
         let completion = Completion {
             digest: inputs.digest(),
@@ -345,13 +359,15 @@ impl EnvBuilder {
         dir: &Path,
         inputs: &EnvInputs,
         linked: &mut HashSet<PathBuf>,
+        lines: Lines<'_>,
     ) -> Result<Vec<String>, EnvError> {
         if inputs.pins.is_empty() {
             return Ok(Vec::new());
         }
         let work = dir.join(BUILD_FILES);
         fs_err::create_dir(&work).map_err(io("create", &work))?;
-        let entries = self.install_from_store(dir, &inputs.python, &inputs.pins, &work, linked)?;
+        let entries =
+            self.install_from_store(dir, &inputs.python, &inputs.pins, &work, linked, lines)?;
         fsx::remove_tree(&work).map_err(io("remove", &work))?;
         Ok(entries)
     }
@@ -366,26 +382,28 @@ impl EnvBuilder {
         extra_links: &[&Path],
         work: &Path,
     ) -> Result<(), EnvError> {
-        self.install_pins_with(
-            pins,
-            python,
+        let run = InstallerRun {
             target,
             extra_links,
-            work,
-            Bytecode::ByInstaller,
-        )
+            ..InstallerRun::into_env(Bytecode::ByInstaller, &|_| {})
+        };
+        self.install_pins_with(pins, python, work, run)
     }
 
-    /// [`Self::install_pins`], bytecode compiled as `bytecode` says.
+    /// [`Self::install_pins`] as `run` says.
     fn install_pins_with(
         &self,
         pins: &[Pin],
         python: &Path,
-        target: Option<&Path>,
-        extra_links: &[&Path],
         work: &Path,
-        bytecode: Bytecode,
+        run: InstallerRun<'_>,
     ) -> Result<(), EnvError> {
+        let InstallerRun {
+            target,
+            extra_links,
+            bytecode,
+            lines,
+        } = run;
         let pinned_file = self.write_pinned(pins, extra_links, work)?;
         let mut command = self.installer_command(python, bytecode);
         if let Some(target) = target {
@@ -406,7 +424,7 @@ impl EnvBuilder {
             .arg(&pinned_file);
         let output = self
             .children
-            .output(&mut command)
+            .output_lines(&mut command, lines)
             .map_err(|source| EnvError::Spawn {
                 program: self.installer_program().to_path_buf(),
                 source,
@@ -586,6 +604,29 @@ impl EnvBuilder {
                 program: self.python.clone(),
                 source,
             })
+    }
+}
+
+/// How one installer run goes, beyond the pins it installs for an interpreter.
+#[derive(Clone, Copy)]
+struct InstallerRun<'a> {
+    /// `--target`: into this folder (a runner set) instead of the interpreter's environment.
+    target: Option<&'a Path>,
+    /// More folders to find the pinned files in (runner wheels built from source).
+    extra_links: &'a [&'a Path],
+    bytecode: Bytecode,
+    lines: Lines<'a>,
+}
+
+impl<'a> InstallerRun<'a> {
+    /// Into the interpreter's environment, from the mirror alone.
+    fn into_env(bytecode: Bytecode, lines: Lines<'a>) -> Self {
+        Self {
+            target: None,
+            extra_links: &[],
+            bytecode,
+            lines,
+        }
     }
 }
 
@@ -843,7 +884,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            builder.ensure(&open, &open_inputs).unwrap(),
+            builder.ensure(&open, &open_inputs, &|_| {}).unwrap(),
             EnvOutcome::Built { pip: false }
         );
         assert!(pyvenv_cfg(&open).contains("include-system-site-packages = true"));
@@ -878,7 +919,9 @@ mod tests {
         let isolated = scratch.path().join("envs/isolated");
         let isolated_inputs = inputs(&[], &["-c six<2", "--pre"], &[]);
         assert_eq!(
-            builder.ensure(&isolated, &isolated_inputs).unwrap(),
+            builder
+                .ensure(&isolated, &isolated_inputs, &|_| {})
+                .unwrap(),
             EnvOutcome::Built { pip: false }
         );
         assert!(pyvenv_cfg(&isolated).contains("include-system-site-packages = false"));
@@ -890,7 +933,7 @@ mod tests {
         );
 
         assert_eq!(
-            builder.ensure(&open, &open_inputs).unwrap(),
+            builder.ensure(&open, &open_inputs, &|_| {}).unwrap(),
             EnvOutcome::Reused
         );
     }
@@ -905,9 +948,19 @@ mod tests {
             &["--prefer-binary", "-c tinydep>=1", "tinydep>=1"],
             &[("tinydep", "1.0")],
         );
+        // What pip says as it installs is told line by line (a live view shows the latest).
+        let lines = std::sync::Mutex::new(Vec::new());
+        let collect = |line: &str| lines.lock().unwrap().push(line.to_string());
         assert_eq!(
-            builder.ensure(&env, &inputs).unwrap(),
+            builder.ensure(&env, &inputs, &collect).unwrap(),
             EnvOutcome::Built { pip: true }
+        );
+        let lines = lines.into_inner().unwrap();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("Successfully installed tinydep-1.0")),
+            "{lines:#?}"
         );
         assert_eq!(
             stdout_of(&env, "import tinydep; print(tinydep.__version__)"),
@@ -927,7 +980,10 @@ mod tests {
                 files: 5,
             }]
         );
-        assert_eq!(builder.ensure(&env, &inputs).unwrap(), EnvOutcome::Reused);
+        assert_eq!(
+            builder.ensure(&env, &inputs, &|_| {}).unwrap(),
+            EnvOutcome::Reused
+        );
     }
 
     /// The uv binary `scripts/with-mongodb` installs (`PACKSYNC_TEST_UV`).
@@ -980,11 +1036,11 @@ mod tests {
         let by_pip = scratch.path().join("envs/pip");
         let by_uv = scratch.path().join("envs/uv");
         assert_eq!(
-            pip.ensure(&by_pip, &inputs).unwrap(),
+            pip.ensure(&by_pip, &inputs, &|_| {}).unwrap(),
             EnvOutcome::Built { pip: true }
         );
         assert_eq!(
-            uv.ensure(&by_uv, &inputs).unwrap(),
+            uv.ensure(&by_uv, &inputs, &|_| {}).unwrap(),
             EnvOutcome::Built { pip: true }
         );
         let (pip_files, pip_pycs) = installed(&by_pip);
@@ -1010,7 +1066,7 @@ mod tests {
         let mut swapped = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
         swapped.pins[0].sha256 = "1".repeat(64);
         let err = uv
-            .ensure(&scratch.path().join("envs/uv-swapped"), &swapped)
+            .ensure(&scratch.path().join("envs/uv-swapped"), &swapped, &|_| {})
             .unwrap_err();
         assert!(matches!(err, EnvError::Swapped { .. }), "{err:?}");
     }
@@ -1057,7 +1113,7 @@ mod tests {
         for (name, builder) in [("pip", &pip), ("uv", &uv)] {
             let env = scratch.path().join("envs").join(name);
             assert_eq!(
-                builder.ensure(&env, &inputs).unwrap(),
+                builder.ensure(&env, &inputs, &|_| {}).unwrap(),
                 EnvOutcome::Built { pip: true },
                 "{name}"
             );
@@ -1084,7 +1140,7 @@ mod tests {
         let env = scratch.path().join("envs/swapped");
         let mut inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
         inputs.pins[0].sha256 = "0".repeat(64);
-        let err = builder.ensure(&env, &inputs).unwrap_err();
+        let err = builder.ensure(&env, &inputs, &|_| {}).unwrap_err();
         let EnvError::Swapped { path, expected, .. } = &err else {
             panic!("unexpected {err:?}");
         };
@@ -1106,7 +1162,9 @@ mod tests {
         fs_err::create_dir_all(env.join("lib")).unwrap();
         fs_err::write(env.join("lib/half-written.py"), "").unwrap();
         assert_eq!(
-            builder.ensure(&env, &inputs(&[], &[], &[])).unwrap(),
+            builder
+                .ensure(&env, &inputs(&[], &[], &[]), &|_| {})
+                .unwrap(),
             EnvOutcome::Built { pip: false }
         );
         assert!(!env.join("lib/half-written.py").exists());
@@ -1224,7 +1282,7 @@ mod tests {
 
         let from_store = scratch.path().join("envs/env");
         assert_eq!(
-            builder.ensure(&from_store, &inputs).unwrap(),
+            builder.ensure(&from_store, &inputs, &|_| {}).unwrap(),
             EnvOutcome::Built { pip: true }
         );
         let (mut expected, expected_pycs) = tree(&by_installer);
@@ -1294,7 +1352,7 @@ mod tests {
         let scratch = Scratch::new();
         let (builder, inputs) = rich_site(&scratch);
         let first = scratch.path().join("envs/first");
-        builder.ensure(&first, &inputs).unwrap();
+        builder.ensure(&first, &inputs, &|_| {}).unwrap();
 
         let module = Path::new("lib/python3.11/site-packages/tinydep/__init__.py");
         let completion = store::read_completion(&first).unwrap();
@@ -1319,7 +1377,7 @@ mod tests {
         again.requirements.push("tinydep".into());
         let second = scratch.path().join("envs/second");
         assert_eq!(
-            builder.ensure(&second, &again).unwrap(),
+            builder.ensure(&second, &again, &|_| {}).unwrap(),
             EnvOutcome::Built { pip: true }
         );
         assert_eq!(
@@ -1421,7 +1479,7 @@ mod tests {
         let builder = scratch.builder(&[("tinydep", "1.0")]);
         let inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
         let first = scratch.path().join("envs/first");
-        builder.ensure(&first, &inputs).unwrap();
+        builder.ensure(&first, &inputs, &|_| {}).unwrap();
         let entry = store::dist_root(scratch.path())
             .join(&store::read_completion(&first).unwrap().store_entries[0]);
         // What a crash between the install and the record leaves: no record, a stray file.
@@ -1431,7 +1489,7 @@ mod tests {
         let mut again = inputs.clone();
         again.requirements.push("tinydep>=1".into());
         let second = scratch.path().join("envs/second");
-        builder.ensure(&second, &again).unwrap();
+        builder.ensure(&second, &again, &|_| {}).unwrap();
         assert!(store::read_completion(&entry).is_some());
         assert_eq!(
             stdout_of(&second, "import tinydep; print(tinydep.__version__)"),
@@ -1447,7 +1505,7 @@ mod tests {
         let inputs = scratch.inputs(&[], &["tinydep"], &[("tinydep", "1.0")]);
         let mut outcomes: Vec<EnvOutcome> = std::thread::scope(|scope| {
             let callers: Vec<_> = (0..2)
-                .map(|_| scope.spawn(|| builder.ensure(&env, &inputs).unwrap()))
+                .map(|_| scope.spawn(|| builder.ensure(&env, &inputs, &|_| {}).unwrap()))
                 .collect();
             callers.into_iter().map(|c| c.join().unwrap()).collect()
         });

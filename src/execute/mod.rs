@@ -510,8 +510,19 @@ impl Applied {
     }
 }
 
-/// A progress line for a human (`pack`, what it is doing); the CLI shows it on a terminal.
-pub type Progress<'a> = &'a (dyn Fn(&PackName, &str) + Sync);
+/// Where a pack's step is, for a live view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase<'a> {
+    /// What it does now, for a human: `building its virtualenv`.
+    Doing(&'a str),
+    /// The installer's latest line while its virtualenv is built.
+    Installer(&'a str),
+    /// Its step ended.
+    Finished(Outcome),
+}
+
+/// Told each phase of each pack's step as it happens (from the threads building packs).
+pub type Progress<'a> = &'a (dyn Fn(&PackName, Phase<'_>) + Sync);
 
 /// What every step of one run shares.
 struct Context<'a> {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Context, StepReport, elapsed_ms};
+use super::{Context, Phase, StepReport, elapsed_ms};
 use crate::activate;
 use crate::config::PackConfig;
 use crate::diagnostics::{Diagnose, Report};
@@ -186,7 +186,7 @@ impl Unit for FleetUnit<'_, '_, '_> {
         self.pack
             .gate(release)
             .inspect_err(|err| self.rollout.fail(&Report::new(err).one_line()))?;
-        (self.pack.context.progress)(self.pack.pack, "waiting for the fleet");
+        (self.pack.context.progress)(self.pack.pack, Phase::Doing("waiting for the fleet"));
         self.rollout.prepared_await_go()?;
         Ok(())
     }
@@ -233,7 +233,10 @@ impl Unit for FleetUnit<'_, '_, '_> {
         let context = self.pack.context;
         if let (Direction::Forward, Some(restart)) = (direction, &context.config.stackstorm.restart)
         {
-            (context.progress)(self.pack.pack, "restarting StackStorm's services");
+            (context.progress)(
+                self.pack.pack,
+                Phase::Doing("restarting StackStorm's services"),
+            );
             engine::restart_for(self.pack.pack, restart, &context.config.stackstorm)?;
             self.rollout.restarted();
         }
@@ -243,7 +246,7 @@ impl Unit for FleetUnit<'_, '_, '_> {
         // The next wave waits for this host's word on the release.
         let health = match &context.config.stackstorm.health {
             Some(health) => {
-                (context.progress)(self.pack.pack, "checking its health");
+                (context.progress)(self.pack.pack, Phase::Doing("checking its health"));
                 engine::run(
                     Hook::Health,
                     health,
@@ -324,6 +327,7 @@ impl Unit for PackUnit<'_, '_> {
     }
 
     fn switch(&mut self, id: &ReleaseId) -> Result<(), StepError> {
+        (self.context.progress)(self.pack, Phase::Doing("switching it live"));
         let layout = &self.context.layout;
         let has_config = layout.release(self.pack, id).config.exists();
         activate::switch(layout, self.pack, id)?;
@@ -398,6 +402,7 @@ impl Context<'_> {
         }
         report.duration_ms = elapsed_ms(started);
         self.record(&report, Some(&desired.revision), Some(&desired.env_inputs));
+        (self.progress)(&pack.name, Phase::Finished(report.outcome));
         report
     }
 
@@ -416,6 +421,7 @@ impl Context<'_> {
         if let Some(err) = error {
             report.error = Some(Report::new(&err));
         }
+        (self.progress)(pack, Phase::Finished(outcome));
     }
 
     /// Exports the pack tree, makes sure its virtualenv exists, writes the config.
@@ -426,6 +432,7 @@ impl Context<'_> {
         staged: &ReleasePaths,
         report: &mut StepReport,
     ) -> Result<(), StepError> {
+        (self.progress)(&pack.name, Phase::Doing("exporting its tree from Git"));
         let repo = Repo::open(&pack.repo)?;
         repo.pack_tree(&desired.revision.commit, pack.subdir.as_deref())?
             .export(&staged.pack)?;
@@ -440,12 +447,18 @@ impl Context<'_> {
     /// Makes sure the virtualenv of `desired` is there complete.
     fn ensure_env(&self, pack: &PackName, desired: &DesiredPack) -> Result<EnvReport, StepError> {
         let env_dir = self.layout.env(&desired.revision.env);
-        (self.progress)(pack, "building its virtualenv");
-        Ok(match self.builder.ensure(&env_dir, &desired.env_inputs)? {
-            EnvOutcome::Built { pip: true } => EnvReport::Built,
-            EnvOutcome::Built { pip: false } => EnvReport::BuiltEmpty,
-            EnvOutcome::Reused => EnvReport::Reused,
-        })
+        (self.progress)(pack, Phase::Doing("building its virtualenv"));
+        let installer = |line: &str| (self.progress)(pack, Phase::Installer(line));
+        Ok(
+            match self
+                .builder
+                .ensure(&env_dir, &desired.env_inputs, &installer)?
+            {
+                EnvOutcome::Built { pip: true } => EnvReport::Built,
+                EnvOutcome::Built { pip: false } => EnvReport::BuiltEmpty,
+                EnvOutcome::Reused => EnvReport::Reused,
+            },
+        )
     }
 
     /// `[stackstorm] test` on the sealed release, before it goes live: `{release_dir}` is its
@@ -456,7 +469,7 @@ impl Context<'_> {
         let Some(test) = &self.config.stackstorm.test else {
             return Ok(());
         };
-        (self.progress)(pack, "testing the new release");
+        (self.progress)(pack, Phase::Doing("testing the new release"));
         let values = Placeholders {
             pack: pack.clone(),
             pack_dir: self.layout.pack_link(pack),
@@ -534,7 +547,7 @@ impl Context<'_> {
         };
         let mut purged = Vec::new();
         for resource in stale {
-            (self.progress)(pack, &format!("purging {resource}"));
+            (self.progress)(pack, Phase::Doing(&format!("purging {resource}")));
             if let Err(err) = engine::purge(purge, &values, &resource, stackstorm) {
                 return (purged, Some(err.into()));
             }
@@ -548,7 +561,7 @@ impl Context<'_> {
         let Some(register) = &self.config.stackstorm.register else {
             return Ok(());
         };
-        (self.progress)(pack, "registering");
+        (self.progress)(pack, Phase::Doing("registering"));
         Ok(engine::run(
             Hook::Register,
             register,
@@ -584,6 +597,7 @@ impl Context<'_> {
         }
         report.duration_ms = elapsed_ms(started);
         self.record(&report, None, None);
+        (self.progress)(pack, Phase::Finished(report.outcome));
         report
     }
 
@@ -591,7 +605,7 @@ impl Context<'_> {
         let Some(unregister) = &self.config.stackstorm.unregister else {
             return Ok(());
         };
-        (self.progress)(pack, "unregistering");
+        (self.progress)(pack, Phase::Doing("unregistering"));
         Ok(engine::run(
             Hook::Unregister,
             unregister,

@@ -12,6 +12,7 @@ mod mirror;
 mod mongodb;
 mod page;
 mod plan;
+mod progress;
 mod puppet;
 mod runners;
 mod suspend;

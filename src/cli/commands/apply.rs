@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use super::plan::{render, revision, summary};
 use super::{Site, open_site};
-use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer};
+use crate::cli::{ApplyArgs, ExitStatus, GlobalArgs, Printer, ProgressView};
 use crate::diagnostics::{Problem, Severity};
 use crate::execute::{
-    self, Applied, ApplyOptions, DryRun, FailedBuildPolicy, RunInfo, RunnerStep, StepReport,
+    self, Applied, ApplyOptions, DryRun, FailedBuildPolicy, Phase, RunInfo, RunnerStep, StepReport,
 };
 use crate::model::{Change, PackName, ReleaseId};
 use crate::state::{Operation, Outcome};
@@ -64,24 +64,13 @@ pub(crate) fn apply(
         Ok(site) => site,
         Err(status) => return Ok(status),
     };
-    let options = ApplyOptions {
-        mode: if args.noop {
-            DryRun::Noop
-        } else {
-            DryRun::Apply
-        },
-        only: (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect::<BTreeSet<_>>()),
-        allow_empty: args.allow_empty,
-        failed_builds: if args.retry_failed {
-            FailedBuildPolicy::Retry
-        } else {
-            FailedBuildPolicy::Wait
-        },
-        stop: None,
-    };
-    let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
+    let options = apply_options(args);
+    let view = ProgressView::new(global.progress, global.quiet);
+    let progress = |pack: &PackName, phase: Phase<'_>| view.show(pack, phase);
     let run = RunInfo::new(config.host());
-    let applied = match execute::apply(&config, store.as_ref(), &options, run.clone(), &progress) {
+    let applied = execute::apply(&config, store.as_ref(), &options, run.clone(), &progress);
+    view.clear();
+    let applied = match applied {
         Ok(applied) => applied,
         // Skipped, like a run that finds the lock held (Puppet's and design.md's 75).
         Err(err @ execute::ExecuteError::HostSuspended { .. }) => {
@@ -139,7 +128,7 @@ pub(crate) fn apply(
                 &summary(plan, unresolved),
             ));
         } else {
-            print_outcome(&applied, &report.summary, printer);
+            print_outcome(&applied, &report.summary, view.elapsed(), printer);
         }
     }
     let (_, warnings) = execute::finish_run(&config, store.as_ref(), &applied, &run, args.noop);
@@ -156,7 +145,31 @@ pub(crate) fn apply(
     ))
 }
 
-fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
+/// What the command line asks of the run.
+fn apply_options(args: &ApplyArgs) -> ApplyOptions {
+    ApplyOptions {
+        mode: if args.noop {
+            DryRun::Noop
+        } else {
+            DryRun::Apply
+        },
+        only: (!args.packs.is_empty()).then(|| args.packs.iter().cloned().collect::<BTreeSet<_>>()),
+        allow_empty: args.allow_empty,
+        failed_builds: if args.retry_failed {
+            FailedBuildPolicy::Retry
+        } else {
+            FailedBuildPolicy::Wait
+        },
+        stop: None,
+    }
+}
+
+fn print_outcome(
+    applied: &Applied,
+    summary: &ApplySummary,
+    elapsed: std::time::Duration,
+    printer: Printer,
+) {
     for drift in &applied.planned.observed.drift {
         printer.note(format_args!(
             "note: the record of `{}` said {}, disk has {}: disk wins",
@@ -243,6 +256,7 @@ fn print_outcome(applied: &Applied, summary: &ApplySummary, printer: Printer) {
     } else {
         let _ = write!(out, "Apply: {}", parts.join(", "));
     }
+    let _ = write!(out, " in {:.1}s", elapsed.as_secs_f64());
     printer.data(out);
 }
 

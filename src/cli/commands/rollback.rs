@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::plan::revision;
 use super::{Site, open_site};
-use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, RollbackArgs};
+use crate::cli::{ExitStatus, GcArgs, GlobalArgs, Printer, ProgressView, RollbackArgs};
 use crate::config::SiteConfig;
 use crate::diagnostics::{Problem, Severity};
-use crate::execute::{self, Hold, RunInfo};
+use crate::execute::{self, Hold, Phase, RunInfo};
 use crate::model::{PackName, ReleaseId};
 use crate::state::{Outcome, StateStore};
 use crate::store::{Collected, Sweep};
@@ -36,7 +36,8 @@ pub(crate) fn rollback(
         })?),
         None => None,
     };
-    let progress = |pack: &PackName, what: &str| printer.progress(format_args!("{pack}: {what}"));
+    let view = ProgressView::new(global.progress, global.quiet);
+    let progress = |pack: &PackName, phase: Phase<'_>| view.show(pack, phase);
     let hold = if args.no_hold {
         Hold::No
     } else {
@@ -50,7 +51,9 @@ pub(crate) fn rollback(
         &hold,
         RunInfo::new(config.host()),
         &progress,
-    )?;
+    );
+    view.clear();
+    let step = step?;
     if global.json {
         printer.json(&step);
     } else {
