@@ -54,6 +54,7 @@ pub struct GlobalArgs {
         global = true,
         value_enum,
         env = "PACKSYNC_PROGRESS",
+        hide_env_values = true,
         default_value_t = ProgressMode::Auto
     )]
     pub progress: ProgressMode,

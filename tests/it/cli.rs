@@ -62,6 +62,11 @@ fn help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -97,6 +102,11 @@ fn apply_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
           --retry-failed             Build again now the virtualenvs that failed to build with the same
                                      inputs, instead of waiting for their retry time (`[agent]
                                      build_retry`)
@@ -136,6 +146,11 @@ fn status_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -167,6 +182,11 @@ fn history_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -203,6 +223,11 @@ fn rollback_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -240,6 +265,11 @@ fn gc_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -267,6 +297,11 @@ fn check_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 
@@ -299,6 +334,11 @@ fn plan_help() {
           --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
                                      object per line) for journald or ELK [default: text] [possible
                                      values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
       -h, --help                     Print help
       -V, --version                  Print version
 

@@ -73,7 +73,7 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) 
     installed    mid    2.0.0 (HEAD @ [SHORT])  release 2.0.0-[SHORT]-[INPUTS]  ([DURATION])
     installed    zulu   0.3.0 (HEAD @ [SHORT])  release 0.3.0-[SHORT]-[INPUTS]  ([DURATION])
     installed    alpha  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 3 applied
+    Apply: 3 applied in [DURATION]
 
     ----- stderr -----
     warning: [alpha] Pack has no `config.schema.yaml`: its config values are not checked
@@ -108,7 +108,7 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) 
     packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @r#"
     exit_code: 0
     ----- stdout -----
-    Apply: nothing to change (3 unchanged)
+    Apply: nothing to change (3 unchanged) in [DURATION]
 
     ----- stderr -----
     warning: [alpha] Pack has no `config.schema.yaml`: its config values are not checked
@@ -117,16 +117,16 @@ fn apply_installs_every_pack_and_a_second_run_changes_nothing(backend: Backend) 
     16 | name = "alpha"
        |        ^^^^^^^
     "#);
-    packsync_snapshot!(site, site.cmd(["status"]), @r#"
+    packsync_snapshot!(site, site.cmd(["status"]), @"
     exit_code: 0
     ----- stdout -----
     PACK   STATE  DESIRED  LIVE                                            LAST CHANGE
-    alpha  ok     HEAD     1.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
     mid    ok     HEAD     2.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
     zulu   ok     HEAD     0.3.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
+    alpha  ok     HEAD     1.0.0-[SHORT]-[INPUTS] (HEAD) env 7a8a9fcae232  [TIME] UTC install applied
 
     ----- stderr -----
-    "#);
+    ");
 }
 
 fn upgrade_then_downgrade_keeps_the_previous_release(backend: Backend) {
@@ -142,7 +142,7 @@ fn upgrade_then_downgrade_keeps_the_previous_release(backend: Backend) {
     exit_code: 0
     ----- stdout -----
     upgraded     clush  1.1.0 (HEAD @ [SHORT])  release 1.1.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     ");
@@ -157,7 +157,7 @@ fn upgrade_then_downgrade_keeps_the_previous_release(backend: Backend) {
     exit_code: 2
     ----- stdout -----
     downgraded   clush  1.0.0 (v1.0.0 @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     ");
@@ -225,7 +225,7 @@ fn a_config_change_is_a_new_release_with_the_new_config(backend: Backend) {
     exit_code: 0
     ----- stdout -----
     reconfigured clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     warning: [clush] Pack has no `config.schema.yaml`: its config values are not checked
@@ -264,7 +264,7 @@ fn a_failing_test_gate_keeps_the_release_from_going_live_and_spares_other_packs(
     ----- stdout -----
     failed       bad   2.0.0 (HEAD @ [SHORT])  ([DURATION])
     upgraded     good  1.1.0 (HEAD @ [SHORT])  release 1.1.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied, 1 failed
+    Apply: 1 applied, 1 failed in [DURATION]
 
     ----- stderr -----
     error: [bad] The `test` command for pack `bad` failed (exit status: 1): [TEMP]/bin/gate [TEMP]/state/releases/bad/2.0.0-[SHORT]-[INPUTS]/pack/bad
@@ -319,7 +319,7 @@ fn a_failing_registration_switches_back_and_registers_the_previous_release(backe
     exit_code: 4
     ----- stdout -----
     reverted     clush  2.0.0 (HEAD @ [SHORT])  ([DURATION])
-    Apply: 1 failed
+    Apply: 1 failed in [DURATION]
 
     ----- stderr -----
     error: [clush] Registration failed, so release `1.0.0-[SHORT]-[INPUTS]` is live again
@@ -403,7 +403,7 @@ fn a_pack_installed_by_st2_is_moved_aside_not_deleted(backend: Backend) {
     exit_code: 0
     ----- stdout -----
     installed    clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     note: [clush] moved `[TEMP]/stackstorm/virtualenvs/clush` aside to `[TEMP]/state/adopted/clush-[TIME]/venv`: it was installed outside packsync
@@ -461,7 +461,7 @@ fn a_pack_copied_over_its_link_is_linked_and_registered_again(backend: Backend) 
     exit_code: 2
     ----- stdout -----
     repaired     clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     note: [clush] moved `[TEMP]/stackstorm/packs/clush` aside to `[TEMP]/state/adopted/clush-[TIME]/pack`: it was installed outside packsync
@@ -489,7 +489,7 @@ fn prune_removes_packs_that_left_the_config_but_never_all_of_them_by_surprise(ba
     exit_code: 2
     ----- stdout -----
     removed      mid  2.0.0 (HEAD @ [SHORT])  ([DURATION])
-    Apply: 1 applied, 2 unchanged
+    Apply: 1 applied, 2 unchanged in [DURATION]
 
     ----- stderr -----
     ");

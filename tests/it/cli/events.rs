@@ -321,8 +321,13 @@ fn issue_21_events_queued_in_an_outage_outlive_a_killed_agent_and_go_out_once() 
     let outage = Outage::new("node3");
     let (consumer, port, site) = (&outage.consumer, outage.port, &outage.site);
     let agent = outage.deployed();
+    // The run's events are queued once it is recorded, a moment after the switch.
+    let outbox = site.state_dir().join("outbox.jsonl");
+    agent.wait_for("the run's events in the outbox", || {
+        fs_err::read_to_string(&outbox).is_ok_and(|journal| journal.contains("run.completed"))
+    });
     drop(agent); // SIGKILL
-    let journal = fs_err::read_to_string(site.state_dir().join("outbox.jsonl")).unwrap();
+    let journal = fs_err::read_to_string(&outbox).unwrap();
     assert!(
         journal.contains("packsync.node3.clush.installed"),
         "{journal}"

@@ -91,7 +91,7 @@ fn an_sdist_builds_offline_when_its_build_backend_is_a_wheel_of_the_mirror() {
     exit_code: 2
     ----- stdout -----
     installed    clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     ");
@@ -137,7 +137,7 @@ fn an_sdist_builds_offline_with_the_uv_installer_too() {
     exit_code: 0
     ----- stdout -----
     installed    clush  1.0.0 (HEAD @ [SHORT])  release 1.0.0-[SHORT]-[INPUTS]  ([DURATION])
-    Apply: 1 applied
+    Apply: 1 applied in [DURATION]
 
     ----- stderr -----
     ");

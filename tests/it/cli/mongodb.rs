@@ -178,7 +178,7 @@ fn import_copies_the_embedded_store_once_and_apply_goes_on_from_it() {
     packsync_snapshot!(site, site.cmd(["apply", "--detailed-exitcodes"]), @"
     exit_code: 0
     ----- stdout -----
-    Apply: nothing to change (3 unchanged)
+    Apply: nothing to change (3 unchanged) in [DURATION]
 
     ----- stderr -----
     ");
