@@ -59,4 +59,5 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod unit;
+pub mod verify;
 pub mod yaml;

@@ -322,6 +322,10 @@ pub struct InstalledPack {
     /// again by a `repair`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_repair: Option<EngineRepair>,
+    /// What `packsync verify` found changed in this release since it was built: it is built
+    /// again from Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tampered: Option<String>,
 }
 
 impl fmt::Display for EngineRepair {
@@ -520,6 +524,10 @@ pub enum Reason {
     EnvBroken {
         env: PathBuf,
     },
+    /// `packsync verify` found the live release changed since it was built.
+    Tampered {
+        what: String,
+    },
     /// The virtualenv the change needs failed to build from these same inputs: the change
     /// `held` waits until the retry time, new inputs, or `--retry-failed`.
     BuildFailed {
@@ -593,6 +601,11 @@ impl fmt::Display for Reason {
                 held.as_str()
             ),
             Reason::EngineRepair(repair) => write!(f, "{repair}: registered and purged again"),
+            Reason::Tampered { what } => write!(
+                f,
+                "`packsync verify` found it changed on disk ({what}): built again from Git, the \
+                 tampered release moved aside"
+            ),
             Reason::EnvBroken { env } => write!(
                 f,
                 "its virtualenv `{}` is incomplete (broken): built again",

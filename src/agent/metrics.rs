@@ -1,7 +1,8 @@
 //! The agent's Prometheus metrics, exposed by `http` at `/metrics` in the `OpenMetrics` text
 //! format (prometheus-client): runs, changes and failures by action, run durations, when each
 //! pack was last seen converged, one `packsync_pack_info` series per pack (live version,
-//! release, state), the last run's time and result, the build, and the event queue.
+//! release, state), the last run's time and result, the last verification, the build, and the
+//! event queue.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +21,7 @@ use super::events::Events;
 use crate::execute::StatusReport;
 use crate::model::PackName;
 use crate::state::Operation;
+use crate::store::Verification;
 
 /// Upper bounds of the run duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -81,6 +83,8 @@ pub(super) struct Metrics {
     last_run: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_run_ok: Gauge,
     packs: Family<PackInfoLabels, Gauge>,
+    verified: Gauge<f64, std::sync::atomic::AtomicU64>,
+    tampered: Gauge,
     /// Whether the last run finished and reached the store (`/healthz`).
     healthy: Arc<Mutex<bool>>,
 }
@@ -162,6 +166,18 @@ impl Metrics {
             "Each pack: its live version and release (empty when none is live) and its state.",
             packs.clone(),
         );
+        let verified = Gauge::default();
+        registry.register(
+            "packsync_verify_timestamp_seconds",
+            "When `packsync verify` last checked the live releases.",
+            verified.clone(),
+        );
+        let tampered = Gauge::default();
+        registry.register(
+            "packsync_tampered_packs",
+            "Live releases the last `packsync verify` found changed since they were built.",
+            tampered.clone(),
+        );
         registry.register(
             "packsync_build",
             "The packsync build serving these metrics.",
@@ -183,6 +199,8 @@ impl Metrics {
             last_run,
             last_run_ok,
             packs,
+            verified,
+            tampered,
             healthy: Arc::default(),
         }
     }
@@ -243,6 +261,14 @@ impl Metrics {
                 })
                 .set(1);
         }
+    }
+
+    /// What the last verification found.
+    pub(super) fn verified(&self, verification: &Verification) {
+        self.verified
+            .set(verification.at.as_duration().as_secs_f64());
+        self.tampered
+            .set(i64::try_from(verification.tampered().count()).unwrap_or(i64::MAX));
     }
 
     pub(super) fn healthy(&self) -> bool {

@@ -215,6 +215,10 @@ impl Agent {
             tokio::spawn(events::publish(messaging.clone(), events.clone()));
         }
         tracing::info!(config = %self.path.display(), "agent started");
+        if let Some(last) = crate::store::last_verification(&self.config.agent.state_dir) {
+            self.metrics.verified(&last);
+        }
+        let mut next_verify = self.next_verify();
         let mut pending = Some(Scope::Everything);
         loop {
             if let Some(scope) = pending.take() {
@@ -231,6 +235,10 @@ impl Agent {
             let next_run = self.next_scheduled();
             let retry_at = self.retry.as_ref().map(|retry| retry.at);
             tokio::select! {
+                () = sleep_until(next_verify) => {
+                    pending = self.verify().await;
+                    next_verify = self.next_verify();
+                }
                 () = sleep_until(retry_at) => {
                     let packs = self.retry.as_ref().map(|retry| retry.packs.clone()).unwrap_or_default();
                     tracing::info!(packs = %names(&packs), "retrying what failed");
@@ -311,6 +319,54 @@ impl Agent {
                 false
             }
         }
+    }
+
+    /// When `[agent] verify` next checks the live releases.
+    fn next_verify(&self) -> Option<tokio::time::Instant> {
+        self.config
+            .agent
+            .verify
+            .map(|every| tokio::time::Instant::now() + every)
+    }
+
+    /// `packsync verify`, under the run lock, in a blocking thread: the packs found tampered,
+    /// to reconcile now (their releases are built again from Git).
+    async fn verify(&self) -> Option<Scope> {
+        let config = Arc::clone(&self.config);
+        let verified = tokio::task::spawn_blocking(move || {
+            let _lock = crate::lock::acquire(&config.agent.state_dir, Some(LOCK_WAIT))
+                .map_err(|err| Report::new(&err).one_line())?;
+            let store = crate::state::open(&config, &config.host())
+                .map_err(|err| Report::new(&err).one_line())?;
+            crate::verify::verify(&config, store.as_ref(), None)
+                .map_err(|err| Report::new(&err).one_line())
+        })
+        .await;
+        let verification = match verified {
+            Ok(Ok(verification)) => verification,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot verify the live releases");
+                return None;
+            }
+            Err(error) => {
+                tracing::error!(%error, "the verification panicked");
+                return None;
+            }
+        };
+        self.metrics.verified(&verification);
+        let tampered: BTreeSet<PackName> = verification
+            .tampered()
+            .map(|found| {
+                tracing::warn!(pack = %found.pack, release = %found.release, found = %found.summary(), "tampered: built again from Git");
+                found.pack.clone()
+            })
+            .collect();
+        tracing::info!(
+            releases = verification.packs.len(),
+            tampered = tampered.len(),
+            "live releases verified"
+        );
+        (!tampered.is_empty()).then_some(Scope::Packs(tampered))
     }
 
     /// Time until the next scheduled run: the next cron time plus a splay drawn now.

@@ -114,6 +114,14 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
     Gc(GcArgs),
+    /// Check every live release against what it was built from: its pack tree against its
+    /// Git tree, its virtualenv against its pins, every file hashed again. Exit 1 when
+    /// anything was changed
+    #[command(after_help = "Examples:\n  \
+        packsync verify                       every live release\n  \
+        packsync verify --pack clush --json   one pack, every file that differs, as JSON\n  \
+        packsync apply                        builds a tampered release again from Git")]
+    Verify(VerifyArgs),
     /// Manage the state store
     #[command(subcommand)]
     State(StateCommand),
@@ -252,6 +260,15 @@ pub struct RollbackArgs {
     /// pack here until `packsync resume`
     #[arg(long, conflicts_with = "runners")]
     pub no_hold: bool,
+    #[command(flatten)]
+    pub lock: LockArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Verify only this pack (repeat for more)
+    #[arg(long = "pack", value_name = "NAME", value_parser = parse_pack_name)]
+    pub packs: Vec<PackName>,
     #[command(flatten)]
     pub lock: LockArgs,
 }

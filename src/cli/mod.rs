@@ -11,6 +11,7 @@ mod progress;
 pub use args::{
     ApplyArgs, Cli, Command, GcArgs, GlobalArgs, HistoryArgs, ImportArgs, LockArgs, LogFormat,
     PlanArgs, ProgressMode, ResumeArgs, RollbackArgs, StateCommand, StatusArgs, SuspendArgs,
+    VerifyArgs,
 };
 pub use exit::ExitStatus;
 pub use printer::Printer;
@@ -72,6 +73,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::History(args) => commands::history(&cli.global, args, printer),
         Command::Rollback(args) => commands::rollback(&cli.global, args, printer),
         Command::Gc(args) => commands::gc(&cli.global, args, printer),
+        Command::Verify(args) => commands::verify(&cli.global, args, printer),
         Command::State(StateCommand::Import(args)) => {
             commands::import_state(&cli.global, args, printer)
         }

@@ -164,6 +164,8 @@ pub struct AgentConfig {
     /// again; the wait doubles with each failure in a row, up to `build_retry_max`.
     pub build_retry: Duration,
     pub build_retry_max: Duration,
+    /// How often `packsync run` verifies the live releases (`packsync verify`); `None`: never.
+    pub verify: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -39,6 +39,7 @@ pub(super) struct RawAgent {
     pub(super) metrics_listen: Option<Spanned<String>>,
     pub(super) build_retry: Option<Spanned<String>>,
     pub(super) build_retry_max: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

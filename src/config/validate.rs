@@ -38,6 +38,8 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
 const DEFAULT_BUILD_RETRY: Duration = Duration::from_mins(5);
 const DEFAULT_BUILD_RETRY_MAX: Duration = Duration::from_hours(6);
+/// How often the agent verifies the live releases unless `[agent] verify` says.
+const DEFAULT_VERIFY: Duration = Duration::from_hours(24);
 const DEFAULT_PREPARE_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 const DEFAULT_EXCHANGE: &str = "packsync";
@@ -150,6 +152,11 @@ impl Validator<'_> {
                 .build_retry_max
                 .and_then(|raw| self.duration(&raw, "build_retry_max"))
                 .unwrap_or(DEFAULT_BUILD_RETRY_MAX),
+            verify: match raw.agent.verify {
+                None => Some(DEFAULT_VERIFY),
+                Some(raw) if raw.get_ref() == "off" => None,
+                Some(raw) => self.duration(&raw, "verify"),
+            },
         };
         let virtualenv = VirtualenvConfig {
             system_site_packages: raw.stackstorm.system_site_packages.unwrap_or(true),

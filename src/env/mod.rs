@@ -36,7 +36,7 @@ pub use failures::FailedBuilds;
 
 use crate::children::Children;
 use crate::config::{Installer, SiteConfig};
-use crate::diagnostics::{Diagnose, output_tail};
+use crate::diagnostics::{Diagnose, Report, output_tail};
 use crate::fsx;
 use crate::model::{Digest, EnvInputs, Pin};
 use crate::store::{self, Completion, VerifiedDist};
@@ -712,6 +712,43 @@ fn verify_linked(
 
 /// Writes st2's `.pth` file, which makes the `.pth` files of StackStorm's own site-packages
 /// load in the pack virtualenv too, in the words `setup_pack_virtualenv` uses.
+/// What is wrong with the sealed virtualenv `dir` built from `inputs`, checked as if it had
+/// just been built, every file hashed again: its completion record, its pinned distributions
+/// and every file their `RECORD`s hash, and no file in its site-packages that no `RECORD`
+/// names. Empty when nothing is. (Bytecode is not checked: installers record it unhashed.)
+pub fn audit(dir: &Path, inputs: &EnvInputs) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !store::is_complete(dir, &inputs.digest()) {
+        problems.push(format!(
+            "`{}` has no completion record for its inputs",
+            dir.display()
+        ));
+    }
+    let site = match site_packages(dir) {
+        Ok(site) => site,
+        Err(err) if inputs.pins.is_empty() => {
+            tracing::debug!(error = %err, "no site-packages in an env without pins");
+            return problems;
+        }
+        Err(err) => {
+            problems.push(Report::new(&err).one_line());
+            return problems;
+        }
+    };
+    if let Err(found) = verify::verify(&site, dir, &inputs.pins, &HashSet::new()) {
+        problems.extend(found);
+    }
+    match verify::unowned(&site, &[ST2_PTH_FILE]) {
+        Ok(unowned) => problems.extend(
+            unowned
+                .into_iter()
+                .map(|path| format!("`{}` is in site-packages but in no RECORD", path.display())),
+        ),
+        Err(err) => problems.push(format!("cannot list `{}`: {err}", site.display())),
+    }
+    problems
+}
+
 fn write_st2_pth(dir: &Path, st2_site_packages: &Path) -> Result<(), EnvError> {
     let site_packages = site_packages(dir)?;
     let path = site_packages.join(ST2_PTH_FILE);

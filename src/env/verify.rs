@@ -77,6 +77,50 @@ pub(super) fn verify(
     }
 }
 
+/// The files in `site_packages` no distribution's `RECORD` names (relative to it), outside
+/// `__pycache__` folders (bytecode is compiled after some installers write their RECORD) and
+/// but `keep` (files packsync writes itself): what a hand or an intruder dropped in, such as a
+/// `.pth` file Python runs at every start.
+pub(super) fn unowned(site_packages: &Path, keep: &[&str]) -> std::io::Result<Vec<PathBuf>> {
+    let (found, _) = installed(site_packages)?;
+    let mut owned = HashSet::new();
+    for (_, _, dist_info) in found.values() {
+        let record = match fs_err::read(dist_info.join("RECORD")) {
+            Ok(record) => record,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        };
+        for line in String::from_utf8_lossy(&record).lines() {
+            if let Some(path) = csv_fields(line)
+                .first()
+                .and_then(|relative| normalize(&site_packages.join(relative)))
+            {
+                owned.insert(path);
+            }
+        }
+    }
+    let mut unowned = Vec::new();
+    let mut folders = vec![site_packages.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs_err::read_dir(&folder)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                if entry.file_name() != "__pycache__" {
+                    folders.push(path);
+                }
+                continue;
+            }
+            let relative = path.strip_prefix(site_packages).unwrap_or(&path);
+            if !owned.contains(&path) && !keep.iter().any(|keep| relative == Path::new(keep)) {
+                unowned.push(relative.to_path_buf());
+            }
+        }
+    }
+    unowned.sort();
+    Ok(unowned)
+}
+
 /// A distribution found installed: its name and version as its metadata says, and its
 /// `.dist-info` (or `.egg-info`).
 pub(super) type Found = (String, String, PathBuf);

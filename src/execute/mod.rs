@@ -537,6 +537,8 @@ struct Context<'a> {
     stop: Option<Arc<AtomicBool>>,
     /// The fleet this host deploys with, if any: each release goes live on every host together.
     fleet: Option<Fleet>,
+    /// The tampered virtualenvs this run moved aside (one may serve several packs).
+    envs_set_aside: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// Switches the runner set to `to` and records the switch.
@@ -610,6 +612,7 @@ impl<'a> Context<'a> {
             progress,
             stop: None,
             fleet: None,
+            envs_set_aside: Mutex::default(),
         }
     }
 }

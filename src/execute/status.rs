@@ -79,6 +79,9 @@ pub struct PackStatus {
     /// What StackStorm has registered, where the state store can see its database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineStatus>,
+    /// What the last `packsync verify` found changed in the live release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tampered: Option<crate::store::PackVerification>,
 }
 
 /// The pack as StackStorm's `pack_d_b` has it.
@@ -196,6 +199,9 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_suspended: Option<crate::model::Suspension>,
     pub packs: Vec<PackStatus>,
+    /// When `packsync verify` last checked the live releases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<jiff::Timestamp>,
     /// `None` when the site has no runners and none are live.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runners: Option<RunnerSetStatus>,
@@ -250,7 +256,8 @@ pub fn report(
 ) -> Result<StatusReport, ExecuteError> {
     let planned = plan(config, store, None)?;
     let runners = runner_status(config, store, &planned)?;
-    let packs = pack_status(config, store, &planned)?;
+    let verification = crate::store::last_verification(&config.agent.state_dir);
+    let packs = pack_status(config, store, &planned, verification.as_ref())?;
     let others = if include.other_hosts || include.fleet {
         other_hosts(store)?
     } else {
@@ -265,6 +272,7 @@ pub fn report(
         host: config.host(),
         host_suspended: planned.host_suspended.clone(),
         packs,
+        verified_at: verification.map(|verification| verification.at),
         runners,
         other_hosts: include.other_hosts.then_some(others),
         fleet,
@@ -370,20 +378,9 @@ fn runner_status(
     }))
 }
 
-fn pack_status(
-    config: &SiteConfig,
-    store: &dyn StateStore,
-    planned: &Planned,
-) -> Result<Vec<PackStatus>, ExecuteError> {
-    let history = store.history(None, None)?;
-    let registered = store.registered_packs()?;
-    let mut packs: Vec<PackName> = config.packs.iter().map(|p| p.name.clone()).collect();
-    packs.extend(planned.records.keys().cloned());
-    packs.extend(planned.observed.installed.packs.keys().cloned());
-    let mut seen = std::collections::BTreeSet::new();
-    packs.retain(|p| seen.insert(p.clone()));
-    // In the plan's order (dependencies first, as `plan` and `apply` list them), then the
-    // packs the plan leaves out (disabled, unreadable) by name.
+/// Sorts `packs` in the plan's order (dependencies first, as `plan` and `apply` list them),
+/// then the packs the plan leaves out (disabled, unreadable) by name.
+fn in_plan_order(planned: &Planned, packs: &mut [PackName]) {
     let position = |pack: &PackName| {
         planned
             .plan
@@ -393,6 +390,22 @@ fn pack_status(
             .unwrap_or(usize::MAX)
     };
     packs.sort_by(|a, b| position(a).cmp(&position(b)).then_with(|| a.cmp(b)));
+}
+
+fn pack_status(
+    config: &SiteConfig,
+    store: &dyn StateStore,
+    planned: &Planned,
+    verification: Option<&crate::store::Verification>,
+) -> Result<Vec<PackStatus>, ExecuteError> {
+    let history = store.history(None, None)?;
+    let registered = store.registered_packs()?;
+    let mut packs: Vec<PackName> = config.packs.iter().map(|p| p.name.clone()).collect();
+    packs.extend(planned.records.keys().cloned());
+    packs.extend(planned.observed.installed.packs.keys().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    packs.retain(|p| seen.insert(p.clone()));
+    in_plan_order(planned, &mut packs);
     Ok(packs
         .into_iter()
         .map(|pack| {
@@ -431,13 +444,16 @@ fn pack_status(
             let suspended = planned.resolution.desired.suspended.get(&pack).cloned();
             let failed_build = planned.resolution.desired.failed_builds.get(&pack).cloned();
             let broken = live.is_some_and(|live| live.broken_env.is_some());
+            let tampered = live.and_then(|live| {
+                crate::store::tampered(verification, &pack, &ReleaseId::of(&live.revision))
+            });
             let state = if suspended.is_some() {
                 PackState::Suspended
             } else if broken {
                 PackState::Broken
             } else if last_failure.is_some() || unresolved || failed_build.is_some() {
                 PackState::Failed
-            } else if drifted || engine_drift {
+            } else if drifted || engine_drift || tampered.is_some() {
                 PackState::Drifted
             } else if pending.is_some() {
                 PackState::Pending
@@ -470,6 +486,7 @@ fn pack_status(
                 failed_build,
                 last_change: history.iter().find(|e| e.pack == pack).cloned(),
                 engine,
+                tampered,
                 pack,
             }
         })

@@ -281,6 +281,11 @@ impl Unit for PackUnit<'_, '_> {
                 }),
             };
         };
+        if let Some(found) = store::last_verification(&context.layout.state_dir)
+            .and_then(|verification| store::tampered(Some(&verification), name, id))
+        {
+            context.set_aside(name, id, &desired.revision, &found)?;
+        }
         if store::find(&context.layout, name, id).is_some() {
             // Its virtualenv is complete, or (broken by a crash) built again in place.
             self.report.env = Some(match context.ensure_env(name, desired)? {
@@ -404,6 +409,29 @@ impl Context<'_> {
         self.record(&report, Some(&desired.revision), Some(&desired.env_inputs));
         (self.progress)(&pack.name, Phase::Finished(report.outcome));
         report
+    }
+
+    /// Moves the tampered release `id` of `pack` aside (with its virtualenv when that was
+    /// tampered too, once for every pack sharing it), so that it is built again from Git.
+    fn set_aside(
+        &self,
+        pack: &PackName,
+        id: &ReleaseId,
+        revision: &Revision,
+        found: &store::PackVerification,
+    ) -> Result<(), StepError> {
+        let env = self.layout.env(&revision.env);
+        let env = (!found.env.is_empty()
+            && self
+                .envs_set_aside
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(env.clone()))
+        .then_some(env);
+        let aside = store::set_aside(&self.layout, pack, id, env.as_deref())?;
+        tracing::info!(%pack, release = %id, aside = %aside.display(), "the tampered release is moved aside and built again from Git");
+        (self.progress)(pack, Phase::Doing("moving the tampered release aside"));
+        Ok(())
     }
 
     /// Makes the kept release `id` of `pack` live again (a rollback), through the same

@@ -217,6 +217,9 @@ fn compare(pack: &DesiredPack, current: &InstalledPack) -> Change {
     } else if let Some(env) = &current.broken_env {
         reasons.push(Reason::EnvBroken { env: env.clone() });
         Action::Rebuild
+    } else if let Some(what) = &current.tampered {
+        reasons.push(Reason::Tampered { what: what.clone() });
+        Action::Rebuild
     } else if to.config != from.config {
         Action::Reconfigure
     } else if !current.broken_links.is_empty() {

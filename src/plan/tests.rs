@@ -51,6 +51,7 @@ fn have(pack: &DesiredPack) -> InstalledPack {
         broken_links: Vec::new(),
         broken_env: None,
         engine_repair: None,
+        tampered: None,
     }
 }
 

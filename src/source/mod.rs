@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod files;
 mod location;
 mod repo;
 mod stamps;
@@ -28,6 +29,7 @@ mod tree;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use files::{FileChanges, FileId, HashedDir, hash_dir};
 pub use location::local_path;
 pub use repo::{FileChange, RefSelector, Repo, Resolved};
 pub use stamps::{GitDirs, RefStamps};

@@ -1,5 +1,6 @@
 //! A pack folder at a commit, read from Git objects.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Write as _};
@@ -9,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use git2::{ErrorCode, FileMode};
 
+use super::files::{self, FileId};
 use super::{EntryKind, Repo, SourceError, inner_path};
 use crate::model::short_commit;
 
@@ -312,6 +314,42 @@ impl<'repo> PackTree<'repo> {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Every file and symlink of the pack folder, by its path in it, as Git names it (a
+    /// group-writable file as a plain one: the export writes it as one).
+    pub fn files(&self) -> Result<BTreeMap<PathBuf, FileId>, SourceError> {
+        let mut files = BTreeMap::new();
+        self.collect_files(&self.tree, Path::new(""), &mut files)?;
+        Ok(files)
+    }
+
+    fn collect_files(
+        &self,
+        tree: &git2::Tree<'repo>,
+        rel: &Path,
+        files: &mut BTreeMap<PathBuf, FileId>,
+    ) -> Result<(), SourceError> {
+        for entry in tree {
+            let path = rel.join(OsStr::from_bytes(entry.name_bytes()));
+            let mode = match entry.filemode() {
+                mode if mode == i32::from(FileMode::Tree) => {
+                    let subtree = self
+                        .repo
+                        .git()
+                        .find_tree(entry.id())
+                        .map_err(|source| self.repo.git_error("a tree", source))?;
+                    self.collect_files(&subtree, &path, files)?;
+                    continue;
+                }
+                mode if mode == i32::from(FileMode::BlobExecutable) => files::EXECUTABLE,
+                mode if mode == i32::from(FileMode::Link) => files::SYMLINK,
+                _ => files::FILE,
+            };
+            let id = entry.id().to_string();
+            files.insert(path, FileId { mode, id });
         }
         Ok(())
     }
@@ -651,6 +689,42 @@ mod tests {
             fs_err::read_link(out.join("dangling")).unwrap(),
             Path::new("not/there")
         );
+    }
+
+    /// `packsync verify`: an exported pack folder hashes to the Git tree id it came from
+    /// (Git's order puts `a.b` before the folder `a`, and `a0` after it), with the files Git
+    /// lists; an edit shows in both.
+    #[test]
+    fn an_exported_pack_folder_hashes_to_its_git_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, commit) = repo_with(
+            &dir.path().join("repo"),
+            &[
+                ("pack.yaml", FileMode::Blob, "name: clush\n"),
+                ("a.b", FileMode::Blob, "dot\n"),
+                ("a/x.py", FileMode::Blob, "X = 1\n"),
+                ("a/bin/run", FileMode::BlobExecutable, "#!/bin/sh\n"),
+                ("a0", FileMode::Blob, "zero\n"),
+                ("shared", FileMode::Link, "a"),
+            ],
+        );
+        let tree = repo.pack_tree(&commit, None).unwrap();
+        let out = dir.path().join("out");
+        tree.export(&out).unwrap();
+
+        let hashed = super::super::hash_dir(&out).unwrap();
+        assert_eq!(hashed.tree, tree.tree.id().to_string());
+        let files = tree.files().unwrap();
+        assert_eq!(hashed.files, files);
+        assert_eq!(files[Path::new("a/bin/run")].mode, 0o100_755);
+        assert_eq!(files[Path::new("shared")].mode, 0o120_000);
+
+        fs_err::write(out.join("a/x.py"), "X = 2\n").unwrap();
+        let edited = super::super::hash_dir(&out).unwrap();
+        assert_ne!(edited.tree, hashed.tree);
+        let changes = super::super::FileChanges::between(&files, &edited.files);
+        assert_eq!(changes.changed, [PathBuf::from("a/x.py")]);
+        assert!(changes.added.is_empty() && changes.removed.is_empty());
     }
 
     #[test]

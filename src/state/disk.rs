@@ -41,6 +41,7 @@ pub fn read_installed<'a>(
     packs.sort();
     packs.dedup();
     let mut complete_envs = BTreeMap::new();
+    let verification = store::last_verification(&layout.state_dir);
     for pack in packs {
         let live = activate::active(layout, &pack).map_err(|err| StateError::Disk {
             pack: pack.clone(),
@@ -86,6 +87,8 @@ pub fn read_installed<'a>(
             .or_insert_with(|| store::is_complete(&env, &digest));
         let broken_env = (!complete).then_some(env);
         let unpurged = records.get(&pack).is_some_and(|record| record.unpurged);
+        let tampered =
+            store::tampered(verification.as_ref(), &pack, &live).map(|found| found.summary());
         observed.installed.packs.insert(
             pack.clone(),
             InstalledPack {
@@ -95,6 +98,7 @@ pub fn read_installed<'a>(
                 broken_links,
                 broken_env,
                 engine_repair: unpurged.then_some(EngineRepair::Unpurged),
+                tampered,
             },
         );
     }

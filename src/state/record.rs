@@ -241,6 +241,7 @@ pub fn installed(records: &BTreeMap<PackName, PackRecord>) -> BTreeMap<PackName,
                     broken_links: Vec::new(),
                     broken_env: None,
                     engine_repair: None,
+                    tampered: None,
                 },
             ))
         })
@@ -299,6 +300,7 @@ mod tests {
                     broken_links: Vec::new(),
                     broken_env: None,
                     engine_repair: None,
+                    tampered: None,
                 }
             )])
         );

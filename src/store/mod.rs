@@ -35,9 +35,13 @@ use crate::fsx;
 use crate::model::{Digest, EnvInputs, PackName, ReleaseId, Revision};
 
 mod completion;
+mod tamper;
 
 pub use completion::{
     COMPLETE_RECORD, Completion, VerifiedDist, is_complete, read_completion, write_completion,
+};
+pub use tamper::{
+    PackVerification, Verification, last_verification, record_verification, set_aside, tampered,
 };
 
 /// Every path packsync owns, from the site config.

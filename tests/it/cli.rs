@@ -17,6 +17,7 @@ mod puppet;
 mod runners;
 mod suspend;
 mod systemd;
+mod verify;
 
 use std::io::Read as _;
 use std::process::Stdio;

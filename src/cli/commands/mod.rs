@@ -10,6 +10,7 @@ mod rollback;
 mod run;
 mod status;
 mod suspend;
+mod verify;
 
 pub(super) use apply::apply;
 pub(super) use check::check;
@@ -21,6 +22,7 @@ pub(super) use rollback::{gc, rollback};
 pub(super) use run::run;
 pub(super) use status::status;
 pub(super) use suspend::{resume, suspend};
+pub(super) use verify::verify;
 
 use std::time::Duration;
 

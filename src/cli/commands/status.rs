@@ -45,11 +45,15 @@ pub(crate) fn status(
         host,
         host_suspended,
         packs,
+        verified_at,
         runners,
         other_hosts,
         fleet,
     } = &report;
     let mut out = render(packs);
+    if let Some(at) = verified_at {
+        let _ = write!(out, "\nLast `packsync verify`: {}", at.strftime(MINUTE_UTC));
+    }
     if let Some(host) = host_suspended {
         let _ = write!(
             out,
@@ -294,6 +298,15 @@ fn render(packs: &[PackStatus]) -> String {
                 p.pack,
                 failed.retry_after.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 failed.cause
+            );
+        }
+        if let Some(tampered) = &p.tampered {
+            let _ = writeln!(
+                out,
+                "{}: tampered: {}; `packsync apply` builds it again from Git (`packsync verify` \
+                 lists the files)",
+                p.pack,
+                tampered.summary()
             );
         }
         if p.state == PackState::Broken {
