@@ -49,6 +49,9 @@ fn help() {
       history      Show what packsync changed on this host, newest first
       rollback     Make an earlier kept release of a pack live again
       gc           Remove releases beyond the newest N per pack, and virtualenvs no kept release uses
+      verify       Check every live release against what it was built from: its pack tree against its
+                   Git tree, its virtualenv against its pins, every file hashed again. Exit 1 when
+                   anything was changed
       state        Manage the state store
       completions  Print the shell completion script for SHELL on stdout
       man          Print the manual page (roff) of packsync, or of one of its commands, on stdout
@@ -237,6 +240,46 @@ fn rollback_help() {
       packsync rollback clush --to RELEASE  a kept release (see `packsync history --pack clush`)
       packsync rollback clush --no-hold     the next apply goes back to the site config's
       packsync resume clush                 end the hold: the next apply follows the config
+
+    ----- stderr -----
+    ");
+}
+
+#[test]
+fn verify_help() {
+    let site = TestSite::new();
+    packsync_snapshot!(site, packsync(["verify", "--help"]), @"
+    exit_code: 0
+    ----- stdout -----
+    Check every live release against what it was built from: its pack tree against its Git tree, its
+    virtualenv against its pins, every file hashed again. Exit 1 when anything was changed
+
+    Usage: packsync verify [OPTIONS]
+
+    Options:
+          --config <FILE>            The site config file [env: PACKSYNC_CONFIG=] [default:
+                                     /etc/packsync/packsync.toml]
+          --pack <NAME>              Verify only this pack (repeat for more)
+          --json                     Print one JSON document on stdout instead of text
+          --wait-for-lock <SECONDS>  Wait up to this many seconds for another run to finish instead of
+                                     exiting 75 at once
+      -v, --verbose...               Log more (repeat for even more); `RUST_LOG` overrides
+      -q, --quiet                    Print only errors on stderr
+          --log-format <LOG_FORMAT>  How logs are written on stderr: `text` for a terminal, `json` (one
+                                     object per line) for journald or ELK [default: text] [possible
+                                     values: text, json]
+          --progress <PROGRESS>      How `apply` and `rollback` show their progress on stderr: `live`
+                                     lines per pack (on a terminal), `plain` lines as each phase begins
+                                     (CI, Puppet, systemd), `none`; `auto` picks `live` on a terminal
+                                     and `plain` elsewhere [env: PACKSYNC_PROGRESS] [default: auto]
+                                     [possible values: auto, live, plain, none]
+      -h, --help                     Print help
+      -V, --version                  Print version
+
+    Examples:
+      packsync verify                       every live release
+      packsync verify --pack clush --json   one pack, every file that differs, as JSON
+      packsync apply                        builds a tampered release again from Git
 
     ----- stderr -----
     ");
