@@ -321,11 +321,11 @@ impl Agent {
         }
     }
 
-    /// When `[agent] verify` next checks the live releases.
+    /// When `[agent] verify_every` next checks the live releases.
     fn next_verify(&self) -> Option<tokio::time::Instant> {
         self.config
             .agent
-            .verify
+            .verify_every
             .map(|every| tokio::time::Instant::now() + every)
     }
 

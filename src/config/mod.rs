@@ -165,7 +165,7 @@ pub struct AgentConfig {
     pub build_retry: Duration,
     pub build_retry_max: Duration,
     /// How often `packsync run` verifies the live releases (`packsync verify`); `None`: never.
-    pub verify: Option<Duration>,
+    pub verify_every: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +281,9 @@ pub struct PackConfig {
     pub value_locations: BTreeMap<String, Location>,
     /// Where the pack's `name` is in the site config.
     pub location: Location,
+    /// The signatures its commit (or tag) must carry: its own `verify`, else `[agent]
+    /// verify`; `None`: none.
+    pub verify: Option<crate::source::SignaturePolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,9 @@ pub(super) struct RawAgent {
     pub(super) metrics_listen: Option<Spanned<String>>,
     pub(super) build_retry: Option<Spanned<String>>,
     pub(super) build_retry_max: Option<Spanned<String>>,
-    pub(super) verify: Option<Spanned<String>>,
+    pub(super) verify_every: Option<Spanned<String>>,
+    /// The default of every `[[pack]] verify`.
+    pub(super) verify: Option<Spanned<RawVerify>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +98,16 @@ pub(super) struct RawPack {
     pub(super) subdir: Option<Spanned<String>>,
     pub(super) enabled: Option<bool>,
     pub(super) config: Option<BTreeMap<Spanned<String>, toml::Value>>,
+    pub(super) verify: Option<Spanned<RawVerify>>,
+}
+
+/// `verify = { mode = "commit", allowed_signers = "PATH" }`: the signatures a source must carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVerify {
+    pub(super) mode: Spanned<String>,
+    pub(super) allowed_signers: Option<Spanned<String>>,
+    pub(super) openpgp_keys: Option<Spanned<Vec<String>>>,
 }
 
 /// One `[[runner]]`: a StackStorm runner distribution, from the mirror.

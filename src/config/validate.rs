@@ -17,7 +17,7 @@ use super::{
 };
 use crate::diagnostics::{Diagnose as _, LineStarts, Location};
 use crate::model::{PackName, Prune};
-use crate::source::{self, RefSelector};
+use crate::source::{self, AllowedSigners, RefSelector, SignatureMode, SignaturePolicy};
 
 /// Where StackStorm keeps packs, venvs and configs unless told otherwise.
 const DEFAULT_PACKS_DIR: &str = "/opt/stackstorm/packs";
@@ -38,7 +38,7 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_RETRY: Duration = Duration::from_mins(1);
 const DEFAULT_BUILD_RETRY: Duration = Duration::from_mins(5);
 const DEFAULT_BUILD_RETRY_MAX: Duration = Duration::from_hours(6);
-/// How often the agent verifies the live releases unless `[agent] verify` says.
+/// How often the agent verifies the live releases unless `[agent] verify_every` says.
 const DEFAULT_VERIFY: Duration = Duration::from_hours(24);
 const DEFAULT_PREPARE_TIMEOUT: Duration = Duration::from_mins(10);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -152,10 +152,10 @@ impl Validator<'_> {
                 .build_retry_max
                 .and_then(|raw| self.duration(&raw, "build_retry_max"))
                 .unwrap_or(DEFAULT_BUILD_RETRY_MAX),
-            verify: match raw.agent.verify {
+            verify_every: match raw.agent.verify_every {
                 None => Some(DEFAULT_VERIFY),
                 Some(raw) if raw.get_ref() == "off" => None,
-                Some(raw) => self.duration(&raw, "verify"),
+                Some(raw) => self.duration(&raw, "verify_every"),
             },
         };
         let virtualenv = VirtualenvConfig {
@@ -232,9 +232,10 @@ impl Validator<'_> {
         let state = raw
             .state
             .map_or(StateConfig::File, |state| self.state(state));
+        let default_verify = raw.agent.verify.and_then(|raw| self.signature_policy(raw));
         let mut packs: Vec<PackConfig> = Vec::with_capacity(raw.packs.len());
         for raw_pack in raw.packs {
-            let Some(pack) = self.pack(raw_pack) else {
+            let Some(pack) = self.pack(raw_pack, default_verify.as_ref()) else {
                 continue;
             };
             if let Some(first) = packs.iter().find(|p| p.name == pack.name) {
@@ -821,7 +822,88 @@ impl Validator<'_> {
         parsed
     }
 
-    fn pack(&mut self, raw: raw::RawPack) -> Option<PackConfig> {
+    /// A `verify` table: its mode and its allowed-signers file, read now.
+    fn signature_policy(&mut self, raw: Spanned<raw::RawVerify>) -> Option<SignaturePolicy> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let mode = match raw.mode.get_ref().as_str() {
+            "commit" => Some(SignatureMode::Commit),
+            "tag" => Some(SignatureMode::Tag),
+            "commit-or-tag" => Some(SignatureMode::CommitOrTag),
+            other => {
+                self.error(
+                    raw.mode.span(),
+                    format!("`mode` `{other}` is not a way to verify signatures"),
+                    Some("write `mode = \"commit\"`, `\"tag\"` or `\"commit-or-tag\"`".into()),
+                );
+                None
+            }
+        };
+        if let Some(keys) = &raw.openpgp_keys {
+            self.error(
+                keys.span(),
+                "OpenPGP keys are not supported yet: packsync verifies SSH signatures",
+                Some(
+                    "sign with SSH keys (`git -c gpg.format=ssh commit -S`) and list them in \
+                     `allowed_signers`"
+                        .into(),
+                ),
+            );
+        }
+        let Some(signers) = raw.allowed_signers else {
+            self.error(
+                span,
+                "`verify` names no trusted keys",
+                Some("add `allowed_signers = \"/etc/packsync/allowed_signers\"`".into()),
+            );
+            return None;
+        };
+        let path = self.path(&signers);
+        let text = match fs_err::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) => {
+                self.error(
+                    signers.span(),
+                    format!("Cannot read the allowed signers: {err}"),
+                    Some(
+                        "an allowed-signers file lists `principal key` per line, as \
+                         `gpg.ssh.allowedSignersFile` of git"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+        };
+        let signers = match AllowedSigners::parse(&path, &text) {
+            Ok(signers) => signers,
+            Err(err) => {
+                self.error(
+                    signers.span(),
+                    format!("`{}` line {}: {}", path.display(), err.line, err.message),
+                    Some(
+                        "each line is `principals [options] key-type base64-key [comment]`, \
+                         as ssh-keygen(1) describes ALLOWED SIGNERS"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(SignaturePolicy {
+            mode: mode?,
+            signers,
+        })
+    }
+
+    fn pack(
+        &mut self,
+        raw: raw::RawPack,
+        default_verify: Option<&SignaturePolicy>,
+    ) -> Option<PackConfig> {
+        let verify = match raw.verify {
+            Some(own) => Some(self.signature_policy(own)?),
+            None => default_verify.cloned(),
+        };
         let name = match PackName::new(raw.name.get_ref().clone()) {
             Ok(name) => Some(name),
             Err(err) => {
@@ -908,6 +990,7 @@ impl Validator<'_> {
             values,
             value_locations,
             location: self.location(raw.name.span()),
+            verify,
         })
     }
 

@@ -406,6 +406,12 @@ impl PackReader<'_> {
             .resolve(&pack.selector)
             .map_err(|err| report(&err))
             .ok()?;
+        // A commit nobody trusted signed is never read further: the live release stays.
+        if let Some(policy) = &pack.verify {
+            repo.check_signed(&resolved, policy)
+                .map_err(|err| report(&err))
+                .ok()?;
+        }
         let tree = repo
             .pack_tree(&resolved.commit, pack.subdir.as_deref())
             .map_err(|err| report(&err))

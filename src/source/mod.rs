@@ -23,6 +23,7 @@
 mod files;
 mod location;
 mod repo;
+mod signature;
 mod stamps;
 mod tree;
 
@@ -32,6 +33,7 @@ use std::path::{Path, PathBuf};
 pub use files::{FileChanges, FileId, HashedDir, hash_dir};
 pub use location::local_path;
 pub use repo::{FileChange, RefSelector, Repo, Resolved};
+pub use signature::{AllowedSigners, SignatureMode, SignaturePolicy, SignersLineError};
 pub use stamps::{GitDirs, RefStamps};
 pub use tree::PackTree;
 
@@ -181,6 +183,14 @@ pub enum SourceError {
         source: std::io::Error,
     },
 
+    #[error("The source of `{}` is not signed as `mode = \"{mode}\"` asks: {found}", repo.display())]
+    NotSigned {
+        repo: PathBuf,
+        mode: &'static str,
+        found: String,
+        signers: PathBuf,
+    },
+
     #[error("Cannot read {what} of `{}`", repo.display())]
     Git {
         repo: PathBuf,
@@ -285,6 +295,12 @@ impl Diagnose for SourceError {
             SourceError::LinkOutside { .. } => "a release holds the pack folder only: commit the \
                 file itself, or a relative symlink to a file inside the pack folder"
                 .into(),
+            SourceError::NotSigned { signers, .. } => format!(
+                "sign the commit (`git -c gpg.format=ssh commit -S`) or the tag (`git -c \
+                 gpg.format=ssh tag -s`) with a key listed in `{}`, or add the signer's key \
+                 there; the live release stays until then",
+                signers.display()
+            ),
             SourceError::ExportSubmodule { .. } => {
                 "packsync does not deploy submodules: commit the files into the pack repo".into()
             }

@@ -37,6 +37,8 @@ pub struct Resolved {
     pub commit: String,
     /// `HEAD`, the ref as asked, or for a version range the tag it chose.
     pub label: String,
+    /// The annotated tag object the ref names, when it names one (full hex id).
+    pub tag: Option<String>,
 }
 
 /// A local Git repo, with a work tree or bare.
@@ -290,6 +292,7 @@ impl Repo {
                     return Ok(Resolved {
                         commit: commit.id().to_string(),
                         label: name.to_owned(),
+                        tag: None,
                     });
                 }
                 Err(err) if err.code() == ErrorCode::Ambiguous => {
@@ -348,9 +351,14 @@ impl Repo {
                 git_ref: label.to_owned(),
                 source,
             })?;
+        let tag = reference
+            .target()
+            .and_then(|target| self.git.find_tag(target).ok())
+            .map(|tag| tag.id().to_string());
         Ok(Resolved {
             commit: commit.id().to_string(),
             label: label.to_owned(),
+            tag,
         })
     }
 

@@ -15,6 +15,7 @@ mod plan;
 mod progress;
 mod puppet;
 mod runners;
+mod signatures;
 mod suspend;
 mod systemd;
 mod verify;

@@ -53,11 +53,10 @@ fn head_is_the_default() {
     let repo = pack_repo(&dir);
     let first = repo.head();
     assert_eq!(
-        resolve(&repo, &RefSelector::Head).unwrap(),
-        Resolved {
-            commit: first.clone(),
-            label: "HEAD".into()
-        }
+        resolve(&repo, &RefSelector::Head)
+            .map(|r| (r.commit, r.label))
+            .unwrap(),
+        (first.clone(), "HEAD".into())
     );
     repo.write("pack.yaml", "name: clush\nversion: 1.0.1\n");
     let second = repo.commit("Bump");
@@ -112,13 +111,14 @@ fn lightweight_and_annotated_tags_resolve_to_their_commit() {
     repo.write("pack.yaml", "name: clush\nversion: 1.1.0\n");
     repo.commit("Later");
     // An annotated tag is a tag object; the commit is what it points to.
+    assert_eq!(resolve(&repo, &reference("light")).unwrap().tag, None);
+    assert!(resolve(&repo, &reference("heavy")).unwrap().tag.is_some());
     for name in ["light", "heavy"] {
         assert_eq!(
-            resolve(&repo, &reference(name)).unwrap(),
-            Resolved {
-                commit: tagged.clone(),
-                label: name.into()
-            }
+            resolve(&repo, &reference(name))
+                .map(|r| (r.commit, r.label))
+                .unwrap(),
+            (tagged.clone(), name.into())
         );
     }
 }
@@ -132,11 +132,10 @@ fn a_bare_version_finds_its_v_tag() {
     repo.write("pack.yaml", "name: clush\nversion: 1.9.0\n");
     repo.commit("Later");
     assert_eq!(
-        resolve(&repo, &reference("1.8.1")).unwrap(),
-        Resolved {
-            commit: release.clone(),
-            label: "1.8.1".into()
-        }
+        resolve(&repo, &reference("1.8.1"))
+            .map(|r| (r.commit, r.label))
+            .unwrap(),
+        (release.clone(), "1.8.1".into())
     );
     assert_eq!(commit_of(&repo, &reference("v1.8.1")), release);
 }
@@ -182,11 +181,10 @@ fn commit_ids_resolve_full_or_abbreviated() {
     repo.commit("Later");
     assert_eq!(commit_of(&repo, &reference(&first)), first);
     assert_eq!(
-        resolve(&repo, &reference(&first[..7])).unwrap(),
-        Resolved {
-            commit: first.clone(),
-            label: first[..7].into()
-        }
+        resolve(&repo, &reference(&first[..7]))
+            .map(|r| (r.commit, r.label))
+            .unwrap(),
+        (first.clone(), first[..7].into())
     );
     let too_short = resolve(&repo, &reference(&first[..6])).unwrap_err();
     assert!(
@@ -260,11 +258,10 @@ fn version_ranges_pick_the_newest_matching_tag() {
     repo.commit("Untagged work");
 
     assert_eq!(
-        resolve(&repo, &version(">=1.8, <2")).unwrap(),
-        Resolved {
-            commit: commits[3].clone(),
-            label: "v1.10.0".into()
-        }
+        resolve(&repo, &version(">=1.8, <2"))
+            .map(|r| (r.commit, r.label))
+            .unwrap(),
+        (commits[3].clone(), "v1.10.0".into())
     );
     assert_eq!(commit_of(&repo, &version("~1.8")), commits[2]);
     // Pre-releases are left out unless the range names one.

@@ -117,7 +117,7 @@ fn issue_21_verify_finds_tampering_and_apply_builds_the_release_again_from_git()
     assert_exit(site.cmd(["plan", "--detailed-exitcodes"]), 0);
 }
 
-/// The agent verifies on `[agent] verify`, and builds a release it finds tampered again from
+/// The agent verifies on `[agent] verify_every`, and builds a release it finds tampered again from
 /// Git at once; `/metrics` says when it last verified.
 #[test]
 fn issue_21_the_agent_verifies_on_its_schedule_and_builds_a_tampered_release_again() {
@@ -125,7 +125,7 @@ fn issue_21_the_agent_verifies_on_its_schedule_and_builds_a_tampered_release_aga
     let mut site = TestSite::new();
     let clush = site.pack_repo("clush", "1.0.0");
     site.add_pack(PackEntry::new("clush", clush.path()))
-        .agent_line("verify = \"1s\"")
+        .agent_line("verify_every = \"1s\"")
         .agent_line(&format!("metrics_listen = \"{address}\""));
     let agent = Agent::start(&site);
     agent.wait_for("clush live", || {

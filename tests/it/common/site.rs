@@ -464,6 +464,7 @@ LOG='{root}/engine.log'
                 "[TEMP]".into(),
             ),
             (r"sha256:[0-9a-f]{64}".into(), "[DIGEST]".into()),
+            (r"SHA256:[A-Za-z0-9+/]{43}".into(), "SHA256:[KEY]".into()),
             (r"git:[0-9a-f]{40}".into(), "[DIGEST]".into()),
             (r"\b[0-9a-f]{40}\b".into(), "[COMMIT]".into()),
             (r"\b[0-9a-f]{7}\b".into(), "[SHORT]".into()),
