@@ -514,6 +514,9 @@ pub fn source_wheel(
 ) -> Result<SourceWheel, RunnerError> {
     let repo = Repo::open(&source.repo)?;
     let resolved = repo.resolve(&source.selector)?;
+    if let Some(policy) = &source.verify {
+        repo.check_signed(&resolved, policy)?;
+    }
     let tree = repo.pack_tree(&resolved.commit, None)?;
     let dir = RunnersLayout::new(config)
         .root

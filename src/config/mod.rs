@@ -260,6 +260,9 @@ pub struct RunnerConfig {
 pub struct RunnerSource {
     pub repo: PathBuf,
     pub selector: RefSelector,
+    /// The signatures its commit (or tag) must carry: the runner's own `verify`, else
+    /// `[agent] verify`.
+    pub verify: Option<crate::source::SignaturePolicy>,
 }
 
 /// An engine command: an argv list (no shell) with `{placeholder}`s.

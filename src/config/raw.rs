@@ -119,6 +119,7 @@ pub(super) struct RawRunner {
     pub(super) source: Option<Spanned<String>>,
     #[serde(rename = "ref")]
     pub(super) git_ref: Option<Spanned<String>>,
+    pub(super) verify: Option<Spanned<RawVerify>>,
 }
 
 /// `[watch]`: how `packsync run` notices changes.

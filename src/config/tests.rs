@@ -322,6 +322,7 @@ fn runners_need_st2_python_a_specifier_and_a_source_for_a_ref() {
         Some(RunnerSource {
             repo: PathBuf::from("/etc/runners/milkcheck"),
             selector: RefSelector::Ref("v2".into()),
+            verify: None,
         })
     );
 

@@ -252,7 +252,7 @@ impl Validator<'_> {
             }
             packs.push(pack);
         }
-        let runners = self.runners(raw.runners, &stackstorm);
+        let runners = self.runners(raw.runners, &stackstorm, default_verify.as_ref());
         let watch = WatchConfig {
             debounce: raw
                 .watch
@@ -561,7 +561,11 @@ impl Validator<'_> {
     }
 
     /// One `[[runner]]`, or `None` after reporting why not.
-    fn runner(&mut self, runner: raw::RawRunner) -> Option<RunnerConfig> {
+    fn runner(
+        &mut self,
+        runner: raw::RawRunner,
+        default_verify: Option<&SignaturePolicy>,
+    ) -> Option<RunnerConfig> {
         let location = self.location(runner.name.span());
         if let Some(version) = &runner.version
             && pep440_rs::VersionSpecifiers::from_str(version.get_ref()).is_err()
@@ -603,12 +607,17 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let verify = match runner.verify {
+            Some(own) => Some(self.signature_policy(own)?),
+            None => default_verify.cloned(),
+        };
         let source = match (&runner.source, runner.git_ref) {
             (Some(source), git_ref) => match source::local_path(source.get_ref(), self.base_dir) {
                 Ok(repo) => Some(RunnerSource {
                     repo: normalize(&repo),
                     selector: git_ref
                         .map_or(RefSelector::Head, |r| RefSelector::Ref(r.into_inner())),
+                    verify,
                 }),
                 Err(err) => {
                     let hint = err.hint();
@@ -641,10 +650,11 @@ impl Validator<'_> {
         &mut self,
         raw: Vec<raw::RawRunner>,
         stackstorm: &StackStormConfig,
+        default_verify: Option<&SignaturePolicy>,
     ) -> Vec<RunnerConfig> {
         let mut runners: Vec<RunnerConfig> = Vec::new();
         for raw_runner in raw {
-            let Some(runner) = self.runner(raw_runner) else {
+            let Some(runner) = self.runner(raw_runner, default_verify) else {
                 continue;
             };
             if let Some(first) = runners

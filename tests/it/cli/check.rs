@@ -56,7 +56,7 @@ fn an_unknown_key_of_the_site_config_is_shown_where_it_is() {
     [TEMP]/packsync.toml: invalid: 0 packs, 1 error, 0 warnings
 
     ----- stderr -----
-    error: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`, `keep_releases`, `concurrency`, `metrics_listen`, `build_retry`, `build_retry_max`, `verify_every`
+    error: unknown field `prnue`, expected one of `state_dir`, `host`, `prune`, `keep_releases`, `concurrency`, `metrics_listen`, `build_retry`, `build_retry_max`, `verify_every`, `verify`
       --> [TEMP]/packsync.toml:3:1
       |
     3 | prnue = true

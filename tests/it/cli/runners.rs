@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::git::GitRepo;
-use crate::common::site::{PackEntry, TestSite, assert_exit, python, run_json};
+use crate::common::site::{PackEntry, TestSite, assert_exit, python, run, run_json};
 use crate::common::wheels::make_backend_wheel;
 
 const MAKE_RUNNER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/make_runner.py");
@@ -652,4 +652,34 @@ fn issue_16_a_runner_not_declared_is_looked_up_in_stackstorms_interpreter() {
             && output.contains("uses the runner `no-such-runner`, which StackStorm does not have"),
         "{output}"
     );
+}
+
+/// Issue 21: a runner's `source` must carry the signatures `verify` asks for, as a pack's.
+#[test]
+fn issue_21_an_unsigned_runner_source_is_refused() {
+    let (mut site, _) = registering_site();
+    let project = site.path().join("src/milkcheck");
+    let repo = GitRepo::init(&project);
+    repo.write("README", "milkcheck\n");
+    repo.commit("Unsigned");
+    let signers = site.path().join("allowed_signers");
+    fs_err::write(
+        &signers,
+        "alice@example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOfmbJ6o5j6cVcrjnPvdC8uUZ1pCtUwVz3Bp1XcKyq5C\n",
+    )
+    .unwrap();
+    site.add_runner_from("milkcheck_runner", &project);
+    site.agent_line(&format!(
+        "verify = {{ mode = \"commit\", allowed_signers = \"{}\" }}",
+        signers.display()
+    ));
+    let plan = run(site.cmd(["plan"]));
+    assert!(
+        plan.contains(&format!(
+            "The source of `{}` is not signed as `mode = \"commit\"` asks",
+            project.display()
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains(": unsigned"), "{plan}");
 }
