@@ -15,6 +15,7 @@
 mod events;
 mod http;
 mod metrics;
+mod notify;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -214,6 +215,20 @@ impl Agent {
         if let (Some(messaging), Some(events)) = (&self.config.messaging, &self.events) {
             tokio::spawn(events::publish(messaging.clone(), events.clone()));
         }
+        let notifier = notify::Notifier::from_env().map(Arc::new);
+        if let Some(notifier) = &notifier {
+            // Listening for every trigger: ready, though the first reconcile is still to run.
+            notifier.send("READY=1");
+            if let Some(every) = notify::watchdog_interval() {
+                let notifier = Arc::clone(notifier);
+                tokio::spawn(async move {
+                    loop {
+                        notifier.send("WATCHDOG=1");
+                        tokio::time::sleep(every).await;
+                    }
+                });
+            }
+        }
         tracing::info!(config = %self.path.display(), "agent started");
         if let Some(last) = crate::store::last_verification(&self.config.agent.state_dir) {
             self.metrics.verified(&last);
@@ -269,6 +284,9 @@ impl Agent {
             }
         }
         drop(watches);
+        if let Some(notifier) = &notifier {
+            notifier.send("STOPPING=1");
+        }
         tracing::info!("agent stopped");
         Ok(())
     }

@@ -18,10 +18,16 @@ impl Agent {
     }
 
     fn start_with(site: &TestSite, args: &[&str]) -> Self {
+        Self::start_in(site, args, &[])
+    }
+
+    /// The agent with `args` and the environment variables `envs`.
+    fn start_in(site: &TestSite, args: &[&str], envs: &[(&str, &std::ffi::OsStr)]) -> Self {
         let log = site.path().join("agent.log");
         let file = fs_err::File::create(&log).expect("the log file is created");
         let child = site
             .cmd(std::iter::once("run").chain(args.iter().copied()))
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(file.into_parts().0)
             .spawn()
@@ -493,4 +499,42 @@ fn issue_19_commits_during_a_run_make_one_more_run_and_the_debounce_is_not_waite
         site.engine_log(),
         "gate version: 1.0.0\ngate version: 1.1.0\ngate version: 1.4.0\ngate version: 1.5.0\n"
     );
+}
+
+/// Issue 21: under systemd (`Type=notify`, `WatchdogSec=`), the agent says it is ready once it
+/// listens for its triggers, that it is alive at half the watchdog's period, and that it stops.
+#[test]
+fn issue_21_the_agent_speaks_systemds_notify_protocol() {
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()));
+    let socket_path = site.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut agent = Agent::start_in(
+        &site,
+        &[],
+        &[
+            ("NOTIFY_SOCKET", socket_path.as_os_str()),
+            ("WATCHDOG_USEC", std::ffi::OsStr::new("200000")),
+        ],
+    );
+    let receive = || {
+        let mut buffer = [0; 256];
+        let read = socket
+            .recv(&mut buffer)
+            .unwrap_or_else(|err| panic!("no notification: {err}\n{}", agent.log()));
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    };
+    assert_eq!(receive(), "READY=1");
+    assert_eq!(receive(), "WATCHDOG=1");
+    assert_eq!(receive(), "WATCHDOG=1");
+    agent.signal("TERM");
+    let stopping = std::iter::repeat_with(receive)
+        .take(100)
+        .find(|state| state != "WATCHDOG=1");
+    assert_eq!(stopping.as_deref(), Some("STOPPING=1"));
+    assert!(agent.child.wait().unwrap().success());
 }

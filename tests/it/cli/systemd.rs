@@ -73,3 +73,45 @@ fn the_apply_unit_command_line_is_one_packsync_accepts() {
     assert_exit(site.cmd(&args), 2);
     assert_exit(site.cmd(&args), 0);
 }
+
+/// Issue 21: both services run as their own user with no capabilities and a system call
+/// allow list; `systemd-analyze security` rates each 2.0 or less.
+#[test]
+fn issue_21_the_services_run_with_least_privilege() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["packsync.service", "packsync-apply.service"] {
+        let text = unit(name);
+        for line in [
+            "User=packsync",
+            "CapabilityBoundingSet=",
+            "SystemCallFilter=@system-service",
+            "SystemCallArchitectures=native",
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+            "ProtectProc=invisible",
+            "UMask=0022",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in {name}");
+        }
+        let path = dir.path().join(name);
+        fs_err::write(&path, text).unwrap();
+        let output = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze runs (Debian's systemd package)");
+        let report = String::from_utf8_lossy(&output.stdout);
+        let exposure: f64 = report
+            .lines()
+            .find_map(|line| line.split_once(&format!("Overall exposure level for {name}: ")))
+            .and_then(|(_, level)| level.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no exposure level in:\n{report}\n{output:?}"));
+        assert!(exposure <= 2.0, "{name} rates {exposure}:\n{report}");
+    }
+    let agent = unit("packsync.service");
+    for line in ["Type=notify", "NotifyAccess=main", "WatchdogSec=2min"] {
+        assert!(
+            agent.lines().any(|l| l == line),
+            "{line} not in packsync.service"
+        );
+    }
+}
