@@ -4,6 +4,7 @@
 mod agent;
 mod apply;
 mod check;
+mod deb;
 mod engine;
 mod envs;
 mod events;
