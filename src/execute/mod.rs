@@ -629,7 +629,14 @@ pub fn apply(
 ) -> Result<Applied, ExecuteError> {
     let layout = Layout::new(config);
     // First: a store that cannot be read (a database down) stops the run before anything on
-    // disk changes.
+    // disk changes. What the last run could not write goes in before it is read.
+    let written = crate::state::write_held(&config.agent.state_dir, store)?;
+    if written > 0 {
+        tracing::info!(
+            writes = written,
+            "wrote what an earlier run held while the store was away"
+        );
+    }
     let records = store.load()?;
     let suspensions = store.suspensions()?;
     let registered = store.registered_packs()?;
@@ -930,6 +937,12 @@ pub fn finish_run(
     let record = applied.run_record(run, noop, applied.detailed_exit_code(noop));
     let mut warnings = Vec::new();
     if let Err(err) = store.record_run(&record) {
+        let held = crate::state::Held::Run {
+            record: record.clone(),
+        };
+        if let Err(hold) = crate::state::hold(&config.agent.state_dir, &held) {
+            warnings.push(Report::new(&hold));
+        }
         warnings.push(Report::new(&err));
     }
     let failures = applied

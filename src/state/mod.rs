@@ -10,6 +10,7 @@
 mod contract;
 mod disk;
 mod file;
+mod held;
 mod mongo;
 mod record;
 
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 
 pub use disk::{Drift, Observed, read_installed};
 pub use file::FileStore;
+pub use held::{Held, hold, write_held};
 pub use mongo::{Imported, MongoStore, driver_error, open_database};
 pub use record::{
     ActiveRelease, Failure, HistoryEntry, HistoryReport, Operation, Outcome, PackRecord,

@@ -64,26 +64,37 @@ fn a_server_killed_mid_run_leaves_what_went_live_live_and_the_next_run_records_i
         assert!(site.packs_dir().join(pack).join("pack.yaml").is_file());
     }
 
+    // Issue 21: what the store missed was held on disk.
+    let held = fs_err::read_to_string(site.state_dir().join("held.jsonl")).unwrap();
+    assert_eq!(held.lines().count(), 4, "three steps and the run: {held}");
+
     server.restart();
-    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 2);
-    assert!(output.contains("repaired"), "{output}");
-    assert!(
-        !output.contains("installed "),
-        "nothing is built again: {output}"
-    );
-    assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    // The next run writes it first: the steps keep their own history, nothing needs repair.
+    let output = assert_exit(site.cmd(["apply", "--detailed-exitcodes"]), 0);
+    assert!(!output.contains("repaired"), "{output}");
+    assert!(!site.state_dir().join("held.jsonl").exists());
     let status = run_json(site.cmd(["--json", "status"]));
     for pack in status["packs"].as_array().unwrap() {
         assert_eq!(pack["state"], "ok", "{pack}");
     }
     let history = run_json(site.cmd(["--json", "history"]));
-    let repairs = history["entries"]
+    let actions: Vec<(&str, &str)> = history["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "repair")
-        .count();
-    assert!(repairs >= 1, "{history}");
+        .map(|e| (e["pack"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    let mut installed: Vec<&str> = actions
+        .iter()
+        .filter(|(_, action)| *action == "install")
+        .map(|(pack, _)| *pack)
+        .collect();
+    installed.sort_unstable();
+    assert_eq!(installed, ["alpha", "mid", "zulu"], "{history}");
+    assert!(
+        !actions.iter().any(|(_, action)| *action == "repair"),
+        "{history}"
+    );
 }
 
 #[test]
