@@ -937,11 +937,11 @@ pub fn finish_run(
     let record = applied.run_record(run, noop, applied.detailed_exit_code(noop));
     let mut warnings = Vec::new();
     if let Err(err) = store.record_run(&record) {
-        let held = crate::state::Held::Run {
+        let write = crate::state::Held::Run {
             record: record.clone(),
         };
-        if let Err(hold) = crate::state::hold(&config.agent.state_dir, &held) {
-            warnings.push(Report::new(&hold));
+        if let Err(not_held) = crate::state::hold(&config.agent.state_dir, &write) {
+            warnings.push(Report::new(&not_held));
         }
         warnings.push(Report::new(&err));
     }

@@ -729,17 +729,17 @@ impl Context<'_> {
             duration_ms: report.duration_ms,
         };
         if let Err(err) = self.store.save(&report.pack, &record, Some(&entry)) {
-            let held = crate::state::Held::Save {
+            let write = crate::state::Held::Save {
                 pack: report.pack.clone(),
                 record: record.clone(),
-                entry: Some(entry),
+                entry: Some(Box::new(entry)),
             };
-            match crate::state::hold(&self.layout.state_dir, &held) {
+            match crate::state::hold(&self.layout.state_dir, &write) {
                 Ok(()) => {
-                    tracing::error!(pack = %report.pack, error = %err, cause = err.source().map(ToString::to_string).unwrap_or_default(), "cannot record the step; held for the next run to write")
+                    tracing::error!(pack = %report.pack, error = %err, cause = err.source().map(ToString::to_string).unwrap_or_default(), "cannot record the step; held for the next run to write");
                 }
-                Err(hold) => {
-                    tracing::error!(pack = %report.pack, error = %err, hold = %hold, "cannot record the step, nor hold it; the next run repairs the record from disk")
+                Err(not_held) => {
+                    tracing::error!(pack = %report.pack, error = %err, not_held = %not_held, "cannot record the step, nor hold it; the next run repairs the record from disk");
                 }
             }
         }

@@ -27,7 +27,7 @@ pub enum Held {
     Save {
         pack: PackName,
         record: PackRecord,
-        entry: Option<HistoryEntry>,
+        entry: Option<Box<HistoryEntry>>,
     },
     /// [`StateStore::record_run`].
     Run { record: RunRecord },
@@ -82,7 +82,7 @@ pub fn write_held(state_dir: &Path, store: &dyn StateStore) -> Result<usize, Sta
                 pack,
                 record,
                 entry,
-            } => store.save(pack, record, entry.as_ref()),
+            } => store.save(pack, record, entry.as_deref()),
             Held::Run { record } => store.record_run(record),
         };
         if let Err(err) = written {
