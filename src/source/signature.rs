@@ -187,42 +187,29 @@ fn is_key_type(token: &str) -> bool {
 
 /// Whitespace-separated tokens; a double-quoted stretch stays in its token.
 fn tokens(line: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            c if c.is_whitespace() && !quoted => {
-                if !current.is_empty() {
-                    tokens.push(std::mem::take(&mut current));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        tokens.push(current);
-    }
+    let mut tokens = split_outside_quotes(line, char::is_whitespace);
+    tokens.retain(|token| !token.is_empty());
     tokens
 }
 
 /// Comma-separated options; a comma inside quotes stays in its option.
 fn split_options(options: &str) -> Vec<String> {
+    split_outside_quotes(options, |c| c == ',')
+}
+
+/// `text` split at each character `separates` says is one, but not between double quotes.
+fn split_outside_quotes(text: &str, separates: impl Fn(char) -> bool) -> Vec<String> {
     let mut split = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
-    for c in options.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => split.push(std::mem::take(&mut current)),
-            c => current.push(c),
+    for c in text.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if separates(c) && !quoted {
+            split.push(std::mem::take(&mut current));
+        } else {
+            current.push(c);
         }
     }
     split.push(current);
