@@ -3,7 +3,7 @@
 #
 # The site config, /etc/packsync/packsync.toml, is written from the parameters below; see the
 # packsync README for every key. Connection URLs, which hold passwords, go to files of their
-# own (mode 0600) that the config names with `url_file`, so Puppet shows config diffs
+# own (mode 0640, the group the service user's in `service` mode) that the config names with `url_file`, so Puppet shows config diffs
 # without showing a password.
 #
 # @example A host converged at every Puppet run
@@ -21,6 +21,9 @@
 #   reports them as Puppet changes (the default). `service`: the agent (`packsync run`) keeps
 #   the host converged between Puppet runs, reloading the config when it changes. `none`: the
 #   binary and the config only.
+# @param package_source
+#   The packsync Debian package (`packaging/deb/build`) to install with dpkg, a local path:
+#   the binary at /usr/bin/packsync (set `binary_path`), the units, the `packsync` user.
 # @param binary_source
 #   Where Puppet copies the packsync binary from (`puppet:///modules/site/packsync`, a local
 #   path). `undef`: the binary is installed by other means, a package.
@@ -44,7 +47,7 @@
 #   `[state]` without its URL: `database`, `collection_prefix`, `timeout`. Only used with
 #   `state_url`; without it, the state is kept in `state_dir`.
 # @param state_url
-#   The MongoDB connection string, written to `<config_dir>/state-url` (mode 0600).
+#   The MongoDB connection string, written to `<config_dir>/state-url` (mode 0640).
 # @param messaging
 #   `[messaging]` without its URL: `exchange`, `queue_limit`. Only used with `messaging_url`.
 # @param messaging_url
@@ -64,8 +67,12 @@
 #   The agent's systemd unit, in `service` mode.
 # @param unit_dir
 #   Where the unit's drop-in goes, in `service` mode.
+# @param service_user
+#   The user the agent's unit runs as, in `service` mode: made a system user here (the package
+#   makes it too), and the group of the config and URL files, which it must read.
 class packsync (
   Enum['exec', 'service', 'none'] $mode = 'exec',
+  Optional[String[1]] $package_source = undef,
   Optional[String[1]] $binary_source = undef,
   Packsync::Path $binary_path = '/usr/local/bin/packsync',
   Packsync::Path $config_dir = '/etc/packsync',
@@ -86,8 +93,37 @@ class packsync (
   Integer[0] $wait_for_lock = 900,
   String[1] $service_name = 'packsync',
   Packsync::Path $unit_dir = '/etc/systemd/system',
+  String[1] $service_user = 'packsync',
 ) {
   $config_path = "${config_dir}/packsync.toml"
+
+  if $package_source {
+    package { 'packsync':
+      ensure   => installed,
+      provider => 'dpkg',
+      source   => $package_source,
+      before   => File[$config_dir],
+    }
+  }
+
+  # In `service` mode the agent runs as its own user: it reads the config through its group.
+  if $mode == 'service' {
+    group { $service_user:
+      ensure => present,
+      system => true,
+    }
+    # Only that it exists: the package (or the site) says the rest.
+    user { $service_user:
+      ensure => present,
+      system => true,
+      gid    => $service_user,
+    }
+    $config_group = $service_user
+    $config_requires = [Group[$service_user]]
+  } else {
+    $config_group = undef
+    $config_requires = []
+  }
   $state_url_path = "${config_dir}/state-url"
   $messaging_url_path = "${config_dir}/messaging-url"
 
@@ -101,8 +137,10 @@ class packsync (
   }
 
   file { $config_dir:
-    ensure => directory,
-    mode   => '0750',
+    ensure  => directory,
+    group   => $config_group,
+    mode    => '0750',
+    require => $config_requires,
   }
 
   $state_section = $state_url ? {
@@ -137,7 +175,8 @@ class packsync (
       file { $path:
         ensure  => file,
         content => Sensitive("${url.unwrap}\n"),
-        mode    => '0600',
+        group   => $config_group,
+        mode    => '0640',
         before  => File[$config_path],
       }
     }
@@ -146,6 +185,7 @@ class packsync (
   file { $config_path:
     ensure  => file,
     content => packsync::to_toml($config),
+    group   => $config_group,
     mode    => '0640',
   }
 
@@ -188,10 +228,14 @@ class packsync (
         undef   => [],
         default => [File[$binary_path]],
       }
+      $package = $package_source ? {
+        undef   => [],
+        default => [Package['packsync']],
+      }
       service { $service_name:
         ensure    => running,
         enable    => true,
-        subscribe => [File["${unit_dir}/${service_name}.service.d/puppet.conf"]] + $binary,
+        subscribe => [File["${unit_dir}/${service_name}.service.d/puppet.conf"]] + $binary + $package,
         require   => File[$config_path],
       }
     }

@@ -44,8 +44,8 @@ fn issue_21_the_debian_package_installs_the_binary_the_units_and_the_user() {
         "{agent}"
     );
     assert!(std::path::Path::new("/etc/packsync").is_dir());
-    let user = succeeds(Command::new("getent").args(["passwd", "packsync"]));
-    assert!(user.contains(":/var/lib/packsync:"), "{user}");
+    // The package makes the user unless it exists (Puppet's `service` mode makes it too).
+    succeeds(Command::new("getent").args(["passwd", "packsync"]));
     let owner = succeeds(Command::new("stat").args(["-c", "%U", "/var/lib/packsync"]));
     assert_eq!(owner.trim(), "packsync");
     let verified = Command::new("systemd-analyze")
@@ -62,4 +62,26 @@ fn issue_21_the_debian_package_installs_the_binary_the_units_and_the_user() {
 
     succeeds(Command::new("dpkg").args(["-r", "packsync"]));
     assert!(!std::path::Path::new("/usr/bin/packsync").exists());
+
+    // The Puppet module installs from it (in this test: one dpkg at a time).
+    if super::puppet::puppet_present() {
+        let etc = out.path().join("etc");
+        let manifest = format!(
+            "class {{ 'packsync':\n mode => 'none',\n package_source => '{deb}',\n \
+             binary_path => '/usr/bin/packsync',\n config_dir => '{}',\n}}\n",
+            etc.display()
+        );
+        let (code, report) = super::puppet::puppet_apply(out.path(), &manifest, &[]);
+        assert_eq!(code, 2, "{report}");
+        assert!(
+            report.contains("Package[packsync]/ensure: created"),
+            "{report}"
+        );
+        let version = succeeds(Command::new("/usr/bin/packsync").arg("--version"));
+        assert_eq!(
+            version.trim(),
+            format!("packsync {}", env!("CARGO_PKG_VERSION"))
+        );
+        succeeds(Command::new("dpkg").args(["-r", "packsync"]));
+    }
 }

@@ -2,6 +2,7 @@
 //! which scripts/test installs when missing) converges a site, and reports a change only
 //! when there is one.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,7 +16,7 @@ fn module_dir() -> PathBuf {
 
 /// Whether Puppet's tests run: they do wherever Puppet is installed; scripts/test says loudly
 /// when it could install it nowhere (never in CI, where that fails the run).
-fn puppet_present() -> bool {
+pub(super) fn puppet_present() -> bool {
     let present = Command::new("puppet").arg("--version").output().is_ok()
         && Command::new("puppet-lint")
             .arg("--version")
@@ -31,7 +32,7 @@ fn puppet_present() -> bool {
 
 /// `puppet apply` of `manifest`, masterless, with every Puppet folder under `dir`; returns the
 /// exit code (`--detailed-exitcodes`: 0 no change, 2 changes, 4 and 6 failures) and stdout.
-fn puppet_apply(dir: &Path, manifest: &str, extra: &[&str]) -> (i32, String) {
+pub(super) fn puppet_apply(dir: &Path, manifest: &str, extra: &[&str]) -> (i32, String) {
     let path = dir.join("site.pp");
     fs_err::write(&path, manifest).expect("the manifest is written");
     let puppet = dir.join("puppet");
@@ -236,8 +237,33 @@ fn the_service_mode_points_the_agent_unit_at_the_class_paths() {
         "{stdout}"
     );
     assert!(!stdout.contains("Exec[packsync apply]"), "{stdout}");
-    let (code, stdout) = puppet_apply(site.path(), &manifest, &["--tags", "file"]);
+    let (code, stdout) = puppet_apply(site.path(), &manifest, &["--tags", "file,user,group"]);
     assert_eq!(code, 2, "{stdout}");
+    // Issue 21: the agent runs as `packsync`, which reads the config through its group.
+    for path in [
+        root.join("etc"),
+        root.join("etc/packsync.toml"),
+        root.join("etc/state-url"),
+    ] {
+        let meta = fs_err::metadata(&path).expect("the file Puppet wrote");
+        let group = Command::new("stat")
+            .args(["-c", "%G %a"])
+            .arg(&path)
+            .output()
+            .expect("stat runs");
+        let group = String::from_utf8_lossy(&group.stdout);
+        assert!(
+            group.starts_with("packsync 7") || group.starts_with("packsync 6"),
+            "{}: {group}",
+            path.display()
+        );
+        assert_eq!(
+            meta.permissions().mode() & 0o007,
+            0,
+            "{}: not for others",
+            path.display()
+        );
+    }
 
     // The unit as packaging/systemd ships it, with the module's drop-in: systemd's checker
     // finds the binary the drop-in names (the unit's own /usr/local/bin/packsync is not here).
