@@ -28,8 +28,14 @@ enum Output {
     Plain,
     Live {
         bars: MultiProgress,
-        packs: Mutex<BTreeMap<PackName, ProgressBar>>,
+        packs: Mutex<BTreeMap<PackName, LiveLine>>,
     },
+}
+
+/// A pack's live line: its bar, and what it does (which the installer's lines follow).
+struct LiveLine {
+    bar: ProgressBar,
+    doing: String,
 }
 
 impl ProgressView {
@@ -62,7 +68,7 @@ impl ProgressView {
             Output::Plain => self.plain(pack, phase),
             Output::Live { bars, packs } => {
                 let mut packs = packs.lock().unwrap_or_else(PoisonError::into_inner);
-                let bar = packs.entry(pack.clone()).or_insert_with(|| {
+                let line = packs.entry(pack.clone()).or_insert_with(|| {
                     let bar = bars.add(ProgressBar::new_spinner());
                     bar.set_style(
                         ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed:>4}")
@@ -70,21 +76,26 @@ impl ProgressView {
                     );
                     bar.set_prefix(pack.to_string());
                     bar.enable_steady_tick(TICK);
-                    bar
+                    LiveLine {
+                        bar,
+                        doing: String::new(),
+                    }
                 });
                 match phase {
-                    Phase::Doing(what) => bar.set_message(what.to_string()),
-                    Phase::Installer(line) => {
-                        let what = bar.message();
-                        let what = what.split(" | ").next().unwrap_or_default().to_string();
-                        bar.set_message(format!("{what} | {}", line.trim()));
+                    Phase::Doing(what) => {
+                        line.doing = what.to_string();
+                        line.bar.set_message(line.doing.clone());
+                    }
+                    Phase::Installer(output) => {
+                        let message = format!("{}: {}", line.doing, output.trim());
+                        line.bar.set_message(message);
                     }
                     Phase::Finished(outcome) => {
-                        bar.set_style(
+                        line.bar.set_style(
                             ProgressStyle::with_template("  {prefix} {wide_msg} {elapsed:>4}")
                                 .expect("the template is valid"),
                         );
-                        bar.finish_with_message(outcome.as_str());
+                        line.bar.finish_with_message(outcome.as_str());
                     }
                 }
             }
