@@ -372,13 +372,24 @@ impl Agent {
             }
         };
         self.metrics.verified(&verification);
+        let host = self.config.host();
+        let mut events = Vec::new();
         let tampered: BTreeSet<PackName> = verification
             .tampered()
             .map(|found| {
                 tracing::warn!(pack = %found.pack, release = %found.release, found = %found.summary(), "tampered: built again from Git");
+                let body = TamperedEvent {
+                    host: &host,
+                    found,
+                    time: verification.at,
+                };
+                events.push(events::Event::new(&host, found.pack.as_str(), "tampered", &body));
                 found.pack.clone()
             })
             .collect();
+        if let Some(queue) = &self.events {
+            queue.push(events);
+        }
         tracing::info!(
             releases = verification.packs.len(),
             tampered = tampered.len(),
@@ -617,6 +628,15 @@ fn log_phase(pack: &PackName, phase: execute::Phase<'_>) {
             tracing::info!(%pack, outcome = outcome.as_str(), "step ended");
         }
     }
+}
+
+/// The body of `packsync.<host>.<pack>.tampered`: what `packsync verify` found.
+#[derive(Serialize)]
+struct TamperedEvent<'a> {
+    host: &'a str,
+    #[serde(flatten)]
+    found: &'a crate::store::PackVerification,
+    time: jiff::Timestamp,
 }
 
 /// The body of a pack's (or the runner set's) event.

@@ -357,3 +357,31 @@ fn issue_21_events_queued_in_an_outage_outlive_a_killed_agent_and_go_out_once() 
         fs_err::read_to_string(site.state_dir().join("outbox.jsonl")).is_ok_and(|j| j.is_empty())
     });
 }
+
+/// Issue 21: a release the agent's verification finds tampered is announced before it is built
+/// again from Git.
+#[test]
+fn issue_21_a_tampered_release_is_announced() {
+    let exchange = exchange_name();
+    let consumer = Consumer::bind(&exchange);
+    let mut site = TestSite::new();
+    let clush = site.pack_repo("clush", "1.0.0");
+    site.add_pack(PackEntry::new("clush", clush.path()))
+        .agent_line("host = \"st2.node1\"")
+        .agent_line("verify_every = \"1s\"")
+        .section(&format!(
+            "[messaging]\nurl = \"{BROKER}\"\nexchange = \"{exchange}\"\n"
+        ));
+    let agent = Agent::start(&site);
+    consumer.until("packsync.st2_node1.clush.installed");
+    let pack_yaml = site.state_dir().join("current/clush/pack/clush/pack.yaml");
+    fs_err::write(&pack_yaml, "name: intruder\n").unwrap();
+    let events = consumer.until("packsync.st2_node1.clush.tampered");
+    let (_, tampered) = events.last().unwrap();
+    assert_eq!(tampered["host"], "st2.node1");
+    assert_eq!(tampered["pack"], "clush");
+    assert_eq!(tampered["tampered"], true);
+    assert_eq!(tampered["files"]["changed"][0], "pack.yaml");
+    consumer.until("packsync.st2_node1.clush.rebuilt");
+    drop(agent);
+}
