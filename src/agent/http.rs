@@ -33,7 +33,7 @@ use crate::config::SiteConfig;
 use crate::diagnostics::Report;
 use crate::execute::{self, Include, StatusReport};
 use crate::model::PackName;
-use crate::state::HistoryReport;
+use crate::state::{HistoryReport, StateStore};
 
 /// How long a computed status answers requests while no run ends.
 const STATUS_MAX_AGE: Duration = Duration::from_secs(2);
@@ -52,16 +52,32 @@ const STYLE: &str = include_str!("page/page.css");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:";
 
 /// What the server shares with the agent: the metrics, the site config (replaced when it is
-/// re-read) and the runs that ended.
+/// re-read) with its state store, and the runs that ended.
 #[derive(Debug, Clone)]
 pub(super) struct View {
     metrics: Metrics,
-    config: Arc<Mutex<Arc<SiteConfig>>>,
+    site: Arc<Mutex<Site>>,
     /// The sequence number of the last run that ended.
     runs: watch::Sender<u64>,
     /// The last status computed; its lock is held while one is computed, so requests
     /// arriving meanwhile wait for it instead of computing another.
     status: Arc<tokio::sync::Mutex<Option<Computed>>>,
+}
+
+/// The site config, and its state store once a request opened it: kept for every request
+/// after (a MongoDB client with its connections), until the config is re-read.
+struct Site {
+    config: Arc<SiteConfig>,
+    store: Option<Arc<dyn StateStore>>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let store = self.store.as_ref().map(|store| store.describe());
+        f.debug_struct("Site")
+            .field("store", &store)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -75,7 +91,10 @@ impl View {
     pub(super) fn new(metrics: Metrics, config: Arc<SiteConfig>) -> Self {
         Self {
             metrics,
-            config: Arc::new(Mutex::new(config)),
+            site: Arc::new(Mutex::new(Site {
+                config,
+                store: None,
+            })),
             runs: watch::Sender::new(0),
             status: Arc::default(),
         }
@@ -88,11 +107,23 @@ impl View {
 
     /// The site config was re-read.
     pub(super) fn reloaded(&self, config: Arc<SiteConfig>) {
-        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
+        *self.site.lock().unwrap_or_else(PoisonError::into_inner) = Site {
+            config,
+            store: None,
+        };
     }
 
-    fn config(&self) -> Arc<SiteConfig> {
-        Arc::clone(&self.config.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The site config and its state store, opened the first time (blocking: call it on the
+    /// blocking pool).
+    fn site(&self) -> Result<(Arc<SiteConfig>, Arc<dyn StateStore>), String> {
+        let mut site = self.site.lock().unwrap_or_else(PoisonError::into_inner);
+        if site.store.is_none() {
+            let store = crate::state::open(&site.config, &site.config.host())
+                .map_err(|err| Report::new(&err).one_line())?;
+            site.store = Some(store.into());
+        }
+        let store = Arc::clone(site.store.as_ref().expect("opened above"));
+        Ok((Arc::clone(&site.config), store))
     }
 
     /// The status of the site, computed again when a run ended since the last one or it is
@@ -106,10 +137,9 @@ impl View {
         {
             return Ok(Arc::clone(&last.report));
         }
-        let config = self.config();
+        let view = self.clone();
         let report = blocking(move || {
-            let store = crate::state::open(&config, &config.host())
-                .map_err(|err| Report::new(&err).one_line())?;
+            let (config, store) = view.site()?;
             let include = Include {
                 other_hosts: true,
                 fleet: config.fleet.is_some(),
@@ -243,10 +273,10 @@ async fn history(State(view): State<View>, Query(query): Query<HistoryQuery>) ->
         Err(err) => return failure(StatusCode::BAD_REQUEST, &err.to_string()),
     };
     let limit = query.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
-    let config = view.config();
     let entries = blocking(move || {
-        crate::state::open(&config, &config.host())
-            .and_then(|store| store.history(pack.as_ref(), Some(limit)))
+        let (_, store) = view.site()?;
+        store
+            .history(pack.as_ref(), Some(limit))
             .map_err(|err| Report::new(&err).one_line())
     })
     .await;

@@ -5,7 +5,8 @@
 //! event queue.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -86,7 +87,7 @@ pub(super) struct Metrics {
     verified: Gauge<f64, std::sync::atomic::AtomicU64>,
     tampered: Gauge,
     /// Whether the last run finished and reached the store (`/healthz`).
-    healthy: Arc<Mutex<bool>>,
+    healthy: Arc<AtomicBool>,
 }
 
 /// The event queue's figures, read at each scrape.
@@ -209,7 +210,7 @@ impl Metrics {
     pub(super) fn record(&self, summary: Option<&RunSummary>) {
         let now = unix_seconds(std::time::SystemTime::now());
         self.last_run.set(now);
-        *self.healthy.lock().unwrap_or_else(PoisonError::into_inner) = summary.is_some();
+        self.healthy.store(summary.is_some(), Ordering::Relaxed);
         let Some(summary) = summary else {
             self.runs
                 .get_or_create(&ResultLabels { result: "failed" })
@@ -272,7 +273,7 @@ impl Metrics {
     }
 
     pub(super) fn healthy(&self) -> bool {
-        *self.healthy.lock().unwrap_or_else(PoisonError::into_inner)
+        self.healthy.load(Ordering::Relaxed)
     }
 
     /// The `OpenMetrics` text exposition.

@@ -537,6 +537,8 @@ struct Context<'a> {
     stop: Option<Arc<AtomicBool>>,
     /// The fleet this host deploys with, if any: each release goes live on every host together.
     fleet: Option<Fleet>,
+    /// What the last `packsync verify` found, read once for the run.
+    verification: Option<crate::store::Verification>,
     /// The tampered virtualenvs this run moved aside (one may serve several packs).
     envs_set_aside: Mutex<std::collections::HashSet<PathBuf>>,
 }
@@ -612,6 +614,7 @@ impl<'a> Context<'a> {
             progress,
             stop: None,
             fleet: None,
+            verification: crate::store::last_verification(&config.agent.state_dir),
             envs_set_aside: Mutex::default(),
         }
     }

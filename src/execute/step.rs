@@ -281,9 +281,7 @@ impl Unit for PackUnit<'_, '_> {
                 }),
             };
         };
-        if let Some(found) = store::last_verification(&context.layout.state_dir)
-            .and_then(|verification| store::tampered(Some(&verification), name, id))
-        {
+        if let Some(found) = store::tampered(context.verification.as_ref(), name, id) {
             context.set_aside(name, id, &desired.revision, &found)?;
         }
         if store::find(&context.layout, name, id).is_some() {

@@ -139,7 +139,7 @@ fn render_fleet(fleet: &FleetStatus) -> String {
 
 /// `Runners: ok, set 3f2a9c1d4e5f (clush-runner 1.2.0)`, and what is pending or failed.
 fn render_runners(runners: &RunnerSetStatus) -> String {
-    let mut out = format!("\n\nRunners: {}", json_word(runners.state));
+    let mut out = format!("\n\nRunners: {}", runners.state.as_str());
     match &runners.active {
         Some(set) => {
             let _ = write!(
@@ -253,7 +253,7 @@ fn render(packs: &[PackStatus]) -> String {
             let state = match (p.state, p.pending, &p.suspended) {
                 (PackState::Pending, Some(action), _) => format!("pending ({action})"),
                 (PackState::Suspended, _, Some(reason)) => format!("suspended ({reason})"),
-                (state, _, _) => json_word(state),
+                (state, _, _) => state.as_str().to_string(),
             };
             let desired = match (&p.desired, p.enabled) {
                 (None, _) => "(not in config)".to_string(),
